@@ -1,0 +1,180 @@
+"""Atomic, self-describing HDF5 targets.
+
+Every file a stage writes goes to a temporary name beside its final path, grows chunk by
+chunk through :class:`H5Writer`, receives ``complete = True`` last and is renamed into place,
+so a crash never leaves a file that looks finished. Root attributes name the schema, its
+version, the library version, the digest of the config slice it was made from and the task.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import h5py
+import numpy as np
+
+from tracerflow import __version__
+
+COMPRESSIONS = (None, "lzf", "gzip")
+_CHUNK_ROWS = 65536
+
+
+class SchemaMismatch(RuntimeError):
+    """Raised when a file's schema or version is not the one a reader expects."""
+
+
+@dataclass(frozen=True)
+class TargetStatus:
+    """Whether a target file exists, is complete and was made from the current config."""
+
+    exists: bool
+    complete: bool
+    digest_matches: bool
+    reason: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exists and self.complete and self.digest_matches
+
+
+class H5Writer:
+    """Write one HDF5 target atomically, appending datasets chunk by chunk.
+
+    Use as a context manager; leaving the block with an exception removes the temporary
+    file and leaves any earlier file at ``path`` untouched.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        schema: str,
+        schema_version: int,
+        config_digest: str,
+        created_by: str,
+        compression: str | None = None,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+        self.path = Path(path)
+        self.tmp_path = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.compression = compression
+        self._root_attrs = {
+            "schema": schema,
+            "schema_version": int(schema_version),
+            "tracerflow_version": __version__,
+            "config_digest": config_digest,
+            "created_by": created_by,
+            **dict(attrs or {}),
+        }
+        self.file: h5py.File | None = None
+
+    def __enter__(self) -> "H5Writer":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = h5py.File(self.tmp_path, "w", libver="latest")
+        for key, value in self._root_attrs.items():
+            self.file.attrs[key] = _attr_value(value)
+        self.file.attrs["complete"] = False
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self.file is not None
+        try:
+            if exc_type is None:
+                self.file.attrs["complete"] = True
+            self.file.close()
+        finally:
+            self.file = None
+            if exc_type is None:
+                os.replace(self.tmp_path, self.path)
+            else:
+                self.tmp_path.unlink(missing_ok=True)
+
+    def append(self, name: str, data: np.ndarray) -> None:
+        """Append rows to dataset ``name``, creating it resizable on first use."""
+        assert self.file is not None, "H5Writer used outside its context"
+        data = np.asarray(data)
+        if name not in self.file:
+            chunk_rows = max(1, min(_CHUNK_ROWS, max(len(data), 1024)))
+            tail = data.shape[1:]
+            self.file.create_dataset(
+                name,
+                data=data,
+                maxshape=(None,) + tuple(d if d else None for d in tail),
+                chunks=(chunk_rows,) + tuple(max(d, 1) for d in tail),
+                compression=self.compression,
+                shuffle=self.compression is not None and data.dtype.itemsize > 1,
+            )
+            return
+        dset = self.file[name]
+        if dset.shape[1:] != data.shape[1:]:
+            raise ValueError(f"{name}: appending shape {data.shape} to {dset.shape}")
+        start = dset.shape[0]
+        dset.resize(start + len(data), axis=0)
+        dset[start:] = data
+
+    def ensure(self, name: str, dtype: np.dtype, shape_tail: tuple[int, ...] = ()) -> None:
+        """Create ``name`` empty if no chunk has added rows to it (empty input, empty selection)."""
+        assert self.file is not None
+        if name not in self.file:
+            self.append(name, np.zeros((0,) + tuple(shape_tail), dtype=dtype))
+
+    def set_attrs(self, name: str, **attrs: Any) -> None:
+        """Set attributes on a group or dataset (``/`` for the root)."""
+        assert self.file is not None
+        obj = self.file[name] if name != "/" else self.file
+        for key, value in attrs.items():
+            obj.attrs[key] = _attr_value(value)
+
+    def write(self, name: str, data: np.ndarray) -> None:
+        """Write a whole dataset at once (small tables such as a cutflow)."""
+        assert self.file is not None
+        self.file.create_dataset(name, data=np.asarray(data))
+
+
+def _attr_value(value: Any) -> Any:
+    """Store lists and dicts as JSON text so plain h5py users can read every attribute."""
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value)
+    if value is None:
+        return "null"
+    return value
+
+
+def read_root_attrs(path: str | os.PathLike) -> dict[str, Any]:
+    """Return the root attributes of an HDF5 file as plain Python values."""
+    with h5py.File(path, "r") as f:
+        return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+
+
+def target_status(path: str | os.PathLike, config_digest: str, schema: str | None = None) -> TargetStatus:
+    """Tell whether ``path`` is a finished target made from ``config_digest``."""
+    path = Path(path)
+    if not path.exists():
+        return TargetStatus(False, False, False, "missing")
+    try:
+        attrs = read_root_attrs(path)
+    except OSError as err:
+        return TargetStatus(True, False, False, f"unreadable: {err}")
+    if schema is not None and attrs.get("schema") != schema:
+        return TargetStatus(True, False, False, f"schema {attrs.get('schema')!r}, expected {schema!r}")
+    complete = bool(attrs.get("complete", False))
+    matches = attrs.get("config_digest") == config_digest
+    reason = "ok" if complete and matches else ("incomplete" if not complete else "config changed")
+    return TargetStatus(True, complete, matches, reason)
+
+
+def check_schema(f: h5py.File, schema: str, version: int) -> None:
+    """Raise :class:`SchemaMismatch` unless ``f`` is a complete ``schema`` file of ``version``."""
+    got = f.attrs.get("schema")
+    if got != schema:
+        raise SchemaMismatch(f"{f.filename}: schema {got!r}, expected {schema!r}")
+    if int(f.attrs.get("schema_version", -1)) != version:
+        raise SchemaMismatch(
+            f"{f.filename}: {schema} version {f.attrs.get('schema_version')}, this tracerflow reads {version}"
+        )
+    if not bool(f.attrs.get("complete", False)):
+        raise SchemaMismatch(f"{f.filename}: file is not complete (its writer did not finish)")

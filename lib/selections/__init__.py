@@ -1,0 +1,1 @@
+"""Selections on events: the ApplySelections stage function."""

@@ -1,0 +1,211 @@
+"""EventTemplate: how ROOT branches become event scalars and particle collections.
+
+Subclass it in Python (``module:Class`` in the config) or declare it in the YAML; both give
+the same object. Chunks are built with whole arrays; derived fields are vectorised
+expressions or a ``derive`` override, never a per-event loop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+from tracerflow.columns import EVENT, EventBatch, Table
+from tracerflow.columns_scope import Scope
+from tracerflow.templates.expressions import Expression, compile_expression
+from tracerflow.templates.fourvector import CONVENTIONS, DEFAULT_ADDED, derive_kinematics
+
+
+class TemplateError(ValueError):
+    """A template that cannot be applied: a missing branch, a bad link, inconsistent counts."""
+
+
+@dataclass(frozen=True)
+class Collection:
+    """One particle collection: attribute -> branch, optional four-vector convention and parent link.
+
+    ``link`` names a per-event jagged branch holding, for each item, the index of its parent
+    item within the event (e.g. a track's jet index); items with an index outside the parent
+    collection (such as -1) are dropped.
+    """
+
+    branches: Mapping[str, str]
+    four_vector: str | None = None
+    kinematics: tuple[str, ...] | None = None
+    parent: str = EVENT
+    link: str | None = None
+
+    def added_kinematics(self) -> tuple[str, ...]:
+        if self.four_vector is None:
+            return ()
+        if self.kinematics is not None:
+            return tuple(self.kinematics)
+        return DEFAULT_ADDED[self.four_vector]
+
+
+class EventTemplate:
+    """Declares leaves, collections and derived fields; turns branch arrays into an EventBatch."""
+
+    leaves: ClassVar[Mapping[str, str]] = {}
+    collections: ClassVar[Mapping[str, Collection]] = {}
+    derived: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self) -> None:
+        self._check()
+        self._derived: list[tuple[str, str, Expression]] = []
+        for target, text in self.derived.items():
+            level, _, name = target.rpartition(".")
+            self._derived.append((level or EVENT, name, compile_expression(text)))
+
+    def _check(self) -> None:
+        for name, coll in self.collections.items():
+            if coll.four_vector is not None:
+                if coll.four_vector not in CONVENTIONS:
+                    raise TemplateError(
+                        f"collection {name!r}: four_vector {coll.four_vector!r}, expected one of {sorted(CONVENTIONS)}"
+                    )
+                missing = [c for c in CONVENTIONS[coll.four_vector] if c not in coll.branches]
+                if missing:
+                    raise TemplateError(f"collection {name!r}: four_vector {coll.four_vector} needs attributes {missing}")
+            if coll.parent != EVENT:
+                if coll.parent not in self.collections:
+                    raise TemplateError(f"collection {name!r}: unknown parent {coll.parent!r}")
+                if coll.link is None:
+                    raise TemplateError(f"collection {name!r}: a parent other than the event needs a link branch")
+
+    def branches(self) -> list[str]:
+        """Every ROOT branch the template reads, in a stable order."""
+        names = list(self.leaves.values())
+        for coll in self.collections.values():
+            names.extend(coll.branches.values())
+            if coll.link:
+                names.append(coll.link)
+        return list(dict.fromkeys(names))
+
+    def build(self, arrays: Mapping[str, Any], index: dict[str, np.ndarray]) -> EventBatch:
+        """Turn one chunk of branch arrays (numpy or awkward) into an :class:`EventBatch`."""
+        n = len(index["hash"])
+        batch = EventBatch(index=index)
+        for attr, branch in self.leaves.items():
+            values = _flat(arrays[branch], branch)
+            if values.ndim != 1 or len(values) != n:
+                raise TemplateError(f"leaf {attr!r}: branch {branch!r} is not one value per event")
+            batch.event[attr] = values
+        for name in _parents_first(self.collections):
+            batch.tables[name] = self._collection(name, arrays, batch, n)
+        for level, name, expr in self._derived:
+            values = expr(Scope(batch, level))
+            (batch.event if level == EVENT else batch.tables[level].fields)[name] = _compact(values)
+        self.derive(batch)
+        return batch
+
+    def derive(self, batch: EventBatch) -> None:
+        """Add vectorised derived fields to ``batch`` in place (override in subclasses)."""
+
+    def _collection(self, name: str, arrays: Mapping[str, Any], batch: EventBatch, n: int) -> Table:
+        coll = self.collections[name]
+        counts = None
+        fields: dict[str, np.ndarray] = {}
+        for attr, branch in coll.branches.items():
+            c, content = _jagged(arrays[branch], branch, n)
+            if counts is None:
+                counts = c
+            elif not np.array_equal(c, counts):
+                raise TemplateError(f"collection {name!r}: branch {branch!r} has other counts than the collection's first branch")
+            fields[attr] = content
+        if coll.four_vector:
+            fields.update(derive_kinematics(coll.four_vector, fields, coll.added_kinematics()))
+        if coll.parent == EVENT:
+            return Table(counts=counts.astype(np.int64), fields=fields)
+        link_counts, link = _jagged(arrays[coll.link], coll.link, n)
+        if counts is not None and not np.array_equal(link_counts, counts):
+            raise TemplateError(f"collection {name!r}: link {coll.link!r} has other counts than its branches")
+        parent = batch.tables[coll.parent]
+        event_of_item = np.repeat(np.arange(n), link_counts)
+        link = link.astype(np.int64)
+        per_event = _items_per_event(batch, coll.parent)
+        valid = (link >= 0) & (link < per_event[event_of_item])
+        global_parent = parent.offsets[:-1][event_of_item] + link
+        keep = np.flatnonzero(valid)
+        order = keep[np.argsort(global_parent[keep], kind="stable")]
+        per_parent = np.bincount(global_parent[order], minlength=len(parent))
+        return Table(
+            counts=per_parent.astype(np.int64),
+            fields={k: v[order] for k, v in fields.items()},
+            parent=coll.parent,
+        )
+
+
+def _items_per_event(batch: EventBatch, parent: str) -> np.ndarray:
+    """Items of ``parent`` per event (parent must hang directly off the event)."""
+    table = batch.tables[parent]
+    if table.parent != EVENT:
+        raise TemplateError(f"link to {parent!r}: only one level of nesting below a collection is supported")
+    return table.counts
+
+
+def _parents_first(collections: Mapping[str, Collection]) -> list[str]:
+    order: list[str] = []
+    while len(order) < len(collections):
+        before = len(order)
+        for name, coll in collections.items():
+            if name not in order and (coll.parent == EVENT or coll.parent in order):
+                order.append(name)
+        if len(order) == before:
+            raise TemplateError(f"circular collection parents among {sorted(collections)}")
+    return order
+
+
+def _compact(values: np.ndarray) -> np.ndarray:
+    """Keep derived floats in float32 and booleans as bool, for compact caches."""
+    values = np.asarray(values)
+    if values.dtype == np.float64:
+        return values.astype(np.float32)
+    return values
+
+
+def _flat(values: Any, branch: str) -> np.ndarray:
+    if isinstance(values, np.ndarray):
+        return values
+    try:
+        return np.asarray(values.to_numpy() if hasattr(values, "to_numpy") else values)
+    except Exception as err:
+        raise TemplateError(f"branch {branch!r} is not a flat branch: {err}") from None
+
+
+def _jagged(values: Any, branch: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and flat content of a jagged branch (awkward list array)."""
+    import awkward as ak
+
+    layout = ak.to_layout(values)
+    if not isinstance(layout, ak.contents.ListOffsetArray) or not isinstance(layout.content, ak.contents.NumpyArray):
+        layout = ak.to_layout(ak.to_packed(values))
+    if not isinstance(layout, ak.contents.ListOffsetArray) or layout.content.purelist_depth != 1:
+        raise TemplateError(f"branch {branch!r} is not a list of numbers per event; declare flat branches as leaves")
+    offsets = np.asarray(layout.offsets)
+    content = np.asarray(layout.content.data)[offsets[0]:offsets[-1]]
+    counts = np.diff(offsets)
+    if len(counts) != n:
+        raise TemplateError(f"branch {branch!r}: {len(counts)} lists for {n} events")
+    return counts, content
+
+
+def declared(spec: Mapping[str, Any]) -> EventTemplate:
+    """Build an EventTemplate from its YAML declaration (leaves, collections, derived)."""
+    collections = {
+        name: Collection(
+            branches=dict(c["branches"]),
+            four_vector=c.get("four_vector"),
+            kinematics=tuple(c["kinematics"]) if c.get("kinematics") is not None else None,
+            parent=c.get("parent", EVENT),
+            link=c.get("link"),
+        )
+        for name, c in (spec.get("collections") or {}).items()
+    }
+    cls = type(
+        "DeclaredEventTemplate",
+        (EventTemplate,),
+        {"leaves": dict(spec.get("leaves") or {}), "collections": collections, "derived": dict(spec.get("derived") or {})},
+    )
+    return cls()

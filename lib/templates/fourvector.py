@@ -1,0 +1,58 @@
+"""Four-vector conventions of ntuple branches and the kinematics derived from them."""
+from __future__ import annotations
+
+import numpy as np
+
+CONVENTIONS = {
+    "pxpypze": ("px", "py", "pz", "e"),
+    "pxpypzm": ("px", "py", "pz", "mass"),
+    "ptetaphim": ("pt", "eta", "phi", "mass"),
+    "ptetaphie": ("pt", "eta", "phi", "e"),
+}
+KINEMATICS = ("pt", "eta", "phi", "mass", "px", "py", "pz", "e")
+DEFAULT_ADDED = {
+    "pxpypze": ("pt", "eta", "phi", "mass"),
+    "pxpypzm": ("pt", "eta", "phi", "e"),
+    "ptetaphim": (),
+    "ptetaphie": (),
+}
+
+
+def derive_kinematics(convention: str, fields: dict[str, np.ndarray], wanted: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Compute ``wanted`` kinematics from the four components of ``convention`` in ``fields``."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown four-vector convention {convention!r}; expected one of {sorted(CONVENTIONS)}")
+    comps = {name: np.asarray(fields[name], dtype=np.float64) for name in CONVENTIONS[convention]}
+    if "px" in comps:
+        px, py, pz = comps["px"], comps["py"], comps["pz"]
+        pt = np.hypot(px, py)
+        p2 = px * px + py * py + pz * pz
+        if "e" in comps:
+            e = comps["e"]
+            m2 = e * e - p2
+            mass = np.sign(m2) * np.sqrt(np.abs(m2))
+        else:
+            mass = comps["mass"]
+            e = np.sqrt(p2 + mass * mass)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            eta = np.arcsinh(np.where(pt > 0, pz / pt, np.sign(pz) * np.inf))
+        phi = np.arctan2(py, px)
+    else:
+        pt, eta, phi = comps["pt"], comps["eta"], comps["phi"]
+        px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+        p2 = px * px + py * py + pz * pz
+        if "e" in comps:
+            e = comps["e"]
+            m2 = e * e - p2
+            mass = np.sign(m2) * np.sqrt(np.abs(m2))
+        else:
+            mass = comps["mass"]
+            e = np.sqrt(p2 + mass * mass)
+    values = {"pt": pt, "eta": eta, "phi": phi, "mass": mass, "px": px, "py": py, "pz": pz, "e": e}
+    out = {}
+    for name in wanted:
+        if name not in values:
+            raise ValueError(f"cannot derive {name!r}; kinematics are {KINEMATICS}")
+        dtype = np.result_type(*(fields[c].dtype for c in CONVENTIONS[convention]))
+        out[name] = values[name].astype(dtype if dtype.kind == "f" else np.float32)
+    return out
