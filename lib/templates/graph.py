@@ -129,7 +129,7 @@ def declared(spec: Mapping[str, Any]) -> GraphTemplate:
     attrs: dict[str, Any] = {
         "level": spec.get("level", EVENT),
         "nodes": spec["nodes"],
-        "topology": topology_from_config(spec.get("topology") or {"type": "fully_connected"}),
+        "topology": topology_from_config({k: v for k, v in (spec.get("topology") or {}).items() if v is not None}),
     }
     for kind in KINDS:
         attrs[kind] = dict(spec.get(kind) or {})

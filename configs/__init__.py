@@ -1,0 +1,1 @@
+"""Shipped analysis configs: default.yaml is the embedded default of ``tracerflow run``."""

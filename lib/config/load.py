@@ -1,0 +1,214 @@
+"""Load a config: YAML file (or the embedded default), ``--set`` overrides, validation.
+
+:func:`load_config` is the only way stages get their settings: it fills defaults, resolves
+input paths against the config file's directory, checks that files exist and templates
+build, and returns an immutable :class:`Config` whose slices give each task its digest.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import glob
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from tracerflow.config.schema import BLOCKS, PERFORMANCE_KEYS
+from tracerflow.config.spec import ConfigError, Context
+
+EMBEDDED = "<embedded default>"
+
+
+@dataclass(frozen=True)
+class SampleFile:
+    """One input file of a sample: where it is and its logical name (relative to the sample root)."""
+
+    path: Path
+    logical: str
+
+
+def default_config_path() -> Path:
+    """The default analysis shipped inside the package (configs/default.yaml)."""
+    return Path(str(resources.files("tracerflow.configs").joinpath("default.yaml")))
+
+
+class Config:
+    """A validated config: nested dicts with every default filled in."""
+
+    def __init__(self, data: dict, source: str, base_dir: Path, overrides: tuple[str, ...]) -> None:
+        self._data = data
+        self.source = source
+        self.base_dir = base_dir
+        self.overrides = overrides
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def get(self, dotted: str) -> Any:
+        """Value at a dotted key path, e.g. ``event.chunk_size``."""
+        value: Any = self._data
+        for part in dotted.split("."):
+            value = value[part]
+        return value
+
+    def as_dict(self) -> dict:
+        return copy.deepcopy(self._data)
+
+    @property
+    def seed(self) -> int:
+        return int(self._data["project"]["seed"])
+
+    @property
+    def output_root(self) -> Path:
+        """``<output_dir>/<project name>``: every target of this analysis lives below it."""
+        project = self._data["project"]
+        return (Path(project["output_dir"]).expanduser().absolute() / project["name"]).resolve()
+
+    def digest(self, *keys: str, upstream: Sequence[str] = (), extra: Any = None) -> str:
+        """16-hex-digit digest of the slices at ``keys``, upstream digests and ``extra``.
+
+        Performance-only keys (chunk sizes, threads) are left out, so tuning them keeps caches.
+        """
+        payload = {key: _strip_performance(self.get(key)) for key in keys}
+        payload["__upstream__"] = list(upstream)
+        payload["__extra__"] = extra
+        text = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+    def sample_dir(self, sample: str) -> Path:
+        """Where a generated sample's ROOT files are written."""
+        return self.output_root / "samples" / sample
+
+    def sample_files(self, sample: str) -> list[SampleFile]:
+        """Input files of ``sample`` with logical names; planned files for generated samples."""
+        spec = self._data["samples"][sample]
+        if spec["generate"] is not None:
+            from tracerflow.toy import plan_files
+
+            gen = spec["generate"]
+            plans = plan_files(gen["process"], gen["n_jets"], gen["events_per_file"], self.seed, sample)
+            root = self.sample_dir(sample)
+            return [SampleFile(root / p.name, p.name) for p in plans]
+        paths = [Path(p) for p in spec["files"]]
+        root = Path(spec["root"]) if spec["root"] else Path(os.path.commonpath([p.parent for p in paths]))
+        return [SampleFile(p, p.relative_to(root).as_posix()) for p in paths]
+
+    def sample_file(self, sample: str, logical: str) -> SampleFile:
+        """The input file of ``sample`` whose logical name is ``logical``."""
+        for item in self.sample_files(sample):
+            if item.logical == logical:
+                return item
+        raise KeyError(f"sample {sample!r} has no file {logical!r}")
+
+
+def _strip_performance(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_performance(v) for k, v in value.items() if k not in PERFORMANCE_KEYS}
+    return value
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b.c=value`` into its key path and YAML-parsed value."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError("--set", text, "expected dotted.key=value")
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+
+
+def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
+    """Return a copy of ``data`` with every ``dotted.key=value`` set (blocks created as needed)."""
+    data = copy.deepcopy(data)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for i, key in enumerate(keys[:-1]):
+            nxt = node.get(key)
+            if nxt is None:
+                nxt = node[key] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError("--set", ".".join(keys[: i + 1]), f"is {type(nxt).__name__}, not a block")
+            node = nxt
+        node[keys[-1]] = value
+    return data
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Load, override and validate a config; ``None`` means the embedded default."""
+    return _load(str(path) if path else "", tuple(overrides))
+
+
+@functools.lru_cache(maxsize=32)
+def _load(path: str, overrides: tuple[str, ...]) -> Config:
+    source_path = Path(path) if path else default_config_path()
+    source = str(source_path) if path else EMBEDDED
+    if not source_path.is_file():
+        raise ConfigError(source, "", "no such config file")
+    try:
+        raw = yaml.safe_load(source_path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(source, "", f"not valid YAML: {err}") from None
+    raw = apply_overrides(raw, overrides)
+    ctx = Context(source if not overrides else f"{source} (with --set {' '.join(overrides)})")
+    data = BLOCKS.validate(raw, "", ctx)
+    base_dir = source_path.parent.resolve()
+    _resolve_inputs(data, base_dir, ctx)
+    config = Config(data, source, base_dir, overrides)
+    _check_templates(config, ctx)
+    return config
+
+
+def _resolve_inputs(data: dict, base_dir: Path, ctx: Context) -> None:
+    """Expand sample globs and entry-list files against the config's directory; check they exist."""
+    for name, sample in data["samples"].items():
+        files: list[str] = []
+        for i, pattern in enumerate(sample["files"]):
+            full = str((base_dir / Path(pattern).expanduser()))
+            matches = sorted(glob.glob(full)) if glob.has_magic(full) else ([full] if Path(full).is_file() else [])
+            if not matches:
+                ctx.fail(f"samples.{name}.files[{i}]", f"no such file: {full}")
+            files.extend(str(Path(m).resolve()) for m in matches)
+        if len(set(files)) != len(files):
+            ctx.fail(f"samples.{name}.files", "lists the same file twice")
+        sample["files"] = files
+        if sample["root"]:
+            sample["root"] = str((base_dir / sample["root"]).resolve())
+            for f in files:
+                if not Path(f).is_relative_to(sample["root"]):
+                    ctx.fail(f"samples.{name}.root", f"{f} is not below the sample root {sample['root']}")
+    event = data["event"]
+    for key, width in (("entry_list", 1), ("skip_entry_list", 1), ("run_event_list", 2), ("skip_run_event_list", 2)):
+        if isinstance(event[key], str):
+            event[key] = _read_list_file(base_dir / event[key], width, f"event.{key}", ctx)
+
+
+def _read_list_file(path: Path, width: int, key: str, ctx: Context) -> list:
+    if not path.is_file():
+        ctx.fail(key, f"no such file: {path}")
+    rows = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        parts = line.split("#")[0].replace(",", " ").split()
+        if not parts:
+            continue
+        if len(parts) != width or not all(p.lstrip("-").isdigit() for p in parts):
+            ctx.fail(key, f"{path}:{lineno}: expected {width} integer(s) per line, got {line!r}")
+        rows.append(int(parts[0]) if width == 1 else [int(p) for p in parts])
+    return rows
+
+
+def _check_templates(config: Config, ctx: Context) -> None:
+    """Build every template once so that a bad class path or expression fails now."""
+    from tracerflow.templates.loader import load_template
+
+    for block in ("event", "graph", "selection"):
+        try:
+            load_template(config, block)
+        except ConfigError:
+            raise
+        except Exception as err:
+            ctx.fail(f"{block}.template", str(err))

@@ -1,0 +1,138 @@
+"""The config blocks of an analysis and what each key accepts.
+
+This is the reference for every key: types, defaults and choices live here and nowhere
+else. Input paths are relative to the config file; ``project.output_dir`` to the directory
+tracerflow runs in.
+"""
+from __future__ import annotations
+
+from tracerflow.config.spec import REQUIRED, Block, Context, ListOf, MapOf, OneOf, Scalar
+
+TOY_PROCESSES = ("ttbar", "zprime")
+COMPRESSION = Scalar((str,), default=None, choices=(None, "lzf", "gzip"), doc="HDF5 filter, built into h5py")
+CHUNK = Scalar((int,), default=100_000, minimum=1, doc="events per chunk: bounds memory")
+
+
+def _expression_map(doc: str) -> MapOf:
+    return MapOf(Scalar((str, int, float, bool)), doc=doc)
+
+
+def _class_path(value: str) -> str | None:
+    if ":" not in value:
+        return "expected 'module:Class' or a declared template block"
+    return None
+
+
+CLASS_PATH = Scalar((str,), check=_class_path)
+
+COLLECTION = Block({
+    "branches": MapOf(Scalar((str,)), default=dict, doc="attribute -> ROOT branch"),
+    "four_vector": Scalar((str,), default=None, choices=(None, "pxpypze", "pxpypzm", "ptetaphim", "ptetaphie")),
+    "kinematics": ListOf(Scalar((str,), choices=("pt", "eta", "phi", "mass", "px", "py", "pz", "e")), default=None, nullable=True),
+    "parent": Scalar((str,), default="event"),
+    "link": Scalar((str,), default=None, nullable=True, doc="branch with each item's parent index in the event"),
+})
+
+EVENT_TEMPLATE = Block({
+    "leaves": MapOf(Scalar((str,)), doc="attribute -> ROOT branch, one value per event"),
+    "collections": MapOf(COLLECTION),
+    "derived": _expression_map("'name' or 'collection.name' -> expression"),
+})
+
+TOPOLOGY = Block({
+    "type": Scalar((str,), default="fully_connected", choices=("fully_connected", "knn", "delta_r")),
+    "k": Scalar((int,), default=None, minimum=1, nullable=True),
+    "max_dr": Scalar((float,), default=None, minimum=0.0, nullable=True),
+    "eta": Scalar((str,), default=None, nullable=True),
+    "phi": Scalar((str,), default=None, nullable=True),
+    "self_loops": Scalar((bool,), default=None, nullable=True),
+})
+
+GRAPH_TEMPLATE = Block({
+    "level": Scalar((str,), default="event", doc="one graph per row of this level"),
+    "nodes": Scalar((str,), doc="collection whose rows are the nodes"),
+    "topology": TOPOLOGY,
+    **{kind: _expression_map(kind) for kind in
+       ("node_features", "edge_features", "graph_features", "node_truth", "edge_truth", "graph_truth")},
+})
+
+SELECTION_TEMPLATE = Block({
+    "level": Scalar((str,), default="event"),
+    "cuts": _expression_map("name -> boolean expression, applied in order"),
+    "outputs": _expression_map("name -> expression kept for passing rows"),
+    "weight": Scalar((str,), default=None, nullable=True, doc="expression for the weighted cutflow"),
+})
+
+GENERATE = Block({
+    "process": Scalar((str,), choices=TOY_PROCESSES),
+    "n_jets": Scalar((int,), minimum=1),
+    "events_per_file": Scalar((int,), default=100_000, minimum=1),
+}, default=None, nullable=True)
+
+
+def _sample_check(sample: dict, path: str, ctx: Context) -> None:
+    if not sample["files"] and sample["generate"] is None:
+        ctx.fail(path, "needs files or a generate block")
+    if sample["files"] and sample["generate"] is not None:
+        ctx.fail(f"{path}.generate", "a sample either lists files or is generated, not both")
+
+
+SAMPLE = Block({
+    "files": ListOf(Scalar((str,)), default=list, doc="ROOT files or globs, relative to the config file"),
+    "tree": Scalar((str,), default="events"),
+    "root": Scalar((str,), default=None, nullable=True, doc="directory logical file names are relative to"),
+    "generate": GENERATE,
+}, check=_sample_check)
+
+
+
+def _entries(default: object) -> OneOf:
+    """An entry list given inline or as a text file of entries, one per line."""
+    return OneOf((ListOf(Scalar((int,), minimum=0)), Scalar((str,))), default=default)
+
+
+def _run_events(default: object) -> OneOf:
+    """(run, event) pairs given inline or as a text file of 'run event' lines."""
+    return OneOf((ListOf(ListOf(Scalar((int,)), length=2)), Scalar((str,))), default=default)
+
+BLOCKS = Block({
+    "project": Block({
+        "name": Scalar((str,), default="tracerflow"),
+        "output_dir": Scalar((str,), default="tracerflow-output"),
+        "seed": Scalar((int,), default=42),
+    }),
+    "samples": MapOf(SAMPLE, default=REQUIRED),
+    "event": Block({
+        "template": OneOf((CLASS_PATH, EVENT_TEMPLATE)),
+        "chunk_size": CHUNK,
+        "threads": Scalar((int,), default=1, minimum=1, doc="uproot decompression threads"),
+        "compression": COMPRESSION,
+        "allow_nan": Scalar((bool,), default=False),
+        "event_start": Scalar((int,), default=None, minimum=0, nullable=True),
+        "event_stop": Scalar((int,), default=None, minimum=0, nullable=True),
+        "n_skip": Scalar((int,), default=0, minimum=0),
+        "entry_list": _entries(None),
+        "skip_entry_list": _entries(list),
+        "run_event_list": _run_events(None),
+        "skip_run_event_list": _run_events(list),
+        "run_event_branches": ListOf(Scalar((str,)), length=2, default=lambda: ["run", "event_number"]),
+    }),
+    "graph": Block({
+        "template": OneOf((CLASS_PATH, GRAPH_TEMPLATE)),
+        "precision": Scalar((str,), default="float32", choices=("float16", "float32")),
+        "compression": COMPRESSION,
+        "chunk_size": CHUNK,
+    }),
+    "selection": Block({
+        "template": OneOf((CLASS_PATH, SELECTION_TEMPLATE)),
+        "chunk_size": CHUNK,
+    }),
+    "scheduler": Block({
+        "workers": Scalar((int,), default=1, minimum=1),
+        "local": Scalar((bool,), default=True, doc="false: use the central scheduler luigid at host:port"),
+        "host": Scalar((str,), default="127.0.0.1"),
+        "port": Scalar((int,), default=8082, minimum=1),
+    }),
+})
+
+PERFORMANCE_KEYS = ("chunk_size", "threads")

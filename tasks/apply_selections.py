@@ -1,0 +1,31 @@
+"""ApplySelections[sample, file]: cuts, cutflow and derived outputs of one events file."""
+from __future__ import annotations
+
+from tracerflow.io import selections_file
+from tracerflow.selections.apply import apply_selection
+from tracerflow.tasks.base import FileTask, H5Target
+from tracerflow.tasks.build_events import BuildEvents
+from tracerflow.tasks.build_graphs import BuildGraphs
+from tracerflow.templates.loader import load_template
+
+
+class ApplySelections(FileTask):
+    """Selections HDF5 of one input file: passing index, cutflow, derived outputs."""
+
+    def requires(self) -> dict:
+        return {"events": BuildEvents(**self.file_params()), "graphs": BuildGraphs(**self.file_params())}
+
+    def digest(self) -> str:
+        return self.cfg.digest("selection", upstream=[self.requires()["events"].digest()])
+
+    def output(self) -> H5Target:
+        return H5Target(self.target_path("selections"), self.digest(), selections_file.SCHEMA)
+
+    def run(self) -> None:
+        cfg = self.cfg
+        with self.progress(f"ApplySelections {self.sample}/{self.file}") as progress:
+            apply_selection(
+                self.input()["events"].path, self.output().path, load_template(cfg, "selection"),
+                config_digest=self.digest(), created_by=self.task_id,
+                chunk_size=cfg["selection"]["chunk_size"], progress=progress,
+            )

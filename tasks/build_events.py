@@ -1,0 +1,56 @@
+"""BuildEvents[sample, file]: one ROOT file through the event template into an events file."""
+from __future__ import annotations
+
+import luigi
+
+from tracerflow.events.build import build_events
+from tracerflow.events.entries import EntryFilter
+from tracerflow.io import events_file
+from tracerflow.tasks.base import FileTask, H5Target
+from tracerflow.tasks.generate_sample import GenerateSample
+from tracerflow.templates.loader import load_template
+
+EVENT_KEYS = ("event",)
+
+
+def entry_filter(event: dict) -> EntryFilter:
+    """The EntryFilter of a validated ``event`` block."""
+    return EntryFilter(
+        event_start=event["event_start"],
+        event_stop=event["event_stop"],
+        n_skip=event["n_skip"],
+        entry_list=tuple(event["entry_list"]) if event["entry_list"] is not None else None,
+        skip_entry_list=tuple(event["skip_entry_list"]),
+        run_event_list=tuple(map(tuple, event["run_event_list"])) if event["run_event_list"] is not None else None,
+        skip_run_event_list=tuple(map(tuple, event["skip_run_event_list"])),
+        run_event_branches=tuple(event["run_event_branches"]),
+    )
+
+
+class BuildEvents(FileTask):
+    """Events HDF5 of one input file: index with hashes, event scalars, collections."""
+
+    def requires(self):
+        if self.cfg["samples"][self.sample]["generate"] is not None:
+            return GenerateSample(sample=self.sample, **self.config_params())
+        return []
+
+    def digest(self) -> str:
+        upstream = [self.requires().digest()] if self.requires() else []
+        return self.cfg.digest(f"samples.{self.sample}.tree", *EVENT_KEYS, upstream=upstream, extra=self.file)
+
+    def output(self) -> H5Target:
+        return H5Target(self.target_path("events"), self.digest(), events_file.SCHEMA)
+
+    def run(self) -> None:
+        cfg = self.cfg
+        event = cfg["event"]
+        source = cfg.sample_file(self.sample, self.file)
+        with self.progress(f"BuildEvents {self.sample}/{self.file}") as progress:
+            build_events(
+                source.path, self.output().path, load_template(cfg, "event"),
+                sample=self.sample, logical_file=source.logical, tree=cfg["samples"][self.sample]["tree"],
+                config_digest=self.digest(), created_by=self.task_id, entry_filter=entry_filter(event),
+                chunk_size=event["chunk_size"], threads=event["threads"], compression=event["compression"],
+                allow_nan=event["allow_nan"], progress=progress,
+            )

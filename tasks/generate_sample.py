@@ -1,0 +1,36 @@
+"""GenerateSample[sample]: write the toy detector's ROOT files of a generated sample."""
+from __future__ import annotations
+
+import luigi
+import numpy as np
+
+from tracerflow.io.h5target import H5Writer
+from tracerflow.tasks.base import H5Target, TracerflowTask
+from tracerflow.toy import generate_sample
+
+SCHEMA = "tracerflow.sample"
+
+
+class GenerateSample(TracerflowTask):
+    """Toy ROOT files of one sample plus a manifest target that records what was written."""
+
+    sample = luigi.Parameter(description="sample name with a generate block in the config")
+
+    def digest(self) -> str:
+        return self.cfg.digest("project.seed", f"samples.{self.sample}.generate")
+
+    def output(self) -> H5Target:
+        return H5Target(self.cfg.sample_dir(self.sample) / "manifest.h5", self.digest(), SCHEMA)
+
+    def run(self) -> None:
+        cfg = self.cfg
+        gen = cfg["samples"][self.sample]["generate"]
+        out_dir = cfg.sample_dir(self.sample)
+        with self.progress(f"GenerateSample {self.sample}") as progress:
+            paths = generate_sample(
+                gen["process"], gen["n_jets"], gen["events_per_file"], cfg.seed, self.sample, out_dir,
+                progress=progress,
+            )
+        with H5Writer(self.output().path, SCHEMA, 1, self.digest(), self.task_id,
+                      attrs={"sample": self.sample, "process": gen["process"], "n_jets": gen["n_jets"]}) as writer:
+            writer.write("files", np.array([p.name for p in paths], dtype="S"))
