@@ -26,7 +26,9 @@ def _class_path(value: str) -> str | None:
 CLASS_PATH = Scalar((str,), check=_class_path)
 
 COLLECTION = Block({
-    "branches": MapOf(Scalar((str,)), default=dict, doc="attribute -> ROOT branch"),
+    "branches": MapOf(Scalar((str,)), default=dict, doc="attribute -> jagged ROOT branch"),
+    "members": ListOf(MapOf(Scalar((str,))), default=None, nullable=True,
+                      doc="fixed-size collection from flat branches: one attribute -> branch map per object"),
     "four_vector": Scalar((str,), default=None, choices=(None, "pxpypze", "pxpypzm", "ptetaphim", "ptetaphie")),
     "kinematics": ListOf(Scalar((str,), choices=("pt", "eta", "phi", "mass", "px", "py", "pz", "e")), default=None, nullable=True),
     "parent": Scalar((str,), default="event"),

@@ -27,10 +27,12 @@ class Collection:
 
     ``link`` names a per-event jagged branch holding, for each item, the index of its parent
     item within the event (e.g. a track's jet index); items with an index outside the parent
-    collection (such as -1) are dropped.
+    collection (such as -1) are dropped. ``members`` builds a fixed-size collection from
+    flat branches instead (``[{pt: pt1, ...}, {pt: pt2, ...}]``: two objects per event).
     """
 
-    branches: Mapping[str, str]
+    branches: Mapping[str, str] = field(default_factory=dict)
+    members: tuple[Mapping[str, str], ...] | None = None
     four_vector: str | None = None
     kinematics: tuple[str, ...] | None = None
     parent: str = EVENT
@@ -60,12 +62,17 @@ class EventTemplate:
 
     def _check(self) -> None:
         for name, coll in self.collections.items():
+            if bool(coll.branches) == bool(coll.members):
+                raise TemplateError(f"collection {name!r}: give either branches (jagged) or members (flat)")
+            if coll.members and len({tuple(sorted(m)) for m in coll.members}) != 1:
+                raise TemplateError(f"collection {name!r}: every member needs the same attributes")
+            attrs = coll.branches or coll.members[0]
             if coll.four_vector is not None:
                 if coll.four_vector not in CONVENTIONS:
                     raise TemplateError(
                         f"collection {name!r}: four_vector {coll.four_vector!r}, expected one of {sorted(CONVENTIONS)}"
                     )
-                missing = [c for c in CONVENTIONS[coll.four_vector] if c not in coll.branches]
+                missing = [c for c in CONVENTIONS[coll.four_vector] if c not in attrs]
                 if missing:
                     raise TemplateError(f"collection {name!r}: four_vector {coll.four_vector} needs attributes {missing}")
             if coll.parent != EVENT:
@@ -79,6 +86,8 @@ class EventTemplate:
         names = list(self.leaves.values())
         for coll in self.collections.values():
             names.extend(coll.branches.values())
+            for member in coll.members or ():
+                names.extend(member.values())
             if coll.link:
                 names.append(coll.link)
         return list(dict.fromkeys(names))
@@ -105,6 +114,8 @@ class EventTemplate:
 
     def _collection(self, name: str, arrays: Mapping[str, Any], batch: EventBatch, n: int) -> Table:
         coll = self.collections[name]
+        if coll.members:
+            return self._members(name, arrays, n)
         counts = None
         fields: dict[str, np.ndarray] = {}
         for attr, branch in coll.branches.items():
@@ -135,6 +146,17 @@ class EventTemplate:
             fields={k: v[order] for k, v in fields.items()},
             parent=coll.parent,
         )
+
+    def _members(self, name: str, arrays: Mapping[str, Any], n: int) -> Table:
+        """A fixed-size collection interleaved from flat per-object branches."""
+        coll = self.collections[name]
+        fields = {}
+        for attr in coll.members[0]:
+            columns = [_flat(arrays[m[attr]], m[attr]) for m in coll.members]
+            fields[attr] = np.stack(columns, axis=1).reshape(-1)
+        if coll.four_vector:
+            fields.update(derive_kinematics(coll.four_vector, fields, coll.added_kinematics()))
+        return Table(counts=np.full(n, len(coll.members), dtype=np.int64), fields=fields)
 
 
 def _items_per_event(batch: EventBatch, parent: str) -> np.ndarray:
@@ -195,7 +217,8 @@ def declared(spec: Mapping[str, Any]) -> EventTemplate:
     """Build an EventTemplate from its YAML declaration (leaves, collections, derived)."""
     collections = {
         name: Collection(
-            branches=dict(c["branches"]),
+            branches=dict(c.get("branches") or {}),
+            members=tuple(dict(m) for m in c["members"]) if c.get("members") else None,
             four_vector=c.get("four_vector"),
             kinematics=tuple(c["kinematics"]) if c.get("kinematics") is not None else None,
             parent=c.get("parent", EVENT),

@@ -1,0 +1,30 @@
+"""Running the tracerflow command and reading its outputs in workflow tests."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+SMALL = ("--set", "samples.ttbar.generate.n_jets=3000", "--set", "samples.zprime.generate.n_jets=2000",
+         "--set", "samples.ttbar.generate.events_per_file=300", "--set", "samples.zprime.generate.events_per_file=500")
+
+
+def tracerflow(*args: str, cwd: Path, check: bool = False) -> subprocess.CompletedProcess:
+    """Run ``tracerflow ARGS`` as a user would, in ``cwd``."""
+    cmd = [str(Path(sys.executable).with_name("tracerflow")), *args]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def datasets(path: Path) -> dict[str, np.ndarray]:
+    """Every dataset of an HDF5 file, by path."""
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return out
