@@ -69,6 +69,8 @@ class Scope:
         """Levels from ``level`` up to the event, inclusive."""
         out = [level]
         while level != EVENT:
+            if level not in self.batch.tables:
+                raise ScopeError(f"unknown collection {level!r}; have {sorted(self.batch.tables)}")
             level = self.batch.tables[level].parent
             out.append(level)
         return out

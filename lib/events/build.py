@@ -63,8 +63,7 @@ def build_events(
         chunks = 0
         with H5Writer(
             out_path, events_file.SCHEMA, events_file.SCHEMA_VERSION, config_digest, created_by, compression,
-            attrs={"sample": sample, "file": logical_file, "tree": tree, "source": str(source),
-                   "entries_in_tree": root.num_entries},
+            attrs={"sample": sample, "file": logical_file, "tree": tree, "entries_in_tree": root.num_entries},
         ) as writer:
             for lo in range(0, len(entries), chunk_size):
                 chunk_entries = entries[lo:lo + chunk_size]
@@ -118,12 +117,13 @@ def _check_nan(arrays: dict, source: Path, entries: np.ndarray, allow_nan: bool)
     import awkward as ak
 
     for branch, values in arrays.items():
-        flat = values if isinstance(values, np.ndarray) else ak.to_numpy(ak.flatten(values, axis=None))
+        jagged = not isinstance(values, np.ndarray) and values.ndim > 1
+        flat = ak.to_numpy(ak.flatten(values, axis=None)) if jagged else np.asarray(values)
         if flat.dtype.kind != "f":
             continue
         bad = np.isnan(flat)
         if bad.any():
-            if isinstance(values, np.ndarray):
+            if not jagged:
                 entry = int(entries[np.argmax(bad)])
             else:
                 per_entry = ak.to_numpy(ak.any(np.isnan(values), axis=-1))

@@ -32,7 +32,7 @@ class RootSource:
             self._file.close()
             raise SourceError(f"{self.path}: no tree {tree!r} (has {keys})") from None
         self.num_entries = int(self.tree.num_entries)
-        self._executor = uproot.ThreadPoolExecutor(num_workers=threads) if threads > 1 else None
+        self._executor = uproot.ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
 
     def __enter__(self) -> "RootSource":
         return self

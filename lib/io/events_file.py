@@ -106,7 +106,8 @@ class EventsFile:
 
     def read(self, start: int = 0, stop: int | None = None, fields: dict[str, list[str]] | None = None) -> EventBatch:
         """Read events ``[start, stop)``; ``fields`` restricts what is loaded per collection."""
-        stop = len(self) if stop is None else min(stop, len(self))
+        start, stop, _ = slice(start, stop).indices(len(self))
+        stop = max(start, stop)
         index = {name: self._file[f"index/{name}"][start:stop] for name in INDEX_COLUMNS}
         wanted = fields or {}
         event_fields = wanted.get(EVENT, self.fields("event") if "event" in self._file else [])

@@ -67,7 +67,8 @@ class GraphsFile:
 
     def read(self, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
         """Arrays of graphs ``[start, stop)``: index columns, counts, features and truth."""
-        stop = len(self) if stop is None else min(stop, len(self))
+        start, stop, _ = slice(start, stop).indices(len(self))
+        stop = max(start, stop)
         out = {f"index/{c}": self._file[f"index/{c}"][start:stop] for c in INDEX_COLUMNS}
         n0, n1 = (int(x) for x in self.offsets("nodes")[[start, stop]])
         e0, e1 = (int(x) for x in self.offsets("edges")[[start, stop]])

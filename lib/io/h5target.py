@@ -19,7 +19,7 @@ import numpy as np
 from tracerflow import __version__
 
 COMPRESSIONS = (None, "lzf", "gzip")
-_CHUNK_ROWS = 65536
+_CHUNK_ROWS = 32768
 
 
 class SchemaMismatch(RuntimeError):
@@ -98,15 +98,15 @@ class H5Writer:
         assert self.file is not None, "H5Writer used outside its context"
         data = np.asarray(data)
         if name not in self.file:
-            chunk_rows = max(1, min(_CHUNK_ROWS, max(len(data), 1024)))
             tail = data.shape[1:]
             self.file.create_dataset(
                 name,
                 data=data,
                 maxshape=(None,) + tuple(d if d else None for d in tail),
-                chunks=(chunk_rows,) + tuple(max(d, 1) for d in tail),
+                chunks=(_CHUNK_ROWS,) + tuple(max(d, 1) for d in tail),
                 compression=self.compression,
                 shuffle=self.compression is not None and data.dtype.itemsize > 1,
+                track_times=False,
             )
             return
         dset = self.file[name]
@@ -132,7 +132,7 @@ class H5Writer:
     def write(self, name: str, data: np.ndarray) -> None:
         """Write a whole dataset at once (small tables such as a cutflow)."""
         assert self.file is not None
-        self.file.create_dataset(name, data=np.asarray(data))
+        self.file.create_dataset(name, data=np.asarray(data), track_times=False)
 
 
 def _attr_value(value: Any) -> Any:

@@ -62,17 +62,21 @@ ORIGINS: tuple[Origin, ...] = (
     Origin("pileup", 0.030, 0.25, 0.0, 0.5, 0.0, 1.0, 1.0, z0_width=30.0),
     Origin("fake", 0.040, 0.20, 0.0, 0.5, 0.0, 3.0, 3.0),
     Origin("primary", 0.080, 0.10, 0.0, 0.5, 0.0, 1.0, 1.0),
-    Origin("fromB", 0.150, 0.06, 0.35, 0.9, 0.8, 1.0, 1.0),
-    Origin("fromBC", 0.130, 0.06, 0.25, 0.9, 0.8, 1.0, 1.0),
-    Origin("fromC", 0.120, 0.07, 0.12, 0.9, 0.7, 1.0, 1.0),
+    Origin("fromB", 0.150, 0.06, 0.10, 0.9, 0.8, 1.0, 1.0),
+    Origin("fromBC", 0.130, 0.06, 0.07, 0.9, 0.8, 1.0, 1.0),
+    Origin("fromC", 0.120, 0.07, 0.04, 0.9, 0.7, 1.0, 1.0),
     Origin("otherSecondary", 0.070, 0.12, 2.0, 0.6, 0.5, 1.0, 1.0),
 )
+"""Origin parameters, in the order of :data:`ORIGIN_LABELS`. The decay lengths are the scale of
+the impact parameter itself (not c*tau), tuned with :data:`TRACKING` so that the Bayes-optimal
+light rejection at 77% b efficiency is about 80 on a ttbar + zprime mixture."""
 
 TRACKING: tuple[FlavourTracks, FlavourTracks, FlavourTracks] = (
-    FlavourTracks(6.5, 1.2, (0.03, 0.02, 0.35, 0.35, 0.20, 0.00, 0.05)),
-    FlavourTracks(5.5, 1.1, (0.03, 0.02, 0.55, 0.00, 0.00, 0.33, 0.07)),
-    FlavourTracks(4.5, 1.0, (0.03, 0.03, 0.86, 0.00, 0.00, 0.00, 0.08)),
+    FlavourTracks(6.5, 1.2, (0.03, 0.03, 0.57, 0.22, 0.11, 0.00, 0.04)),
+    FlavourTracks(5.5, 1.1, (0.03, 0.03, 0.64, 0.00, 0.00, 0.24, 0.06)),
+    FlavourTracks(4.5, 1.0, (0.03, 0.04, 0.83, 0.00, 0.00, 0.00, 0.10)),
 )
+"""Track models of the b, c and light flavours (flavour-index order)."""
 
 
 @dataclass(frozen=True)
@@ -138,55 +142,79 @@ def mean_n_tracks(flavour: np.ndarray, jet_pt: np.ndarray) -> np.ndarray:
     return table.n_tracks_offset[flavour] + table.n_tracks_slope[flavour] * log_pt
 
 
+def ip_widths(origin: np.ndarray | int, trk_pt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian widths (mm) of d0 and z0 around the decay displacement, for origin(s) and trk_pt."""
+    table = origin_table()
+    d0_width = table.d0_scale[origin] * sigma_d0(trk_pt)
+    fixed = table.z0_width[origin]
+    z0_width = np.where(np.isnan(fixed), table.z0_scale[origin] * sigma_z0(trk_pt), fixed)
+    return d0_width, z0_width
+
+
+def draw_origins(rng: np.random.Generator, flavour: np.ndarray) -> np.ndarray:
+    """Draw one origin per track from the categorical of its jet's flavour index."""
+    cumulative = np.cumsum(origin_table().origin_fractions, axis=1)[flavour]
+    return np.minimum((rng.random(len(flavour))[:, None] >= cumulative).sum(axis=1), len(ORIGINS) - 1)
+
+
+def draw_pt_fractions(rng: np.random.Generator, origin: np.ndarray, jet_pt: np.ndarray) -> np.ndarray:
+    """Draw x = trk_pt/jet_pt from the origin's exponential truncated to [0.5 GeV/jet_pt, 1] (inverse CDF)."""
+    mean = origin_table().pt_fraction_mean[origin]
+    x_min = MIN_TRACK_PT / np.asarray(jet_pt, dtype=np.float64)
+    span = -np.expm1(-(1.0 - x_min) / mean)
+    return x_min - mean * np.log1p(-rng.random(len(origin)) * span)
+
+
+def draw_angles(rng: np.random.Generator, origin: np.ndarray, jet_pt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Draw (deta, dphi) to the jet axis, independent Gaussians of width s_o*(20/jet_pt)^0.3."""
+    width = origin_table().angular_width[origin] * angular_scale(jet_pt)
+    return width * rng.standard_normal(len(origin)), width * rng.standard_normal(len(origin))
+
+
+def draw_impact_parameters(
+    rng: np.random.Generator, origin: np.ndarray, trk_pt: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw (d0, z0) in mm: (s*L, t*z_ratio*L) with L ~ Exp(decay_length), plus Gaussian resolution."""
+    table = origin_table()
+    n = len(origin)
+    length = table.decay_length[origin] * rng.standard_exponential(n)
+    lifetime_sign = np.where(rng.random(n) < table.sign_prob[origin], 1.0, -1.0)
+    z_sign = np.where(rng.random(n) < 0.5, 1.0, -1.0)
+    d0_width, z0_width = ip_widths(origin, trk_pt)
+    d0 = lifetime_sign * length + d0_width * rng.standard_normal(n)
+    z0 = z_sign * table.z_ratio[origin] * length + z0_width * rng.standard_normal(n)
+    return d0, z0
+
+
 def draw_tracks(
     rng: np.random.Generator, flavour: np.ndarray, jet_pt: np.ndarray
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Draw the tracks of jets with flavour indices ``flavour`` and (float32-exact) ``jet_pt``.
 
     Returns per-jet track counts and flat track arrays ordered by jet, pt-descending within a
-    jet. Observables are rounded to float32 as written, so the likelihood of the stored values
-    is the likelihood of the sample.
+    jet. Observables are rounded to float32 as written (resolutions and impact parameters follow
+    the rounded trk_pt), so the likelihood of the stored values is the likelihood of the sample.
     """
-    table = origin_table()
     jet_pt = np.asarray(jet_pt, dtype=np.float64)
     n_tracks = rng.poisson(mean_n_tracks(flavour, jet_pt)).astype(np.int64)
     jet = np.repeat(np.arange(len(jet_pt)), n_tracks)
-    n = len(jet)
     pt_of_jet = jet_pt[jet]
-
-    cumulative = np.cumsum(table.origin_fractions, axis=1)[flavour[jet]]
-    origin = np.minimum((rng.random(n)[:, None] >= cumulative).sum(axis=1), len(ORIGINS) - 1)
-
-    mean = table.pt_fraction_mean[origin]
-    x_min = MIN_TRACK_PT / pt_of_jet
-    span = -np.expm1(-(1.0 - x_min) / mean)
-    x = x_min - mean * np.log1p(-rng.random(n) * span)
-    trk_pt = (x * pt_of_jet).astype(np.float32)
-
-    width = table.angular_width[origin] * angular_scale(pt_of_jet)
-    deta = (width * rng.standard_normal(n)).astype(np.float32)
-    dphi = (width * rng.standard_normal(n)).astype(np.float32)
-    charge = np.where(rng.random(n) < 0.5, 1, -1).astype(np.int32)
-
-    s_d0 = sigma_d0(trk_pt)
-    s_z0 = sigma_z0(trk_pt)
-    length = table.decay_length[origin] * rng.standard_exponential(n)
-    lifetime_sign = np.where(rng.random(n) < table.sign_prob[origin], 1.0, -1.0)
-    z_sign = np.where(rng.random(n) < 0.5, 1.0, -1.0)
-    z0_sd = np.where(np.isnan(table.z0_width[origin]), table.z0_scale[origin] * s_z0, table.z0_width[origin])
-    d0 = lifetime_sign * length + table.d0_scale[origin] * s_d0 * rng.standard_normal(n)
-    z0 = z_sign * table.z_ratio[origin] * length + z0_sd * rng.standard_normal(n)
+    origin = draw_origins(rng, flavour[jet])
+    trk_pt = (draw_pt_fractions(rng, origin, pt_of_jet) * pt_of_jet).astype(np.float32)
+    deta, dphi = draw_angles(rng, origin, pt_of_jet)
+    charge = np.where(rng.random(len(jet)) < 0.5, 1, -1).astype(np.int32)
+    d0, z0 = draw_impact_parameters(rng, origin, trk_pt)
 
     order = np.lexsort((-trk_pt, jet))
     tracks = {
         "jet": jet[order],
         "pt": trk_pt[order],
-        "deta": deta[order],
-        "dphi": dphi[order],
+        "deta": deta.astype(np.float32)[order],
+        "dphi": dphi.astype(np.float32)[order],
         "d0": d0.astype(np.float32)[order],
         "z0": z0.astype(np.float32)[order],
-        "sigma_d0": s_d0.astype(np.float32)[order],
-        "sigma_z0": s_z0.astype(np.float32)[order],
+        "sigma_d0": sigma_d0(trk_pt).astype(np.float32)[order],
+        "sigma_z0": sigma_z0(trk_pt).astype(np.float32)[order],
         "charge": charge[order],
         "origin": origin.astype(np.int32)[order],
     }

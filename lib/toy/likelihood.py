@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import gammaln, log_ndtr
 
-from .detector import MIN_TRACK_PT, ORIGINS, angular_scale, mean_n_tracks, origin_table, sigma_d0, sigma_z0
+from .detector import MIN_TRACK_PT, ORIGINS, angular_scale, ip_widths, mean_n_tracks, origin_table
 
 LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -80,7 +80,13 @@ def log_displaced_ip_density(
         for t in (1.0, -1.0):
             linear = s * d0_term + t * z0_term - 1.0 / decay_length
             terms.append(np.log(0.5 * p_s) + 0.5 * linear**2 / quad + log_ndtr(linear / root_quad))
-    return base + _logsumexp(np.stack(terms, axis=-1), axis=-1)
+    peak = terms[0].copy()
+    for term in terms[1:]:
+        np.maximum(peak, term, out=peak)
+    total = np.zeros_like(peak)
+    for term in terms:
+        total += np.exp(term - peak)
+    return base + peak + np.log(total)
 
 
 def origin_log_densities(
@@ -98,15 +104,12 @@ def origin_log_densities(
     x = trk_pt / jet_pt
     x_min = MIN_TRACK_PT / jet_pt
     ang = angular_scale(jet_pt)
-    s_d0 = sigma_d0(trk_pt)
-    s_z0 = sigma_z0(trk_pt)
     out = np.empty((len(trk_pt), len(ORIGINS)), dtype=np.float64)
     for o in range(len(ORIGINS)):
         width = table.angular_width[o] * ang
         logp = log_pt_fraction_density(x, x_min, table.pt_fraction_mean[o])
         logp += log_normal_density(trk_deta, width) + log_normal_density(trk_dphi, width)
-        d0_sd = table.d0_scale[o] * s_d0
-        z0_sd = table.z0_width[o] if np.isfinite(table.z0_width[o]) else table.z0_scale[o] * s_z0
+        d0_sd, z0_sd = ip_widths(o, trk_pt)
         if table.decay_length[o] > 0.0:
             logp += log_displaced_ip_density(
                 trk_d0, trk_z0, d0_sd, z0_sd, table.decay_length[o], table.sign_prob[o], table.z_ratio[o]
@@ -114,6 +117,25 @@ def origin_log_densities(
         else:
             logp += log_normal_density(trk_d0, d0_sd) + log_normal_density(trk_z0, z0_sd)
         out[:, o] = logp
+    return out
+
+
+def _mixture_log_likelihoods(log_origin: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """log(sum_o weights[f, o] * exp(log_origin[:, o])) for each flavour f, shape (n_tracks, n_flavours).
+
+    Normalises by the per-track maximum and sums with a matrix product; rows where that underflows
+    for some flavour (a track far more likely under an origin that flavour lacks) are redone with a
+    per-flavour maximum over the origins the flavour has.
+    """
+    peak = np.max(log_origin, axis=1, keepdims=True)
+    with np.errstate(divide="ignore"):
+        scaled = np.exp(log_origin - peak) @ weights.T
+        out = np.log(scaled) + peak
+    redo = np.flatnonzero(np.any(scaled < 1e-250, axis=1))
+    if len(redo):
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(weights)
+        out[redo] = _logsumexp(log_origin[redo, None, :] + log_weights[None, :, :], axis=-1)
     return out
 
 
@@ -127,9 +149,7 @@ def track_log_likelihoods(
 ) -> np.ndarray:
     """Per-track log likelihood under each flavour (b, c, light), shape (n_tracks, 3); jet_pt per track."""
     log_origin = origin_log_densities(trk_pt, trk_deta, trk_dphi, trk_d0, trk_z0, jet_pt)
-    with np.errstate(divide="ignore"):
-        log_weights = np.log(origin_table().origin_fractions)
-    return _logsumexp(log_origin[:, None, :] + log_weights[None, :, :], axis=-1)
+    return _mixture_log_likelihoods(log_origin, origin_table().origin_fractions)
 
 
 def jet_log_likelihoods(

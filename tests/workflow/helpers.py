@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 
 SMALL = ("--set", "samples.ttbar.generate.n_jets=3000", "--set", "samples.zprime.generate.n_jets=2000",
-         "--set", "samples.ttbar.generate.events_per_file=300", "--set", "samples.zprime.generate.events_per_file=500")
+         "--set", "samples.ttbar.generate.events_per_file=200", "--set", "samples.zprime.generate.events_per_file=300")
 
 
 def tracerflow(*args: str, cwd: Path, check: bool = False) -> subprocess.CompletedProcess:

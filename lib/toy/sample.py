@@ -1,0 +1,281 @@
+"""Planning and writing of toy ROOT files: one TTree ``events``, one entry per event.
+
+Every file depends only on (seed, sample, file index): jet multiplicities come from one
+per-sample stream that any file can replay, and the rest from generators keyed by the file
+index and a fixed block of events inside the file, so files can be produced in any order or
+in parallel, and a file re-generated alone is byte-identical to the one from a full run.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import threading
+import types
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import uproot
+
+from ..seeding import derive_seed, rng_for
+from .detector import draw_tracks
+from .likelihood import jet_log_likelihood_ratios
+from .processes import FLAVOURS, Process, draw_jets, draw_multiplicities, draw_weights, get_process
+
+TREE_NAME = "events"
+EVENTS_PER_BLOCK = 10_000
+DEFAULT_CHUNK_EVENTS = 50_000
+MULTIPLICITY_DRAW = 1 << 16
+COUNTER_NAMES = {"jet": "n_jets", "trk": "n_tracks"}
+FIXED_TIMESTAMP = datetime.datetime(2000, 1, 1)
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """One output file: its name, index, events [first_event, first_event + n_events) and jet count."""
+
+    name: str
+    index: int
+    n_events: int
+    first_event: int
+    n_jets: int
+
+
+def _multiplicity_chunks(process: Process, seed: int, sample: str) -> Iterator[np.ndarray]:
+    """Yield the sample's jet-multiplicity stream in fixed-size chunks, always the same values."""
+    rng = rng_for(seed, "toy", sample, "multiplicity")
+    while True:
+        yield draw_multiplicities(process, rng, MULTIPLICITY_DRAW)
+
+
+def _first_multiplicities(process: Process, seed: int, sample: str, n_events: int) -> np.ndarray:
+    """Return the first ``n_events`` values of the multiplicity stream."""
+    chunks: list[np.ndarray] = []
+    total = 0
+    for chunk in _multiplicity_chunks(process, seed, sample):
+        if total >= n_events:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return np.concatenate(chunks)[:n_events] if chunks else np.zeros(0, dtype=np.int64)
+
+
+def plan_files(process: str, n_jets: int, events_per_file: int, seed: int, sample: str) -> list[FilePlan]:
+    """Split a sample of exactly ``n_jets`` jets into files of at most ``events_per_file`` events.
+
+    Draws event multiplicities until ``n_jets`` is reached; the last event is truncated if needed.
+    """
+    if n_jets < 1 or events_per_file < 1:
+        raise ValueError("n_jets and events_per_file must be positive")
+    proc = get_process(process)
+    chunks: list[np.ndarray] = []
+    total = 0
+    for chunk in _multiplicity_chunks(proc, seed, sample):
+        chunks.append(chunk)
+        total += int(chunk.sum())
+        if total >= n_jets:
+            break
+    cumulative = np.cumsum(np.concatenate(chunks))
+    n_events = int(np.searchsorted(cumulative, n_jets)) + 1
+    jets_before = np.concatenate([[0], np.minimum(cumulative[:n_events], n_jets)])
+    plans = []
+    for index, first in enumerate(range(0, n_events, events_per_file)):
+        last = min(first + events_per_file, n_events)
+        plans.append(
+            FilePlan(
+                name=f"{sample}_{index:04d}.root",
+                index=index,
+                n_events=last - first,
+                first_event=first,
+                n_jets=int(jets_before[last] - jets_before[first]),
+            )
+        )
+    return plans
+
+
+def file_multiplicities(process: str, plan_entry: FilePlan, seed: int, sample: str) -> np.ndarray:
+    """Return the jet multiplicity of each event of one planned file (last event truncated as planned)."""
+    proc = get_process(process)
+    counts = _first_multiplicities(proc, seed, sample, plan_entry.first_event + plan_entry.n_events)
+    counts = counts[plan_entry.first_event :].copy()
+    excess = int(counts.sum()) - plan_entry.n_jets
+    if excess < 0 or excess >= counts[-1]:
+        raise ValueError(f"plan entry {plan_entry} does not match the multiplicity stream of {sample!r}")
+    counts[-1] -= excess
+    return counts
+
+
+def _generate_block(
+    proc: Process, rng: np.random.Generator, multiplicity: np.ndarray, first_event: int
+) -> dict[str, np.ndarray]:
+    """Generate the events of one block as flat arrays (events, jets, tracks) plus counts."""
+    n_events = len(multiplicity)
+    n_jets = int(multiplicity.sum())
+    weight = draw_weights(proc, rng, n_events)
+    jets = draw_jets(proc, rng, n_jets)
+    jet_pt = jets["pt"].astype(np.float32)
+    n_tracks, tracks = draw_tracks(rng, jets["flavour"], jet_pt.astype(np.float64))
+    llr_bl, llr_cl = jet_log_likelihood_ratios(
+        jet_pt, n_tracks, tracks["pt"], tracks["deta"], tracks["dphi"], tracks["d0"], tracks["z0"]
+    )
+    event_of_jet = np.repeat(np.arange(n_events), multiplicity)
+    jet_offsets = np.concatenate([[0], np.cumsum(multiplicity)[:-1]])
+    jet_in_event = np.arange(n_jets) - jet_offsets[event_of_jet]
+    return {
+        "run": np.full(n_events, proc.run, dtype=np.int32),
+        "event_number": np.arange(first_event, first_event + n_events, dtype=np.int64),
+        "weight": weight,
+        "n_jets": multiplicity.astype(np.int64),
+        "n_tracks": np.bincount(event_of_jet, weights=n_tracks, minlength=n_events).astype(np.int64),
+        "jet_pt": jet_pt,
+        "jet_eta": jets["eta"].astype(np.float32),
+        "jet_phi": jets["phi"].astype(np.float32),
+        "jet_mass": jets["mass"].astype(np.float32),
+        "jet_flavour": np.asarray(FLAVOURS, dtype=np.int32)[jets["flavour"]],
+        "jet_ntracks": n_tracks.astype(np.int32),
+        "jet_llr_bl": llr_bl.astype(np.float32),
+        "jet_llr_cl": llr_cl.astype(np.float32),
+        "trk_pt": tracks["pt"],
+        "trk_deta": tracks["deta"],
+        "trk_dphi": tracks["dphi"],
+        "trk_d0": tracks["d0"],
+        "trk_z0": tracks["z0"],
+        "trk_sigma_d0": tracks["sigma_d0"],
+        "trk_sigma_z0": tracks["sigma_z0"],
+        "trk_charge": tracks["charge"],
+        "trk_origin": tracks["origin"],
+        "trk_jet_index": jet_in_event[tracks["jet"]].astype(np.int32),
+    }
+
+
+def _tree_arrays(blocks: list[dict[str, np.ndarray]]) -> dict[str, object]:
+    """Concatenate blocks and shape them into the branch dict uproot writes (jagged records)."""
+    flat = {key: np.concatenate([b[key] for b in blocks]) for key in blocks[0]}
+    jagged = {}
+    for prefix in ("jet", "trk"):
+        fields = {k[len(prefix) + 1 :]: flat[k] for k in flat if k.startswith(prefix + "_")}
+        jagged[prefix] = ak.unflatten(ak.zip(fields), flat[COUNTER_NAMES[prefix]])
+    return {
+        "run": flat["run"],
+        "event_number": flat["event_number"],
+        "weight": flat["weight"],
+        "jet": jagged["jet"],
+        "trk": jagged["trk"],
+    }
+
+
+class _FixedDatetime(datetime.datetime):
+    """A datetime class whose clock always reads :data:`FIXED_TIMESTAMP`."""
+
+    @classmethod
+    def now(cls, tz: datetime.tzinfo | None = None) -> datetime.datetime:
+        """Return the fixed timestamp."""
+        return FIXED_TIMESTAMP
+
+
+_FIXED_DATETIME_MODULE = types.SimpleNamespace(datetime=_FixedDatetime)
+_CLOCK_LOCK = threading.Lock()
+_CLOCK_USERS = 0
+_CLOCK_SAVED: dict[str, object] = {}
+
+
+@contextmanager
+def _frozen_uproot_clock() -> Iterator[None]:
+    """Make uproot stamp ROOT keys and directories with a fixed time, so output is byte-reproducible.
+
+    uproot takes its TDatime stamps from ``datetime.datetime.now()``; while any writer is inside
+    this context, its writing modules see a clock frozen at :data:`FIXED_TIMESTAMP`.
+    """
+    global _CLOCK_USERS
+    modules = [uproot.writing._cascade, uproot.writing.writable, uproot.writing._cascadetree]
+    with _CLOCK_LOCK:
+        if _CLOCK_USERS == 0:
+            for module in modules:
+                _CLOCK_SAVED[module.__name__] = module.datetime
+                module.datetime = _FIXED_DATETIME_MODULE
+        _CLOCK_USERS += 1
+    try:
+        yield
+    finally:
+        with _CLOCK_LOCK:
+            _CLOCK_USERS -= 1
+            if _CLOCK_USERS == 0:
+                for module in modules:
+                    module.datetime = _CLOCK_SAVED.pop(module.__name__)
+
+
+def _file_uuid(seed: int, sample: str, index: int) -> uuid.UUID:
+    """Deterministic 128-bit UUID of one file."""
+    high = derive_seed(seed, "toy", sample, "file", index, "uuid", 0)
+    low = derive_seed(seed, "toy", sample, "file", index, "uuid", 1)
+    return uuid.UUID(int=(high << 64) | low)
+
+
+def generate_file(
+    process: str,
+    plan_entry: FilePlan,
+    seed: int,
+    sample: str,
+    out_dir: str | Path,
+    chunk_events: int = DEFAULT_CHUNK_EVENTS,
+) -> Path:
+    """Generate one planned file into ``out_dir`` (atomically, via a temporary name) and return its path.
+
+    The content depends only on (seed, sample, file index); ``chunk_events`` (rounded up to whole
+    blocks of :data:`EVENTS_PER_BLOCK`) only sets how many events are written per basket.
+    """
+    if chunk_events < 1:
+        raise ValueError("chunk_events must be positive")
+    proc = get_process(process)
+    multiplicity = file_multiplicities(process, plan_entry, seed, sample)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = out_dir / plan_entry.name
+    tmp = out_dir / f".{plan_entry.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    file_uuid = _file_uuid(seed, sample, plan_entry.index)
+    blocks_per_chunk = -(-chunk_events // EVENTS_PER_BLOCK)
+    block_starts = list(range(0, plan_entry.n_events, EVENTS_PER_BLOCK))
+    try:
+        with _frozen_uproot_clock(), uproot.recreate(tmp, uuid_function=lambda: file_uuid) as root_file:
+            tree = None
+            for i in range(0, len(block_starts), blocks_per_chunk):
+                blocks = []
+                for block, start in enumerate(block_starts[i : i + blocks_per_chunk], start=i):
+                    rng = rng_for(seed, "toy", sample, "file", plan_entry.index, "block", block)
+                    stop = min(start + EVENTS_PER_BLOCK, plan_entry.n_events)
+                    blocks.append(_generate_block(proc, rng, multiplicity[start:stop], plan_entry.first_event + start))
+                arrays = _tree_arrays(blocks)
+                if tree is None:
+                    tree = root_file.mktree(TREE_NAME, arrays, counter_name=COUNTER_NAMES.__getitem__)
+                else:
+                    tree.extend(arrays)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final
+
+
+def generate_sample(
+    process: str,
+    n_jets: int,
+    events_per_file: int,
+    seed: int,
+    sample: str,
+    out_dir: str | Path,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    chunk_events: int = DEFAULT_CHUNK_EVENTS,
+) -> list[Path]:
+    """Plan and generate all files of a sample of exactly ``n_jets`` jets; report progress(done, total)."""
+    plans = plan_files(process, n_jets, events_per_file, seed, sample)
+    paths = []
+    for done, entry in enumerate(plans, start=1):
+        paths.append(generate_file(process, entry, seed, sample, out_dir, chunk_events=chunk_events))
+        if progress is not None:
+            progress(done, len(plans))
+    return paths
