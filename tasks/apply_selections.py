@@ -26,6 +26,6 @@ class ApplySelections(FileTask):
         with self.progress(f"ApplySelections {self.sample}/{self.file}") as progress:
             apply_selection(
                 self.input()["events"].path, self.output().path, load_template(cfg, "selection"),
-                config_digest=self.digest(), created_by=self.task_id,
+                config_digest=self.digest(), created_by=repr(self),
                 chunk_size=cfg["selection"]["chunk_size"], progress=progress,
             )

@@ -50,7 +50,7 @@ class BuildEvents(FileTask):
             build_events(
                 source.path, self.output().path, load_template(cfg, "event"),
                 sample=self.sample, logical_file=source.logical, tree=cfg["samples"][self.sample]["tree"],
-                config_digest=self.digest(), created_by=self.task_id, entry_filter=entry_filter(event),
+                config_digest=self.digest(), created_by=repr(self), entry_filter=entry_filter(event),
                 chunk_size=event["chunk_size"], threads=event["threads"], compression=event["compression"],
                 allow_nan=event["allow_nan"], progress=progress,
             )

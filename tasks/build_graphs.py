@@ -26,6 +26,6 @@ class BuildGraphs(FileTask):
         with self.progress(f"BuildGraphs {self.sample}/{self.file}") as progress:
             build_graphs(
                 self.input().path, self.output().path, load_template(cfg, "graph"),
-                config_digest=self.digest(), created_by=self.task_id, precision=graph["precision"],
+                config_digest=self.digest(), created_by=repr(self), precision=graph["precision"],
                 compression=graph["compression"], chunk_size=graph["chunk_size"], progress=progress,
             )

@@ -31,6 +31,6 @@ class GenerateSample(TracerflowTask):
                 gen["process"], gen["n_jets"], gen["events_per_file"], cfg.seed, self.sample, out_dir,
                 progress=progress,
             )
-        with H5Writer(self.output().path, SCHEMA, 1, self.digest(), self.task_id,
+        with H5Writer(self.output().path, SCHEMA, 1, self.digest(), repr(self),
                       attrs={"sample": self.sample, "process": gen["process"], "n_jets": gen["n_jets"]}) as writer:
             writer.write("files", np.array([p.name for p in paths], dtype="S"))
