@@ -186,6 +186,16 @@ def draw_impact_parameters(
     return d0, z0
 
 
+def _by_jet_then_descending_pt(jet: np.ndarray, trk_pt: np.ndarray) -> np.ndarray:
+    """Permutation sorting tracks by jet, then by decreasing (positive, float32) pt.
+
+    Positive float32 values order like their bit patterns, so one int64 key and a stable sort
+    replace a much slower two-key lexsort.
+    """
+    descending = np.int64(0x7FFFFFFF) - trk_pt.astype(np.float32).view(np.int32).astype(np.int64)
+    return np.argsort((jet.astype(np.int64) << 32) | descending, kind="stable")
+
+
 def draw_tracks(
     rng: np.random.Generator, flavour: np.ndarray, jet_pt: np.ndarray
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -205,7 +215,7 @@ def draw_tracks(
     charge = np.where(rng.random(len(jet)) < 0.5, 1, -1).astype(np.int32)
     d0, z0 = draw_impact_parameters(rng, origin, trk_pt)
 
-    order = np.lexsort((-trk_pt, jet))
+    order = _by_jet_then_descending_pt(jet, trk_pt)
     tracks = {
         "jet": jet[order],
         "pt": trk_pt[order],

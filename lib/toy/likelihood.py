@@ -59,34 +59,38 @@ def log_displaced_ip_density(
     """
     d0 = np.asarray(d0, dtype=np.float64)
     z0 = np.asarray(z0, dtype=np.float64)
-    inv_var_d0 = 1.0 / np.asarray(sigma_d0, dtype=np.float64) ** 2
-    inv_var_z0 = 1.0 / np.asarray(sigma_z0, dtype=np.float64) ** 2
+    inv_var_d0 = 1.0 / np.square(np.asarray(sigma_d0, dtype=np.float64))
+    inv_var_z0 = 1.0 / np.square(np.asarray(sigma_z0, dtype=np.float64))
     quad = inv_var_d0 + z_ratio**2 * inv_var_z0
-    root_quad = np.sqrt(quad)
-    base = (
-        -0.5 * (d0**2 * inv_var_d0 + z0**2 * inv_var_z0)
-        + 0.5 * np.log(inv_var_d0 * inv_var_z0)
-        - LOG_2PI
-        - np.log(decay_length)
-        + 0.5 * LOG_2PI
-        - np.log(root_quad)
-    )
+    inv_root = 1.0 / np.sqrt(quad)
     d0_term = d0 * inv_var_d0
-    z0_term = z_ratio * z0 * inv_var_z0
+    z0_term = z0 * inv_var_z0
+    base = -0.5 * (d0 * d0_term + z0 * z0_term)
+    base += 0.5 * np.log(inv_var_d0 * inv_var_z0 / quad) - 0.5 * LOG_2PI - np.log(decay_length)
+    d0_term *= inv_root
+    z0_term *= z_ratio * inv_root
+    offset = inv_root / decay_length
     terms = []
     for s, p_s in ((1.0, sign_prob), (-1.0, 1.0 - sign_prob)):
         if p_s <= 0.0:
             continue
+        shifted = s * d0_term - offset
         for t in (1.0, -1.0):
-            linear = s * d0_term + t * z0_term - 1.0 / decay_length
-            terms.append(np.log(0.5 * p_s) + 0.5 * linear**2 / quad + log_ndtr(linear / root_quad))
+            z = shifted + t * z0_term
+            term = log_ndtr(z)
+            term += 0.5 * z * z
+            term += np.log(0.5 * p_s)
+            terms.append(term)
     peak = terms[0].copy()
     for term in terms[1:]:
         np.maximum(peak, term, out=peak)
     total = np.zeros_like(peak)
     for term in terms:
-        total += np.exp(term - peak)
-    return base + peak + np.log(total)
+        term -= peak
+        total += np.exp(term)
+    base += peak
+    base += np.log(total)
+    return base
 
 
 def origin_log_densities(
