@@ -22,7 +22,7 @@ ORIGIN_LABELS: tuple[str, ...] = (
     "otherSecondary",
 )
 MIN_TRACK_PT = 0.5
-ANGULAR_REFERENCE_PT = 20.0
+REFERENCE_PT = 20.0
 ANGULAR_EXPONENT = 0.3
 D0_CONSTANT, D0_MS = 0.012, 0.060
 Z0_CONSTANT, Z0_MS = 0.030, 0.100
@@ -59,13 +59,34 @@ class FlavourTracks:
 
 
 ORIGINS: tuple[Origin, ...] = (
-    Origin("pileup", 0.030, 0.25, 0.0, 0.5, 0.0, 1.0, 1.0, z0_width=30.0),
-    Origin("fake", 0.040, 0.20, 0.0, 0.5, 0.0, 3.0, 3.0),
-    Origin("primary", 0.080, 0.10, 0.0, 0.5, 0.0, 1.0, 1.0),
-    Origin("fromB", 0.150, 0.06, 0.10, 0.9, 0.8, 1.0, 1.0),
-    Origin("fromBC", 0.130, 0.06, 0.07, 0.9, 0.8, 1.0, 1.0),
-    Origin("fromC", 0.120, 0.07, 0.04, 0.9, 0.7, 1.0, 1.0),
-    Origin("otherSecondary", 0.070, 0.12, 2.0, 0.6, 0.5, 1.0, 1.0),
+    Origin(
+        "pileup", pt_fraction_mean=0.03, angular_width=0.25, decay_length=0.0,
+        sign_prob=0.5, z_ratio=0.0, d0_scale=1.0, z0_scale=1.0, z0_width=30.0,
+    ),
+    Origin(
+        "fake", pt_fraction_mean=0.04, angular_width=0.2, decay_length=0.0,
+        sign_prob=0.5, z_ratio=0.0, d0_scale=3.0, z0_scale=3.0,
+    ),
+    Origin(
+        "primary", pt_fraction_mean=0.08, angular_width=0.1, decay_length=0.0,
+        sign_prob=0.5, z_ratio=0.0, d0_scale=1.0, z0_scale=1.0,
+    ),
+    Origin(
+        "fromB", pt_fraction_mean=0.15, angular_width=0.06, decay_length=0.1,
+        sign_prob=0.9, z_ratio=0.8, d0_scale=1.0, z0_scale=1.0,
+    ),
+    Origin(
+        "fromBC", pt_fraction_mean=0.13, angular_width=0.06, decay_length=0.07,
+        sign_prob=0.9, z_ratio=0.8, d0_scale=1.0, z0_scale=1.0,
+    ),
+    Origin(
+        "fromC", pt_fraction_mean=0.12, angular_width=0.07, decay_length=0.04,
+        sign_prob=0.9, z_ratio=0.7, d0_scale=1.0, z0_scale=1.0,
+    ),
+    Origin(
+        "otherSecondary", pt_fraction_mean=0.07, angular_width=0.12, decay_length=2.0,
+        sign_prob=0.6, z_ratio=0.5, d0_scale=1.0, z0_scale=1.0,
+    ),
 )
 """Origin parameters, in the order of :data:`ORIGIN_LABELS`. The decay lengths are the scale of
 the impact parameter itself (not c*tau), tuned with :data:`TRACKING` so that the Bayes-optimal
@@ -132,13 +153,13 @@ def sigma_z0(trk_pt: np.ndarray) -> np.ndarray:
 
 def angular_scale(jet_pt: np.ndarray) -> np.ndarray:
     """Factor (20/jet_pt)^0.3 that shrinks the track-to-jet angular spread of boosted jets."""
-    return (ANGULAR_REFERENCE_PT / np.asarray(jet_pt, dtype=np.float64)) ** ANGULAR_EXPONENT
+    return (REFERENCE_PT / np.asarray(jet_pt, dtype=np.float64)) ** ANGULAR_EXPONENT
 
 
 def mean_n_tracks(flavour: np.ndarray, jet_pt: np.ndarray) -> np.ndarray:
     """Poisson mean of the track multiplicity, a_f + b_f*log(jet_pt/20), for flavour indices."""
     table = origin_table()
-    log_pt = np.log(np.asarray(jet_pt, dtype=np.float64) / ANGULAR_REFERENCE_PT)
+    log_pt = np.log(np.asarray(jet_pt, dtype=np.float64) / REFERENCE_PT)
     return table.n_tracks_offset[flavour] + table.n_tracks_slope[flavour] * log_pt
 
 
@@ -165,7 +186,9 @@ def draw_pt_fractions(rng: np.random.Generator, origin: np.ndarray, jet_pt: np.n
     return x_min - mean * np.log1p(-rng.random(len(origin)) * span)
 
 
-def draw_angles(rng: np.random.Generator, origin: np.ndarray, jet_pt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def draw_angles(
+    rng: np.random.Generator, origin: np.ndarray, jet_pt: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw (deta, dphi) to the jet axis, independent Gaussians of width s_o*(20/jet_pt)^0.3."""
     width = origin_table().angular_width[origin] * angular_scale(jet_pt)
     return width * rng.standard_normal(len(origin)), width * rng.standard_normal(len(origin))

@@ -127,13 +127,16 @@ def origin_log_densities(
 def _mixture_log_likelihoods(log_origin: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """log(sum_o weights[f, o] * exp(log_origin[:, o])) for each flavour f, shape (n_tracks, n_flavours).
 
-    Normalises by the per-track maximum and sums with a matrix product; rows where that underflows
-    for some flavour (a track far more likely under an origin that flavour lacks) are redone with a
-    per-flavour maximum over the origins the flavour has.
+    Normalises by the per-track maximum and sums origin by origin (a fixed order without BLAS, so
+    the result does not depend on threading). Rows where that underflows for some flavour (a track
+    far likelier under an origin the flavour lacks) are redone with a per-flavour maximum.
     """
     peak = np.max(log_origin, axis=1, keepdims=True)
+    relative = np.exp(log_origin - peak)
+    scaled = np.zeros((len(log_origin), len(weights)), dtype=np.float64)
+    for o in range(log_origin.shape[1]):
+        scaled += relative[:, o, None] * weights[None, :, o]
     with np.errstate(divide="ignore"):
-        scaled = np.exp(log_origin - peak) @ weights.T
         out = np.log(scaled) + peak
     redo = np.flatnonzero(np.any(scaled < 1e-250, axis=1))
     if len(redo):

@@ -178,6 +178,7 @@ class _FixedDatetime(datetime.datetime):
 
 
 _FIXED_DATETIME_MODULE = types.SimpleNamespace(datetime=_FixedDatetime)
+_UPROOT_CLOCK_MODULES = ("_cascade", "writable", "_cascadetree")
 _CLOCK_LOCK = threading.Lock()
 _CLOCK_USERS = 0
 _CLOCK_SAVED: dict[str, object] = {}
@@ -191,7 +192,11 @@ def _frozen_uproot_clock() -> Iterator[None]:
     this context, its writing modules see a clock frozen at :data:`FIXED_TIMESTAMP`.
     """
     global _CLOCK_USERS
-    modules = [uproot.writing._cascade, uproot.writing.writable, uproot.writing._cascadetree]
+    modules = [
+        module
+        for module in (getattr(uproot.writing, name, None) for name in _UPROOT_CLOCK_MODULES)
+        if module is not None and hasattr(module, "datetime")
+    ]
     with _CLOCK_LOCK:
         if _CLOCK_USERS == 0:
             for module in modules:
@@ -213,6 +218,21 @@ def _file_uuid(seed: int, sample: str, index: int) -> uuid.UUID:
     high = derive_seed(seed, "toy", sample, "file", index, "uuid", 0)
     low = derive_seed(seed, "toy", sample, "file", index, "uuid", 1)
     return uuid.UUID(int=(high << 64) | low)
+
+
+def _file_chunks(
+    proc: Process, plan_entry: FilePlan, seed: int, sample: str, multiplicity: np.ndarray, chunk_events: int
+) -> Iterator[dict[str, object]]:
+    """Yield the file's events as branch dicts of whole blocks, about ``chunk_events`` events each."""
+    starts = list(range(0, plan_entry.n_events, EVENTS_PER_BLOCK))
+    blocks_per_chunk = -(-chunk_events // EVENTS_PER_BLOCK)
+    for first_block in range(0, len(starts), blocks_per_chunk):
+        blocks = []
+        for block in range(first_block, min(first_block + blocks_per_chunk, len(starts))):
+            rng = rng_for(seed, "toy", sample, "file", plan_entry.index, "block", block)
+            start, stop = starts[block], min(starts[block] + EVENTS_PER_BLOCK, plan_entry.n_events)
+            blocks.append(_generate_block(proc, rng, multiplicity[start:stop], plan_entry.first_event + start))
+        yield _tree_arrays(blocks)
 
 
 def generate_file(
@@ -237,18 +257,10 @@ def generate_file(
     final = out_dir / plan_entry.name
     tmp = out_dir / f".{plan_entry.name}.{os.getpid()}.{threading.get_ident()}.tmp"
     file_uuid = _file_uuid(seed, sample, plan_entry.index)
-    blocks_per_chunk = -(-chunk_events // EVENTS_PER_BLOCK)
-    block_starts = list(range(0, plan_entry.n_events, EVENTS_PER_BLOCK))
     try:
         with _frozen_uproot_clock(), uproot.recreate(tmp, uuid_function=lambda: file_uuid) as root_file:
             tree = None
-            for i in range(0, len(block_starts), blocks_per_chunk):
-                blocks = []
-                for block, start in enumerate(block_starts[i : i + blocks_per_chunk], start=i):
-                    rng = rng_for(seed, "toy", sample, "file", plan_entry.index, "block", block)
-                    stop = min(start + EVENTS_PER_BLOCK, plan_entry.n_events)
-                    blocks.append(_generate_block(proc, rng, multiplicity[start:stop], plan_entry.first_event + start))
-                arrays = _tree_arrays(blocks)
+            for arrays in _file_chunks(proc, plan_entry, seed, sample, multiplicity, chunk_events):
                 if tree is None:
                     tree = root_file.mktree(TREE_NAME, arrays, counter_name=COUNTER_NAMES.__getitem__)
                 else:

@@ -35,6 +35,14 @@ def _ip_params(o: int) -> tuple[float, float, float, float, float]:
     return float(d0_width[0]), float(z0_width[0]), origin.decay_length, origin.sign_prob, origin.z_ratio
 
 
+def test_parameters_are_consistent() -> None:
+    assert [o.name for o in ORIGINS] == list(ORIGIN_LABELS)
+    fractions = origin_table().origin_fractions
+    np.testing.assert_allclose(fractions.sum(axis=1), 1.0, rtol=1e-12)
+    assert np.all(fractions[2, 3:6] == 0) and np.all(fractions[1, 3:5] == 0) and fractions[0, 5] == 0
+    assert np.all(mean_n_tracks(np.array([0, 1, 2]), np.full(3, 60.0)) > 0)
+
+
 def test_stored_llr_equals_recomputed(mixed: dict[str, dict[str, np.ndarray]]) -> None:
     for data in mixed.values():
         llr_bl, llr_cl = jet_log_likelihood_ratios(
@@ -150,7 +158,9 @@ def test_track_likelihood_ratios_are_calibrated(flavour: int) -> None:
     rng = rng_for(7, "test", "calibration", flavour)
     jet_pt = (20.0 + rng.gamma(1.5, 60.0, size=40_000)).astype(np.float32).astype(np.float64)
     n_tracks, tracks = draw_tracks(rng, np.full(len(jet_pt), flavour), jet_pt)
-    args = (tracks["pt"], tracks["deta"], tracks["dphi"], tracks["d0"], tracks["z0"], np.repeat(jet_pt, n_tracks))
+    args = (
+        tracks["pt"], tracks["deta"], tracks["dphi"], tracks["d0"], tracks["z0"], np.repeat(jet_pt, n_tracks)
+    )
     ll = track_log_likelihoods(*args)
     support = np.flatnonzero(origin_table().origin_fractions[flavour] > 0)
     uniform = logsumexp(origin_log_densities(*args)[:, support], axis=1) - np.log(len(support))
