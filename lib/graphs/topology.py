@@ -2,7 +2,7 @@
 
 Every topology starts from all ordered node pairs of each graph (vectorised over graphs of
 different sizes) and keeps a subset: all of them, the k nearest per source node, or those
-within a Delta-R cut. Edges come out sorted by graph, then source, then distance or target.
+within a Delta-R cut. Edges come out sorted by graph, then source, then target.
 """
 from __future__ import annotations
 
@@ -87,6 +87,12 @@ def _delta_r2(coords: Coordinates, eta: str, phi: str, a: np.ndarray, b: np.ndar
     return deta * deta + dphi * dphi
 
 
+def _pairs_with_delta_r2(node_counts: np.ndarray, coords: Coordinates, eta: str, phi: str):
+    """All distinct node pairs of each graph and their squared Delta-R."""
+    graph, src, dst, offsets = all_pairs(node_counts, False)
+    return graph, src, dst, offsets, _delta_r2(coords, eta, phi, offsets[graph] + src, offsets[graph] + dst)
+
+
 @dataclass(frozen=True)
 class KNearest(Topology):
     """Each node sends edges to its ``k`` nearest neighbours in Delta-R of (eta, phi)."""
@@ -100,8 +106,7 @@ class KNearest(Topology):
         return (self.eta, self.phi)
 
     def edges(self, node_counts: np.ndarray, coords: Coordinates) -> Edges:
-        graph, src, dst, offsets = all_pairs(node_counts, False)
-        d2 = _delta_r2(coords, self.eta, self.phi, offsets[graph] + src, offsets[graph] + dst)
+        graph, src, dst, offsets, d2 = _pairs_with_delta_r2(node_counts, coords, self.eta, self.phi)
         source = offsets[graph] + src
         order = np.lexsort((dst, d2, source))
         source_sorted = source[order]
@@ -127,8 +132,7 @@ class DeltaRCut(Topology):
         return (self.eta, self.phi)
 
     def edges(self, node_counts: np.ndarray, coords: Coordinates) -> Edges:
-        graph, src, dst, offsets = all_pairs(node_counts, False)
-        d2 = _delta_r2(coords, self.eta, self.phi, offsets[graph] + src, offsets[graph] + dst)
+        graph, src, dst, offsets, d2 = _pairs_with_delta_r2(node_counts, coords, self.eta, self.phi)
         keep = d2 < self.max_dr * self.max_dr
         return _edges(graph[keep], src[keep], dst[keep], offsets, len(node_counts))
 

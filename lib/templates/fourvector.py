@@ -18,6 +18,16 @@ DEFAULT_ADDED = {
 }
 
 
+def _mass_and_energy(comps: dict[str, np.ndarray], p2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mass (signed sqrt of m^2, as ROOT's TLorentzVector) and energy from whichever is given."""
+    if "e" in comps:
+        e = comps["e"]
+        m2 = e * e - p2
+        return np.sign(m2) * np.sqrt(np.abs(m2)), e
+    mass = comps["mass"]
+    return mass, np.sqrt(p2 + mass * mass)
+
+
 def derive_kinematics(convention: str, fields: dict[str, np.ndarray], wanted: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Compute ``wanted`` kinematics from the four components of ``convention`` in ``fields``."""
     if convention not in CONVENTIONS:
@@ -26,28 +36,14 @@ def derive_kinematics(convention: str, fields: dict[str, np.ndarray], wanted: tu
     if "px" in comps:
         px, py, pz = comps["px"], comps["py"], comps["pz"]
         pt = np.hypot(px, py)
-        p2 = px * px + py * py + pz * pz
-        if "e" in comps:
-            e = comps["e"]
-            m2 = e * e - p2
-            mass = np.sign(m2) * np.sqrt(np.abs(m2))
-        else:
-            mass = comps["mass"]
-            e = np.sqrt(p2 + mass * mass)
+        mass, e = _mass_and_energy(comps, px * px + py * py + pz * pz)
         with np.errstate(divide="ignore", invalid="ignore"):
             eta = np.arcsinh(np.where(pt > 0, pz / pt, np.sign(pz) * np.inf))
         phi = np.arctan2(py, px)
     else:
         pt, eta, phi = comps["pt"], comps["eta"], comps["phi"]
         px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
-        p2 = px * px + py * py + pz * pz
-        if "e" in comps:
-            e = comps["e"]
-            m2 = e * e - p2
-            mass = np.sign(m2) * np.sqrt(np.abs(m2))
-        else:
-            mass = comps["mass"]
-            e = np.sqrt(p2 + mass * mass)
+        mass, e = _mass_and_energy(comps, px * px + py * py + pz * pz)
     values = {"pt": pt, "eta": eta, "phi": phi, "mass": mass, "px": px, "py": py, "pz": pz, "e": e}
     out = {}
     for name in wanted:

@@ -14,7 +14,7 @@ def ev(text, batch, level="event"):
     return compile_expression(text)(Scope(batch, level))
 
 
-def close(got, expected):
+def check_close(got, expected):
     np.testing.assert_allclose(np.asarray(got, dtype=float), np.asarray(expected, dtype=float), rtol=1e-12, atol=1e-12)
 
 
@@ -35,13 +35,13 @@ def close(got, expected):
     ],
 )
 def test_arithmetic(batch, text, expected):
-    close(ev(text, batch), expected)
+    check_close(ev(text, batch), expected)
 
 
 def test_scalar_result_is_broadcast_to_scope_rows(batch):
     out = ev("1 + 2", batch, "jets")
     assert out.shape == (5,)
-    close(out, [3] * 5)
+    check_close(out, [3] * 5)
     out[0] = 99  # a writable copy, not a broadcast view
     assert ev("true", batch).tolist() == [True, True, True]
     assert ev("false", batch, "tracks").tolist() == [False] * 6
@@ -79,16 +79,16 @@ def test_chained_comparison_evaluates_pairwise(batch):
 # ---------------------------------------------------------------- functions
 
 def test_whitelisted_functions(batch):
-    close(ev("abs(jets.eta)", batch, "jets"), [0.1, 1.0, 2.0, 0.5, 2.6])
-    close(ev("sqrt(met - 14)", batch), [6, np.sqrt(46), np.sqrt(56)])
-    close(ev("where(jets.pt > 12, 1, 0)", batch, "jets"), [0, 1, 1, 0, 1])
-    close(ev("clip(jets.pt, 6, 25)", batch, "jets"), [10, 20, 25, 6, 15])
-    close(ev("minimum(jets.pt, 12)", batch, "jets"), [10, 12, 12, 5, 12])
-    close(ev("maximum(jets.pt, 12)", batch, "jets"), [12, 20, 30, 12, 15])
-    close(ev("hypot(3, met - 46)", batch), [5, np.hypot(3, 14), np.hypot(3, 24)])
-    close(ev("log(exp(weight))", batch), [1, 2, 0.5])
-    close(ev("arctan2(1, 1)", batch), [np.pi / 4] * 3)
-    close(ev("sign(jets.eta)", batch, "jets"), [1, -1, 1, 1, -1])
+    check_close(ev("abs(jets.eta)", batch, "jets"), [0.1, 1.0, 2.0, 0.5, 2.6])
+    check_close(ev("sqrt(met - 14)", batch), [6, np.sqrt(46), np.sqrt(56)])
+    check_close(ev("where(jets.pt > 12, 1, 0)", batch, "jets"), [0, 1, 1, 0, 1])
+    check_close(ev("clip(jets.pt, 6, 25)", batch, "jets"), [10, 20, 25, 6, 15])
+    check_close(ev("minimum(jets.pt, 12)", batch, "jets"), [10, 12, 12, 5, 12])
+    check_close(ev("maximum(jets.pt, 12)", batch, "jets"), [12, 20, 30, 12, 15])
+    check_close(ev("hypot(3, met - 46)", batch), [5, np.hypot(3, 14), np.hypot(3, 24)])
+    check_close(ev("log(exp(weight))", batch), [1, 2, 0.5])
+    check_close(ev("arctan2(1, 1)", batch), [np.pi / 4] * 3)
+    check_close(ev("sign(jets.eta)", batch, "jets"), [1, -1, 1, 1, -1])
     assert ev("isnan(max(jets.pt))", batch).tolist() == [False, True, False]
     assert ev("isfinite(min(jets.pt))", batch).tolist() == [True, False, True]
 
@@ -99,50 +99,50 @@ def test_delta_phi_wraps_into_minus_pi_pi(batch):
     assert ev("delta_phi(0.5, 0.2)", batch)[0] == pytest.approx(0.3)
     out = ev("delta_phi(jets.phi, 0)", batch, "jets")
     assert np.all(out >= -np.pi) and np.all(out < np.pi)
-    close(out, [0, 3, -3, 1, 2])
+    check_close(out, [0, 3, -3, 1, 2])
     # jets at phi 3 and -3 are 0.28 apart, not 6
     out = ev("delta_r(jets.eta, jets.phi, 0, -3)", batch, "jets")
-    close(out, [np.hypot(0.1, 3), np.hypot(1.0, 6 - 2 * np.pi), np.hypot(2.0, 0), np.hypot(0.5, 2 * np.pi - 4),
+    check_close(out, [np.hypot(0.1, 3), np.hypot(1.0, 6 - 2 * np.pi), np.hypot(2.0, 0), np.hypot(0.5, 2 * np.pi - 4),
                 np.hypot(2.6, 2 * np.pi - 5)])
 
 
 # ---------------------------------------------------------------- reductions
 
 def test_reductions_at_event_level(batch):
-    close(ev("count(jets)", batch), [2, 0, 3])
+    check_close(ev("count(jets)", batch), [2, 0, 3])
     assert ev("count(jets)", batch).dtype == np.int64
-    close(ev("sum(jets.pt)", batch), [30, 0, 50])
-    close(ev("max(jets.pt)", batch), [20, NAN, 30])
-    close(ev("min(jets.pt)", batch), [10, NAN, 5])
-    close(ev("at(jets.pt, 0)", batch), [10, NAN, 30])
-    close(ev("at(jets.pt, 1)", batch), [20, NAN, 5])
-    close(ev("at(jets.pt, 2)", batch), [NAN, NAN, 15])
-    close(ev("at(jets.pt, 3)", batch), [NAN, NAN, NAN])
-    close(ev("sum(jets.pt > 12)", batch), [1, 0, 2])
-    close(ev("max(abs(jets.eta))", batch), [1.0, NAN, 2.6])
+    check_close(ev("sum(jets.pt)", batch), [30, 0, 50])
+    check_close(ev("max(jets.pt)", batch), [20, NAN, 30])
+    check_close(ev("min(jets.pt)", batch), [10, NAN, 5])
+    check_close(ev("at(jets.pt, 0)", batch), [10, NAN, 30])
+    check_close(ev("at(jets.pt, 1)", batch), [20, NAN, 5])
+    check_close(ev("at(jets.pt, 2)", batch), [NAN, NAN, 15])
+    check_close(ev("at(jets.pt, 3)", batch), [NAN, NAN, NAN])
+    check_close(ev("sum(jets.pt > 12)", batch), [1, 0, 2])
+    check_close(ev("max(abs(jets.eta))", batch), [1.0, NAN, 2.6])
 
 
 def test_reductions_over_grandchildren(batch):
-    close(ev("count(tracks)", batch), [3, 0, 3])
-    close(ev("sum(tracks.pt)", batch), [6, 0, 15])
-    close(ev("max(tracks.d0)", batch), [0.03, NAN, 0.5])
-    close(ev("at(tracks.pt, 1)", batch), [2, NAN, 5])
+    check_close(ev("count(tracks)", batch), [3, 0, 3])
+    check_close(ev("sum(tracks.pt)", batch), [6, 0, 15])
+    check_close(ev("max(tracks.d0)", batch), [0.03, NAN, 0.5])
+    check_close(ev("at(tracks.pt, 1)", batch), [2, NAN, 5])
 
 
 def test_reductions_at_collection_level(batch):
-    close(ev("count(tracks)", batch, "jets"), [1, 2, 0, 0, 3])
-    close(ev("sum(tracks.pt)", batch, "jets"), [1, 5, 0, 0, 15])
-    close(ev("max(tracks.pt)", batch, "jets"), [1, 3, NAN, NAN, 6])
-    close(ev("min(tracks.pt)", batch, "jets"), [1, 2, NAN, NAN, 4])
-    close(ev("at(tracks.pt, 1)", batch, "jets"), [NAN, 3, NAN, NAN, 5])
+    check_close(ev("count(tracks)", batch, "jets"), [1, 2, 0, 0, 3])
+    check_close(ev("sum(tracks.pt)", batch, "jets"), [1, 5, 0, 0, 15])
+    check_close(ev("max(tracks.pt)", batch, "jets"), [1, 3, NAN, NAN, 6])
+    check_close(ev("min(tracks.pt)", batch, "jets"), [1, 2, NAN, NAN, 4])
+    check_close(ev("at(tracks.pt, 1)", batch, "jets"), [NAN, 3, NAN, NAN, 5])
 
 
 def test_reduction_arguments_broadcast_parents(batch):
     # event weight and jet pt broadcast down to the tracks inside the reduction
-    close(ev("sum(tracks.pt * weight)", batch), [6, 0, 7.5])
-    close(ev("sum(tracks.pt / jets.pt)", batch), [0.35, 0, 1.0])
-    close(ev("sum(tracks.pt / jets.pt)", batch, "jets"), [0.1, 0.25, 0, 0, 1.0])
-    close(ev("count(jets) + sum(jets.pt) / met", batch), [2 + 30 / 50, 0, 3 + 50 / 70])
+    check_close(ev("sum(tracks.pt * weight)", batch), [6, 0, 7.5])
+    check_close(ev("sum(tracks.pt / jets.pt)", batch), [0.35, 0, 1.0])
+    check_close(ev("sum(tracks.pt / jets.pt)", batch, "jets"), [0.1, 0.25, 0, 0, 1.0])
+    check_close(ev("count(jets) + sum(jets.pt) / met", batch), [2 + 30 / 50, 0, 3 + 50 / 70])
 
 
 def test_reduction_of_empty_batch(batch):
@@ -155,12 +155,12 @@ def test_reduction_of_empty_batch(batch):
 # ---------------------------------------------------------------- broadcasting
 
 def test_event_scalars_broadcast_to_children(batch):
-    close(ev("met", batch, "jets"), [50, 50, 70, 70, 70])
-    close(ev("met", batch, "tracks"), [50, 50, 50, 70, 70, 70])
-    close(ev("jets.pt / met", batch, "jets"), [0.2, 0.4, 30 / 70, 5 / 70, 15 / 70])
-    close(ev("jets.pt", batch, "tracks"), [10, 20, 20, 15, 15, 15])
-    close(ev("tracks.pt / jets.pt", batch, "tracks"), [0.1, 0.1, 0.15, 4 / 15, 5 / 15, 6 / 15])
-    close(ev("hash", batch, "jets"), batch.index["hash"][[0, 0, 2, 2, 2]])
+    check_close(ev("met", batch, "jets"), [50, 50, 70, 70, 70])
+    check_close(ev("met", batch, "tracks"), [50, 50, 50, 70, 70, 70])
+    check_close(ev("jets.pt / met", batch, "jets"), [0.2, 0.4, 30 / 70, 5 / 70, 15 / 70])
+    check_close(ev("jets.pt", batch, "tracks"), [10, 20, 20, 15, 15, 15])
+    check_close(ev("tracks.pt / jets.pt", batch, "tracks"), [0.1, 0.1, 0.15, 4 / 15, 5 / 15, 6 / 15])
+    check_close(ev("hash", batch, "jets"), batch.index["hash"][[0, 0, 2, 2, 2]])
 
 
 def test_child_field_at_parent_level_needs_a_reduction(batch):
