@@ -1,8 +1,8 @@
 """Graph topologies built for a whole chunk of graphs at once.
 
-Every topology starts from all ordered node pairs of each graph (vectorised over graphs of
-different sizes) and keeps a subset: all of them, the k nearest per source node, or those
-within a Delta-R cut. Edges come out sorted by graph, then source, then target.
+Every topology is vectorised over a whole chunk of graphs of different sizes. The fully
+connected and Delta-R topologies start from all ordered node pairs and keep a subset; kNN
+groups graphs by node count and sorts one (graphs, n, n) distance array per group. Edges come out sorted by graph, then source, then target.
 """
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import numpy as np
+
+from tracerflow.templates.fourvector import wrap_phi
 
 Coordinates = Callable[[str], np.ndarray]
 
@@ -82,7 +84,7 @@ class FullyConnected(Topology):
 
 def _delta_r2(coords: Coordinates, eta: str, phi: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     e, p = coords(eta), coords(phi)
-    dphi = (p[a] - p[b] + np.pi) % (2 * np.pi) - np.pi
+    dphi = wrap_phi(p[a] - p[b])
     deta = e[a] - e[b]
     return deta * deta + dphi * dphi
 
@@ -91,6 +93,49 @@ def _pairs_with_delta_r2(node_counts: np.ndarray, coords: Coordinates, eta: str,
     """All distinct node pairs of each graph and their squared Delta-R."""
     graph, src, dst, offsets = all_pairs(node_counts, False)
     return graph, src, dst, offsets, _delta_r2(coords, eta, phi, offsets[graph] + src, offsets[graph] + dst)
+
+
+_PAIRS_PER_BATCH = 1 << 22
+
+
+def _batches(graphs: np.ndarray, n: int) -> list[np.ndarray]:
+    """Split graphs of ``n`` nodes so each (graphs, n, n) distance array stays a few MiB."""
+    per_batch = max(1, _PAIRS_PER_BATCH // (n * n))
+    return [graphs[i:i + per_batch] for i in range(0, len(graphs), per_batch)]
+
+
+def _knn_same_size(graphs: np.ndarray, n: int, offsets: np.ndarray, eta: np.ndarray, phi: np.ndarray,
+                   k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """k nearest neighbours in every graph of ``n`` nodes, from one (graphs, n, n) distance array.
+
+    Ties in distance go to the lower target index (stable sort), as a per-node sort would.
+    """
+    nodes = offsets[graphs][:, None] + np.arange(n)
+    e, p = eta[nodes], phi[nodes]
+    dphi = wrap_phi(p[:, :, None] - p[:, None, :])
+    d2 = e[:, :, None] - e[:, None, :]
+    d2 *= d2
+    dphi *= dphi
+    d2 += dphi
+    d2[:, np.arange(n), np.arange(n)] = np.inf
+    kept = min(k, n - 1)
+    dst = np.sort(_smallest(d2, kept), axis=-1)
+    graph = np.repeat(graphs, n * kept)
+    src = np.broadcast_to(np.arange(n)[None, :, None], dst.shape).reshape(-1)
+    return graph, src, dst.reshape(-1)
+
+
+def _smallest(d2: np.ndarray, kept: int) -> np.ndarray:
+    """Indices of the ``kept`` smallest values along the last axis, ties to the lower index.
+
+    Float32 distances are made unique by pairing their (order-preserving) bit pattern with the
+    index, so a partial partition finds the same set as a full stable sort, much faster.
+    """
+    n = d2.shape[-1]
+    if d2.dtype != np.float32:
+        return np.argsort(d2, axis=-1, kind="stable")[..., :kept]
+    key = d2.view(np.int32).astype(np.int64) * n + np.arange(n)
+    return np.argpartition(key, kept - 1, axis=-1)[..., :kept]
 
 
 @dataclass(frozen=True)
@@ -106,14 +151,18 @@ class KNearest(Topology):
         return (self.eta, self.phi)
 
     def edges(self, node_counts: np.ndarray, coords: Coordinates) -> Edges:
-        graph, src, dst, offsets, d2 = _pairs_with_delta_r2(node_counts, coords, self.eta, self.phi)
-        source = offsets[graph] + src
-        order = np.lexsort((dst, d2, source))
-        source_sorted = source[order]
-        first = np.searchsorted(source_sorted, source_sorted, side="left")
-        rank = np.arange(len(order)) - first
-        keep = np.sort(order[rank < self.k])
-        return _edges(graph[keep], src[keep], dst[keep], offsets, len(node_counts))
+        node_counts = np.asarray(node_counts, dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(node_counts)])[:-1]
+        eta, phi = coords(self.eta), coords(self.phi)
+        parts = [_knn_same_size(graphs, int(n), offsets, eta, phi, self.k)
+                 for n in np.unique(node_counts) if n > 1
+                 for graphs in _batches(np.flatnonzero(node_counts == n), int(n))]
+        if not parts:
+            empty = np.zeros(0, np.int64)
+            return _edges(empty, empty, empty, offsets, len(node_counts))
+        graph, src, dst = (np.concatenate(x) for x in zip(*parts))
+        order = np.argsort(graph, kind="stable")
+        return _edges(graph[order], src[order], dst[order], offsets, len(node_counts))
 
     def describe(self) -> dict[str, Any]:
         return {"type": "knn", "k": self.k, "eta": self.eta, "phi": self.phi}

@@ -14,10 +14,11 @@ from typing import Callable
 import numpy as np
 
 from tracerflow.columns_scope import Scope, ScopeError
+from tracerflow.templates.fourvector import wrap_phi
 
 
 def _delta_phi(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (np.asarray(a) - np.asarray(b) + np.pi) % (2 * np.pi) - np.pi
+    return wrap_phi(np.asarray(a) - np.asarray(b))
 
 
 def _delta_r(eta1, phi1, eta2, phi2) -> np.ndarray:

@@ -18,6 +18,17 @@ DEFAULT_ADDED = {
 }
 
 
+def wrap_phi(dphi: np.ndarray) -> np.ndarray:
+    """Fold an azimuth difference into [-pi, pi], keeping its dtype.
+
+    Subtracting the nearest multiple of 2 pi is a few times faster than a float modulo,
+    which matters in the kNN topology where it runs over every node pair.
+    """
+    dphi = np.asarray(dphi)
+    two_pi = np.asarray(2 * np.pi, dtype=dphi.dtype) if dphi.dtype.kind == "f" else 2 * np.pi
+    return dphi - two_pi * np.round(dphi / two_pi)
+
+
 def _mass_and_energy(comps: dict[str, np.ndarray], p2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mass (signed sqrt of m^2, as ROOT's TLorentzVector) and energy from whichever is given."""
     if "e" in comps:

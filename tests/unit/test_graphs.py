@@ -10,13 +10,14 @@ from tracerflow.templates.event import TemplateError
 from tracerflow.templates.graph import GraphTemplate, declared
 
 
-def coords_of(eta, phi):
-    table = {"eta": np.asarray(eta, float), "phi": np.asarray(phi, float)}
+def coords_of(eta, phi, dtype=float):
+    table = {"eta": np.asarray(eta, dtype), "phi": np.asarray(phi, dtype)}
     return lambda name: table[name]
 
 
 def dr2(eta, phi, a, b):
-    dphi = (phi[a] - phi[b] + np.pi) % (2 * np.pi) - np.pi
+    dphi = phi[a] - phi[b]
+    dphi = dphi - np.asarray(2 * np.pi, dphi.dtype) * np.round(dphi / np.asarray(2 * np.pi, dphi.dtype))
     return (eta[a] - eta[b]) ** 2 + dphi ** 2
 
 
@@ -78,6 +79,15 @@ def test_knn_matches_brute_force(k):
     counts, eta, phi = random_graphs(k)
     edges = KNearest(k=k).edges(counts, coords_of(eta, phi))
     np.testing.assert_array_equal(edges.counts, counts * np.minimum(k, np.maximum(counts - 1, 0)))
+    assert edge_list(edges) == brute_knn(counts, eta, phi, k)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_knn_float32_with_ties_matches_brute_force(k):
+    counts, eta, phi = random_graphs(k)
+    eta, phi = (np.round(x * 4) / 4 for x in (eta, phi))
+    eta, phi = eta.astype(np.float32), phi.astype(np.float32)
+    edges = KNearest(k=k).edges(counts, coords_of(eta, phi, np.float32))
     assert edge_list(edges) == brute_knn(counts, eta, phi, k)
 
 
