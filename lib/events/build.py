@@ -1,23 +1,26 @@
 """BuildEvents: one ROOT file -> one events HDF5 file, read in chunks with uproot.
 
 Memory is bounded by ``chunk_size`` entries: each chunk is read, turned into columns by the
-event template, hashed, checked and appended to the target before the next is read.
+event template, hashed and checked in a reader thread while the writer appends the previous
+chunk to the target, so at most two chunks are alive (see :mod:`tracerflow.prefetch`).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from tracerflow.columns import EventBatch
 from tracerflow.events.entries import EntryFilter, select_entries
 from tracerflow.events.source import RootSource
-from tracerflow.hashing import check_unique, event_hashes
+from tracerflow.hashing import event_hashes
 from tracerflow.io import events_file
 from tracerflow.io.h5target import H5Writer
+from tracerflow.memory import return_large_blocks_to_system
+from tracerflow.prefetch import prefetched
 from tracerflow.templates.event import EventTemplate, TemplateError
 
 
@@ -53,43 +56,53 @@ def build_events(
 ) -> EventStats:
     """Read ``tree`` of ``source`` through ``template`` and write the events target atomically."""
     source = Path(source)
+    return_large_blocks_to_system()
     with RootSource(source, tree, threads) as root:
         root.require_branches(template.branches(), "event.template")
         if root.num_entries == 0:
             raise InputError(f"{source}: tree {tree!r} is empty (0 entries)")
         entries = select_entries(root.num_entries, entry_filter, _run_event_reader(root, entry_filter))
-        hashes_seen: list[np.ndarray] = []
-        example: EventBatch | None = None
         chunks = 0
         with H5Writer(
             out_path, events_file.SCHEMA, events_file.SCHEMA_VERSION, config_digest, created_by, compression,
             attrs={"sample": sample, "file": logical_file, "tree": tree, "entries_in_tree": root.num_entries},
+            compress_floats=True,
         ) as writer:
-            for lo in range(0, len(entries), chunk_size):
-                chunk_entries = entries[lo:lo + chunk_size]
-                arrays = root.read(template.branches(), chunk_entries)
-                _check_nan(arrays, source, chunk_entries, allow_nan)
-                index = {
-                    "hash": event_hashes(sample, logical_file, tree, chunk_entries),
-                    "sample": np.zeros(len(chunk_entries), np.uint16),
-                    "file": np.zeros(len(chunk_entries), np.uint16),
-                    "entry": chunk_entries,
-                }
-                try:
-                    batch = template.build(arrays, index)
-                except TemplateError as err:
-                    raise TemplateError(f"{source}: {err}") from None
+            batches = _batches(root, template, entries, chunk_size, source, (sample, logical_file, tree), allow_nan)
+            for batch, done in prefetched(batches):
                 events_file.append_batch(writer, batch)
-                hashes_seen.append(index["hash"])
-                example = example or batch
+                del batch
                 chunks += 1
                 if progress:
-                    progress(min(lo + chunk_size, len(entries)), len(entries))
-            if example is None:
-                example = template.build(root.read(template.branches(), entries[:0]), _empty_index())
-            check_unique(np.concatenate(hashes_seen) if hashes_seen else np.zeros(0, np.uint64), str(source))
-            events_file.finish(writer, example, [sample], [logical_file])
+                    progress(done, len(entries))
+            empty = template.build(root.read(template.branches(), entries[:0]), _empty_index())
+            events_file.finish(writer, empty, [sample], [logical_file])
     return EventStats(root.num_entries, len(entries), chunks)
+
+
+def _batches(root: RootSource, template: EventTemplate, entries: np.ndarray, chunk_size: int, source: Path,
+             identity: tuple[str, str, str], allow_nan: bool) -> Iterator[tuple[EventBatch, int]]:
+    """Read, check, hash and template ``entries`` chunk by chunk; yield each batch and entries done.
+
+    Hashes need no uniqueness check here: within one file they are distinct by construction
+    (see :mod:`tracerflow.hashing`); collisions across files are caught where files meet.
+    """
+    for lo in range(0, len(entries), chunk_size):
+        chunk_entries = entries[lo:lo + chunk_size]
+        arrays = root.read(template.branches(), chunk_entries)
+        _check_nan(arrays, source, chunk_entries, allow_nan)
+        index = {
+            "hash": event_hashes(*identity, chunk_entries),
+            "sample": np.zeros(len(chunk_entries), np.uint16),
+            "file": np.zeros(len(chunk_entries), np.uint16),
+            "entry": chunk_entries,
+        }
+        try:
+            batch = template.build(arrays, index)
+        except TemplateError as err:
+            raise TemplateError(f"{source}: {err}") from None
+        del arrays
+        yield batch, min(lo + chunk_size, len(entries))
 
 
 def _empty_index() -> dict[str, np.ndarray]:

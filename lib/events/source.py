@@ -22,7 +22,7 @@ class RootSource:
         if not self.path.exists():
             raise SourceError(f"{self.path}: no such file")
         try:
-            self._file = uproot.open(self.path)
+            self._file = uproot.open(self.path, array_cache=None)
         except Exception as err:
             raise SourceError(f"{self.path}: cannot be read as a ROOT file ({type(err).__name__}: {err})") from None
         try:

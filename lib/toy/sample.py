@@ -243,7 +243,10 @@ def generate_file(
     out_dir: str | Path,
     chunk_events: int = DEFAULT_CHUNK_EVENTS,
 ) -> Path:
-    """Generate one planned file into ``out_dir`` (atomically, via a temporary name) and return its path.
+    """Generate one planned file into ``out_dir`` atomically and return its path.
+
+    It is written under its final name inside a temporary directory, then moved: ROOT records
+    the file name inside the file, so a temporary name would make equal runs differ in bytes.
 
     The content depends only on (seed, sample, file index); ``chunk_events`` (rounded up to whole
     blocks of :data:`EVENTS_PER_BLOCK`) only sets how many events are written per basket.
@@ -255,9 +258,11 @@ def generate_file(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / plan_entry.name
-    tmp = out_dir / f".{plan_entry.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    tmp_dir = out_dir / f".{plan_entry.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    tmp = tmp_dir / plan_entry.name
     file_uuid = _file_uuid(seed, sample, plan_entry.index)
     try:
+        tmp_dir.mkdir()
         with _frozen_uproot_clock(), uproot.recreate(tmp, uuid_function=lambda: file_uuid) as root_file:
             tree = None
             for arrays in _file_chunks(proc, plan_entry, seed, sample, multiplicity, chunk_events):
@@ -266,9 +271,10 @@ def generate_file(
                 else:
                     tree.extend(arrays)
         os.replace(tmp, final)
-    except BaseException:
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
+        if tmp_dir.exists():
+            tmp_dir.rmdir()
     return final
 
 

@@ -74,6 +74,22 @@ def test_exception_keeps_older_file_untouched(tmp_path):
         assert f["x"].shape == (4,)
 
 
+def test_compression_applies_to_integer_valued_data_unless_floats_asked(tmp_path):
+    path = tmp_path / "out.h5"
+    reals = np.linspace(0.1, 5.0, 1000, dtype=np.float32)
+    with writer(path, compression="lzf") as w:
+        w.append("reals", reals)
+        w.append("labels_as_floats", np.round(reals))
+        w.append("ints", np.arange(1000))
+    with h5py.File(path, "r") as f:
+        assert [f[n].compression for n in ("reals", "labels_as_floats", "ints")] == [None, "lzf", "lzf"]
+        np.testing.assert_array_equal(f["reals"][:], reals)
+    with H5Writer(tmp_path / "all.h5", "s", 1, "d", "t", "lzf", compress_floats=True) as w:
+        w.append("reals", reals)
+    with h5py.File(tmp_path / "all.h5", "r") as f:
+        assert f["reals"].compression == "lzf"
+
+
 def test_append_grows_over_chunks(tmp_path):
     path = tmp_path / "out.h5"
     rng = np.random.default_rng(0)
@@ -88,7 +104,8 @@ def test_append_grows_over_chunks(tmp_path):
         np.testing.assert_array_equal(f["m"][:], np.concatenate(chunks))
         assert f["m"].dtype == np.float32
         assert f["m"].maxshape == (None, 3)
-        assert f["m"].compression == "gzip"
+        assert f["m"].compression is None, "real-valued floats are stored raw unless compress_floats"
+        assert f["v"].compression == "gzip"
         np.testing.assert_array_equal(f["v"][:], np.concatenate(chunks)[:, 0].astype(np.int64))
         np.testing.assert_array_equal(f["first_empty"][:], [1, 2])
 

@@ -84,11 +84,13 @@ def test_two_runs_of_one_config_give_identical_files(tmp_path):
             np.testing.assert_array_equal(left[key], right[key], err_msg=f"{path}:{key}")
         with h5py.File(path) as a, h5py.File(twin) as b:
             assert dict(a.attrs) == dict(b.attrs)
+        assert path.read_bytes() == twin.read_bytes(), f"{path}: same content, different bytes"
     for path in sorted((ours / "samples").rglob("*.root")):
         left = uproot.open(path)["events"].arrays(library="np")
         right = uproot.open(theirs / path.relative_to(ours))["events"].arrays(library="np")
         for key in left:
             assert all(np.array_equal(a, b) for a, b in zip(left[key], right[key])), f"{path}:{key}"
+        assert path.read_bytes() == (theirs / path.relative_to(ours)).read_bytes(), path
 
 
 @pytest.mark.slow
