@@ -3,21 +3,36 @@ from __future__ import annotations
 
 import luigi
 
-from tracerflow.config import load_config
-from tracerflow.tasks import STAGES, ApplySelections, BuildEvents, BuildGraphs, GenerateSample
+from tracerflow.config import Config, load_config
+from tracerflow.tasks import (STAGES, ApplySelections, BuildEvents, BuildGraphs, ConvertTFRecords, GenerateSample,
+                              Resample, WriteTrainSample)
 
 FILE_STAGES = {"BuildEvents": BuildEvents, "BuildGraphs": BuildGraphs, "ApplySelections": ApplySelections}
-FINAL_STAGE = STAGES[-1]
+STAGE_BLOCKS = {"Resample": "resample", "WriteTrainSample": "write", "ConvertTFRecords": "tfrecords"}
+SPLIT_STAGES = {"Resample": Resample, "WriteTrainSample": WriteTrainSample}
+LAST = "last"
+
+
+def last_stage(cfg: Config) -> str:
+    """The last stage the config describes: a stage after ApplySelections needs its block."""
+    return [s for s in STAGES if s not in STAGE_BLOCKS or cfg[STAGE_BLOCKS[s]] is not None][-1]
 
 
 def stage_tasks(config: str, overrides: tuple[str, ...], until: str) -> list[luigi.Task]:
-    """The tasks of stage ``until`` for every sample (and file) of the config."""
+    """The tasks of stage ``until`` (or the config's last stage) for every sample, file or split."""
+    cfg = load_config(config or None, overrides)
+    until = last_stage(cfg) if until == LAST else until
     if until not in STAGES:
         raise ValueError(f"unknown stage {until!r}; stages are {', '.join(STAGES)}")
-    cfg = load_config(config or None, overrides)
+    if until in STAGE_BLOCKS and cfg[STAGE_BLOCKS[until]] is None:
+        raise ValueError(f"stage {until} needs a {STAGE_BLOCKS[until]!r} block in the config")
     params = {"config": config, "overrides": tuple(overrides)}
     if until == "GenerateSample":
         return [GenerateSample(sample=s, **params) for s, spec in cfg["samples"].items() if spec["generate"]]
+    if until in SPLIT_STAGES:
+        return [SPLIT_STAGES[until](split=s, **params) for s in cfg["resample"]["splits"]]
+    if until == "ConvertTFRecords":
+        return [ConvertTFRecords(split=s, **params) for s in cfg["tfrecords"]["splits"]]
     stage = FILE_STAGES[until]
     return [stage(sample=s, file=f.logical, **params) for s in cfg["samples"] for f in cfg.sample_files(s)]
 
@@ -27,7 +42,8 @@ class Analysis(luigi.WrapperTask):
 
     config = luigi.Parameter(default="", description="analysis YAML; empty for the embedded default")
     overrides = luigi.ListParameter(default=(), description="dotted.key=value overrides")
-    until = luigi.ChoiceParameter(choices=STAGES, default=FINAL_STAGE, description="last stage to run")
+    until = luigi.ChoiceParameter(choices=(*STAGES, LAST), default=LAST,
+                                  description="last stage to run; 'last': the config's last stage")
 
     def requires(self) -> list[luigi.Task]:
         return stage_tasks(self.config, tuple(self.overrides), self.until)

@@ -15,7 +15,7 @@ import luigi
 
 from tracerflow.config import ConfigError, load_config
 from tracerflow.tasks import STAGES
-from tracerflow.workflows.analysis import FINAL_STAGE, Analysis
+from tracerflow.workflows.analysis import LAST, Analysis
 from tracerflow.workflows.inspect import describe_dag
 from tracerflow.workflows.retcodes import install_retcodes
 
@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the DAG (local scheduler unless told otherwise)")
     _common(run)
-    run.add_argument("--until", choices=STAGES, default=FINAL_STAGE, help="last stage to run")
+    run.add_argument("--until", choices=(*STAGES, LAST), default=LAST,
+                     help="last stage to run (default: the last one the config describes)")
     run.add_argument("--workers", type=int, default=None, help="parallel worker processes (default: scheduler.workers)")
     run.add_argument("--central", action="store_true", help="use the central scheduler luigid (scheduler.host/port)")
     run.add_argument("--scheduler-host", default=None, help="luigid host (implies --central)")
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(val)
     show = sub.add_parser("show", help="the DAG and which targets are complete")
     _common(show)
-    show.add_argument("--until", choices=STAGES, default=FINAL_STAGE)
+    show.add_argument("--until", choices=(*STAGES, LAST), default=LAST)
     return parser
 
 

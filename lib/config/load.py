@@ -160,6 +160,7 @@ def _load(path: str, overrides: tuple[str, ...]) -> Config:
     _resolve_inputs(data, base_dir, ctx)
     config = Config(data, source, base_dir, overrides)
     _check_templates(config, ctx)
+    _check_training_inputs(config, ctx)
     return config
 
 
@@ -212,3 +213,59 @@ def _check_templates(config: Config, ctx: Context) -> None:
             raise
         except Exception as err:
             ctx.fail(f"{block}.template", str(err))
+
+
+def _check_training_inputs(config: Config, ctx: Context) -> None:
+    """Check that resample/write/tfrecords name columns the selection and graph templates make."""
+    from tracerflow.resample import spec_from_config
+    from tracerflow.templates.loader import load_template
+
+    resample, write, tfrecords = config["resample"], config["write"], config["tfrecords"]
+    for block, needs in (("write", "resample"), ("tfrecords", "write")):
+        if config[block] is not None and config[needs] is None:
+            ctx.fail(block, f"needs a {needs} block")
+    if resample is None:
+        return
+    selection = load_template(config, "selection")
+    outputs = list(selection.output_names())
+    try:
+        spec_from_config({k: v for k, v in resample.items() if k not in ("weight", "chunk_size", "plots")},
+                         config.seed)
+    except ValueError as err:
+        key, _, message = str(err).partition(": ")
+        ctx.fail(key, message)
+
+    def need(key: str, names: list[str], have: list[str], what: str, indexed: bool = True) -> None:
+        for i, name in enumerate(names):
+            if name not in have:
+                ctx.fail(f"{key}[{i}]" if indexed else key, f"{name!r} is not {what} (have: {', '.join(have) or 'none'})")
+
+    need("resample.label", [resample["label"]], outputs, "a selection output", indexed=False)
+    for name in resample["variables"]:
+        need(f"resample.variables.{name}", [name], outputs, "a selection output", indexed=False)
+    if resample["weight"] is not None:
+        need("resample.weight", [resample["weight"]], outputs, "a selection output", indexed=False)
+    if write is None:
+        return
+    graph = load_template(config, "graph")
+    if selection.level != graph.level:
+        ctx.fail("selection.template.level", f"{selection.level!r}: the train sample needs the graph level {graph.level!r}")
+    jets, tracks = write["jets"], write["tracks"]
+    need("write.jets.variables", jets["variables"], outputs, "a selection output")
+    need("write.add_labels", write["add_labels"], outputs, "a selection output")
+    features = list(graph.node_features)
+    track_vars = features if tracks["variables"] is None else tracks["variables"]
+    need("write.tracks.variables", track_vars, features, "a graph node feature")
+    need("write.tracks.labels", tracks["labels"], list(graph.node_truth), "a graph node truth")
+    for group in ("log", "no_norm"):
+        need(f"write.jets.{group}", jets[group], jets["variables"], "in write.jets.variables")
+        need(f"write.tracks.{group}", tracks[group], track_vars, "in write.tracks.variables")
+    if isinstance(write["concat_jet_tracks"], list):
+        need("write.concat_jet_tracks", write["concat_jet_tracks"], jets["variables"], "in write.jets.variables")
+    if tfrecords is not None and write["format"] == "folds":
+        ctx.fail("tfrecords", "converts the umami train file: needs write.format umami or both")
+    if tfrecords is not None:
+        need("tfrecords.splits", tfrecords["splits"], list(resample["splits"]), "a resample split")
+        if tfrecords["n_add_vars"] > len(jets["variables"]):
+            ctx.fail("tfrecords.n_add_vars", f"{tfrecords['n_add_vars']} exceeds the "
+                     f"{len(jets['variables'])} jet variables of write.jets.variables")

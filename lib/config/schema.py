@@ -97,6 +97,32 @@ def _run_events(default: object) -> OneOf:
     """(run, event) pairs given inline or as a text file of 'run event' lines."""
     return OneOf((ListOf(ListOf(Scalar((int,)), length=2)), Scalar((str,))), default=default)
 
+def _fraction_or_auto(value: object) -> str | None:
+    if value == "auto" or (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+        return None
+    return "expected a number > 0 or 'auto'"
+
+
+def _bins(value: object) -> str | None:
+    if isinstance(value, dict) and set(value) == {"bins"}:
+        value = value["bins"]
+    ok = isinstance(value, list) and value and all(
+        isinstance(r, list) and len(r) == 3 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in r)
+        and isinstance(r[2], int) and r[2] >= 1 and r[1] > r[0] for r in value)
+    if not ok:
+        return "expected bins as [[low, high, n], ...] with low < high and n >= 1"
+    for (_, high, _), (low, _, _) in zip(value, value[1:]):
+        if low != high:
+            return f"ranges must be contiguous: one ends at {high}, the next starts at {low}"
+    return None
+
+
+VARIABLE_GROUP = Block({
+    "variables": ListOf(Scalar((str,)), default=list, doc="input variables, in column order"),
+    "log": ListOf(Scalar((str,)), default=list, doc="normalised as log(x)"),
+    "no_norm": ListOf(Scalar((str,)), default=list, doc="left unscaled (shift 0, scale 1)"),
+})
+
 BLOCKS = Block({
     "project": Block({
         "name": Scalar((str,), default="tracerflow"),
@@ -129,6 +155,48 @@ BLOCKS = Block({
         "template": OneOf((CLASS_PATH, SELECTION_TEMPLATE)),
         "chunk_size": CHUNK,
     }),
+    "resample": Block({
+        "label": Scalar((str,), default="flavour", doc="selection output holding the class label"),
+        "classes": MapOf(Scalar((int,)), default=lambda: {"bjets": 5, "cjets": 4, "ujets": 0},
+                         doc="class name -> label value; class index = order"),
+        "target": Scalar((str,), default="bjets", doc="class whose distribution the others follow"),
+        "method": Scalar((str,), default="countup", choices=("pdf", "countup", "weighting", "none")),
+        "variables": MapOf(Scalar((list, dict), check=_bins), default=lambda: {
+            "pt": [[20.0, 250.0, 23], [250.0, 1000.0, 15]], "abs_eta": [[0.0, 2.5, 5]]},
+            doc="selection output -> bins [[low, high, n], ...]"),
+        "sampling_fraction": Scalar((float, str), default="auto", check=_fraction_or_auto),
+        "max_upsampling_ratio": Scalar((float,), default=10.0, minimum=1.0),
+        "upscale_pdf": Scalar((int,), default=1, minimum=1),
+        "splits": MapOf(Scalar((float,), minimum=0.0), default=lambda: {"train": 0.8, "val": 0.1, "test": 0.1}),
+        "untouched_splits": ListOf(Scalar((str,)), default=None, nullable=True,
+                                   doc="splits kept as they are (default: test)"),
+        "weight": Scalar((str,), default=None, nullable=True, doc="selection output multiplied into the weight"),
+        "chunk_size": Scalar((int,), default=500_000, minimum=1, doc="jets per chunk: bounds memory"),
+        "plots": Scalar((bool,), default=True),
+    }, default=None, nullable=True, doc="absent: the analysis ends at ApplySelections"),
+    "write": Block({
+        "format": Scalar((str,), default="both", choices=("umami", "folds", "both")),
+        "jets": VARIABLE_GROUP,
+        "tracks": Block({
+            "variables": ListOf(Scalar((str,)), default=None, nullable=True,
+                                doc="graph node features, in column order (default: all)"),
+            "log": ListOf(Scalar((str,)), default=list),
+            "no_norm": ListOf(Scalar((str,)), default=list),
+            "labels": ListOf(Scalar((str,)), default=list, doc="graph node truth columns"),
+            "max_tracks": Scalar((int,), default=40, minimum=1),
+        }),
+        "add_labels": ListOf(Scalar((str,)), default=list, doc="selection outputs stored unscaled, NaN -> 0"),
+        "n_folds": Scalar((int,), default=5, minimum=2),
+        "precision": Scalar((str,), default="float16", choices=("float16", "float32")),
+        "compression": COMPRESSION,
+        "concat_jet_tracks": OneOf((Scalar((bool,)), ListOf(Scalar((str,)))), default=False),
+        "chunk_size": Scalar((int,), default=100_000, minimum=1, doc="jets per chunk: bounds memory"),
+    }, default=None, nullable=True, doc="needs resample"),
+    "tfrecords": Block({
+        "splits": ListOf(Scalar((str,)), default=lambda: ["train", "val"], doc="splits converted"),
+        "chunk_size": Scalar((int,), default=10_000, minimum=1, doc="jets per shard"),
+        "n_add_vars": Scalar((int,), default=0, minimum=0, doc="first n jet variables as X_add_vars"),
+    }, default=None, nullable=True, doc="needs write"),
     "scheduler": Block({
         "workers": Scalar((int,), default=1, minimum=1),
         "local": Scalar((bool,), default=True, doc="false: use the central scheduler luigid at host:port"),

@@ -1,0 +1,55 @@
+"""Feed the selections files of every sample to :func:`tracerflow.resample.resample` in chunks."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import h5py
+import numpy as np
+
+from tracerflow.hashing import check_unique
+from tracerflow.io import selections_file
+from tracerflow.io.h5target import check_schema
+from tracerflow.resample.stream import Chunk
+
+
+def selection_chunks(paths: Sequence[str | os.PathLike], columns: Sequence[str], chunk_size: int,
+                     weight: str | None = None) -> Callable[[], Iterator[Chunk]]:
+    """A re-iterable source of chunks: ``columns`` of ``/derived`` plus hash, item, source and row.
+
+    ``source`` is the position of the file in ``paths`` and ``row`` the row in its
+    ``/derived`` datasets, which is how WriteTrainSample finds the jet again; ``weight`` names
+    the output passed on as the jets' input weight. The first full pass also checks that no
+    event hash appears in two files (:class:`~tracerflow.hashing.HashCollision`).
+    """
+    paths = [Path(p) for p in paths]
+    wanted = list(dict.fromkeys([*columns, *([weight] if weight else [])]))
+    checked = [False]
+
+    def chunks() -> Iterator[Chunk]:
+        seen: list[np.ndarray] = []
+        for source, path in enumerate(paths):
+            with h5py.File(path, "r") as f:
+                check_schema(f, selections_file.SCHEMA, selections_file.SCHEMA_VERSION)
+                missing = [c for c in wanted if f"derived/{c}" not in f]
+                if missing:
+                    raise KeyError(f"{path}: no selection output {missing[0]!r} (has {sorted(f['derived'])})")
+                n = int(f["index/hash"].shape[0])
+                if not checked[0]:
+                    seen.append(np.unique(f["index/hash"][:]))
+                for lo in range(0, n, chunk_size):
+                    hi = min(n, lo + chunk_size)
+                    chunk = {c: f[f"derived/{c}"][lo:hi] for c in columns}
+                    chunk["hash"] = f["index/hash"][lo:hi]
+                    chunk["item"] = f["index/item"][lo:hi]
+                    chunk["source"] = np.full(hi - lo, source, np.int64)
+                    chunk["row"] = np.arange(lo, hi, dtype=np.int64)
+                    if weight:
+                        chunk["weight"] = f[f"derived/{weight}"][lo:hi].astype(np.float32)
+                    yield chunk
+        if not checked[0]:
+            check_unique(np.concatenate(seen) if seen else np.zeros(0, np.uint64), "selections of all samples")
+            checked[0] = True
+
+    return chunks

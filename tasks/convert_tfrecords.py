@@ -1,0 +1,58 @@
+"""ConvertTFRecords[split]: TFRecord shards of one split's umami train file, for tf.data users."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import luigi
+
+from tracerflow.tasks.base import TracerflowTask
+from tracerflow.tasks.write_train_sample import WriteTrainSample
+from tracerflow.tfrecords.writer import METADATA, write_tfrecords
+
+
+class MetadataTarget(luigi.LocalTarget):
+    """A shard directory, complete when its ``metadata.json`` (written last) has the current digest."""
+
+    def __init__(self, directory: Path, digest: str) -> None:
+        super().__init__(str(directory / METADATA))
+        self.directory = directory
+        self.digest = digest
+
+    def exists(self) -> bool:
+        return self.status() == "ok"
+
+    def status(self) -> str:
+        """'ok', 'missing', 'unreadable' or 'config changed', as :class:`~tracerflow.tasks.H5Target`."""
+        path = Path(self.path)
+        if not path.exists():
+            return "missing"
+        try:
+            metadata = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return "unreadable"
+        return "ok" if metadata.get("config_digest") == self.digest else "config changed"
+
+
+class ConvertTFRecords(TracerflowTask):
+    """Shards of ``tfrecords.chunk_size`` jets plus metadata.json in ``tfrecords/<split>/``."""
+
+    split = luigi.Parameter(description="a split named in tfrecords.splits")
+
+    def requires(self) -> WriteTrainSample:
+        return WriteTrainSample(split=self.split, **self.config_params())
+
+    def digest(self) -> str:
+        block = self.cfg["tfrecords"]
+        return self.cfg.digest("tfrecords", upstream=[self.requires().digest()],
+                               extra={"chunk_size": block["chunk_size"]})
+
+    def output(self) -> MetadataTarget:
+        return MetadataTarget(self.cfg.output_root / "tfrecords" / self.split, self.digest())
+
+    def run(self) -> None:
+        block = self.cfg["tfrecords"]
+        self.set_status_message(f"ConvertTFRecords {self.split}")
+        write_tfrecords(self.input()["umami"].path, self.output().directory, chunk_size=block["chunk_size"],
+                        n_add_vars=block["n_add_vars"], config_digest=self.digest(), created_by=repr(self))
+        self.set_progress_percentage(100)

@@ -1,0 +1,63 @@
+"""Resample[split]: the jets of one split, with copies and weights, globally shuffled."""
+from __future__ import annotations
+
+import json
+
+import luigi
+
+from tracerflow.io import resampled_file
+from tracerflow.resample import plot_report, resample, resample_report, spec_from_config
+from tracerflow.resample.inputs import selection_chunks
+from tracerflow.tasks.apply_selections import ApplySelections
+from tracerflow.tasks.base import H5Target, TracerflowTask
+
+SPEC_KEYS = ("label", "classes", "target", "method", "variables", "sampling_fraction",
+             "max_upsampling_ratio", "upscale_pdf", "splits", "untouched_splits")
+
+
+class Resample(TracerflowTask):
+    """One split of all selected jets of all samples, resampled as the ``resample`` block says.
+
+    Beside the target: ``report_<split>.json`` (counts, duplicates, agreement with the
+    target class) and ``plots/resample_<split>_<variable>.png``.
+    """
+
+    split = luigi.Parameter(description="a split named in resample.splits")
+
+    def requires(self) -> list[ApplySelections]:
+        cfg = self.cfg
+        return [ApplySelections(sample=s, file=f.logical, **self.config_params())
+                for s in cfg["samples"] for f in cfg.sample_files(s)]
+
+    def digest(self) -> str:
+        return self.cfg.digest("project.seed", "resample", upstream=[t.digest() for t in self.requires()])
+
+    def output(self) -> H5Target:
+        return H5Target(self.out_dir() / f"{self.split}.h5", self.digest(), resampled_file.SCHEMA)
+
+    def out_dir(self):
+        return self.cfg.output_root / "resample"
+
+    def run(self) -> None:
+        cfg = self.cfg
+        block = cfg["resample"]
+        spec = spec_from_config({k: block[k] for k in SPEC_KEYS}, cfg.seed)
+        sources = [(t.sample, t.file) for t in self.requires()]
+        columns = [spec.label, *spec.variables]
+        self.set_status_message(f"Resample {self.split}: two passes over {len(sources)} selections files")
+        chunks = selection_chunks([t.output().path for t in self.requires()], columns, block["chunk_size"],
+                                  weight=block["weight"])
+        result = resample(spec, chunks)[self.split]
+        report = resample_report({self.split: result}, spec)
+        out_dir = self.out_dir()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f"report_{self.split}.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+        if block["plots"]:
+            plot_report({self.split: result}, spec, out_dir / "plots")
+        rows = {name: getattr(result, name) for name in (*resampled_file.INDEX_COLUMNS, "label", "weight")}
+        resampled_file.write_resampled(
+            self.output().path, rows, split=self.split, classes=spec.class_names, sources=sources,
+            config_digest=self.digest(), created_by=repr(self),
+            attrs={"method": spec.method, "sampling_fraction": float(result.sampling_fraction)},
+        )
+        self.set_progress_percentage(100)
