@@ -38,6 +38,8 @@ from tracerflow.tasks.build_events import entry_filter
 from tracerflow.templates.loader import load_template
 from tracerflow.toy import generate_sample
 
+from preprocessing import bench_preprocessing
+
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
 RESULTS = HERE / "results.json"
@@ -410,9 +412,11 @@ def run(n_jets: int, repeats: int) -> tuple[list[Row], list[str]]:
     print(f"  BuildGraphs {graphs_row.seconds:.1f} s", flush=True)
     selections_row = bench_selections(cfg, files)
     print(f"  ApplySelections {selections_row.seconds:.1f} s", flush=True)
+    preprocessing_rows = bench_preprocessing(cfg, files, work_dir, Row, repeats)
     memory_row = bench_peak_memory(cfg, overrides, n_jets, work_dir)
     print("  peak memory done", flush=True)
-    rows = [uproot_row, events_row, graphs_row, cache_size_row(files), memory_row, selections_row, generate]
+    rows = [uproot_row, events_row, graphs_row, cache_size_row(files), memory_row, selections_row, generate,
+            *preprocessing_rows]
     return rows, overrides
 
 

@@ -1,26 +1,28 @@
 """Keep a long-running process's resident memory at the size of what it holds.
 
 glibc raises its mmap threshold each time a large block is freed, after which chunk-sized
-numpy arrays come from the heap and freed chunks stay resident: a task's RSS then grows
-with the number of chunks it has processed, not with the chunk. Fixing the threshold makes
-every large array its own mapping, returned to the system when freed.
+numpy arrays come from the heap, and freed heap pages stay resident: a task's RSS then grows
+with the number of chunks it has processed, not with the chunk. Trimming the heap once per
+chunk hands those pages back while keeping allocation inside a chunk as fast as usual.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-
-_M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 128 * 1024
+import functools
 
 
-def return_large_blocks_to_system() -> bool:
-    """Fix glibc's mmap threshold at 128 KiB; return whether it was set (False off glibc)."""
+@functools.lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        libc = ctypes.CDLL(name)
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
-    except (OSError, AttributeError):
-        return False
+        libc = ctypes.CDLL(name) if name else None
+        return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def release_free_memory() -> bool:
+    """Return freed heap pages to the system (glibc ``malloc_trim``); False where unavailable."""
+    libc = _libc()
+    return bool(libc.malloc_trim(0)) if libc is not None else False

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import luigi
 
@@ -58,6 +59,7 @@ class Resample(TracerflowTask):
         resampled_file.write_resampled(
             self.output().path, rows, split=self.split, classes=spec.class_names, sources=sources,
             config_digest=self.digest(), created_by=repr(self),
-            attrs={"method": spec.method, "sampling_fraction": float(result.sampling_fraction)},
+            attrs={"method": spec.method if result.resampled else "none",
+                   "sampling_fraction": None if math.isnan(result.sampling_fraction) else result.sampling_fraction},
         )
         self.set_progress_percentage(100)

@@ -9,7 +9,7 @@ from tracerflow.io.resampled_file import ResampledFile
 from tracerflow.tasks.base import H5Target, TracerflowTask
 from tracerflow.tasks.resample import Resample
 from tracerflow.templates.loader import load_template
-from tracerflow.write import ScaleAccumulator, read_scale_dict, write_folds, write_scale_dict, write_umami
+from tracerflow.write import ScaleAccumulator, read_embedded_scale_dict, write_folds, write_scale_dict, write_umami
 from tracerflow.write import fold_file, umami_file
 from tracerflow.write.gather import Columns, SourcePaths, TrainChunks
 
@@ -19,8 +19,9 @@ SCALE_SPLIT = "train"
 class WriteTrainSample(TracerflowTask):
     """Scaled train sample of one split; the scale dict comes from the train split.
 
-    Writes ``train_sample/<split>.h5`` (umami layout) and/or ``<split>_folds.h5`` (LUMIN),
-    and, for the train split, ``scale_dict.json`` first.
+    Writes ``train_sample/<split>.h5`` (umami layout) and/or ``<split>_folds.h5`` (LUMIN);
+    the train split also writes ``scale_dict.json`` beside them for umami users. Other splits
+    read the dict stored inside the train split's files, so the JSON is a copy, not a dependency.
     """
 
     split = luigi.Parameter(description="a split named in resample.splits")
@@ -92,7 +93,8 @@ class WriteTrainSample(TracerflowTask):
     def _scale_dict(self, chunks: TrainChunks, columns: Columns) -> dict:
         """Mean/std from this split's jets for the train split, else the train split's dict."""
         if self.split != SCALE_SPLIT:
-            return read_scale_dict(self.scale_dict_path())
+            train = next(iter(self.input()["scaling"].values())).path
+            return read_embedded_scale_dict(train)
         groups = self.cfg["write"]["jets"], self.cfg["write"]["tracks"]
         accumulator = ScaleAccumulator(
             columns.jet_vars, columns.track_vars,

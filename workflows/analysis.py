@@ -19,7 +19,10 @@ def last_stage(cfg: Config) -> str:
 
 
 def stage_tasks(config: str, overrides: tuple[str, ...], until: str) -> list[luigi.Task]:
-    """The tasks of stage ``until`` (or the config's last stage) for every sample, file or split."""
+    """The tasks of stage ``until`` (or the config's last stage) for every sample, file or split.
+
+    ConvertTFRecords covers only ``tfrecords.splits``; the other splits end at their train files.
+    """
     cfg = load_config(config or None, overrides)
     until = last_stage(cfg) if until == LAST else until
     if until not in STAGES:
@@ -32,7 +35,9 @@ def stage_tasks(config: str, overrides: tuple[str, ...], until: str) -> list[lui
     if until in SPLIT_STAGES:
         return [SPLIT_STAGES[until](split=s, **params) for s in cfg["resample"]["splits"]]
     if until == "ConvertTFRecords":
-        return [ConvertTFRecords(split=s, **params) for s in cfg["tfrecords"]["splits"]]
+        converted = cfg["tfrecords"]["splits"]
+        return ([ConvertTFRecords(split=s, **params) for s in converted]
+                + [WriteTrainSample(split=s, **params) for s in cfg["resample"]["splits"] if s not in converted])
     stage = FILE_STAGES[until]
     return [stage(sample=s, file=f.logical, **params) for s in cfg["samples"] for f in cfg.sample_files(s)]
 

@@ -19,7 +19,7 @@ from tracerflow.events.source import RootSource
 from tracerflow.hashing import event_hashes
 from tracerflow.io import events_file
 from tracerflow.io.h5target import H5Writer
-from tracerflow.memory import return_large_blocks_to_system
+from tracerflow.memory import release_free_memory
 from tracerflow.prefetch import prefetched
 from tracerflow.templates.event import EventTemplate, TemplateError
 
@@ -56,7 +56,6 @@ def build_events(
 ) -> EventStats:
     """Read ``tree`` of ``source`` through ``template`` and write the events target atomically."""
     source = Path(source)
-    return_large_blocks_to_system()
     with RootSource(source, tree, threads) as root:
         root.require_branches(template.branches(), "event.template")
         if root.num_entries == 0:
@@ -66,17 +65,20 @@ def build_events(
         with H5Writer(
             out_path, events_file.SCHEMA, events_file.SCHEMA_VERSION, config_digest, created_by, compression,
             attrs={"sample": sample, "file": logical_file, "tree": tree, "entries_in_tree": root.num_entries},
-            compress_floats=True,
         ) as writer:
             batches = _batches(root, template, entries, chunk_size, source, (sample, logical_file, tree), allow_nan)
+            layout: EventBatch | None = None
             for batch, done in prefetched(batches):
                 events_file.append_batch(writer, batch)
+                layout = batch.take(np.zeros(len(batch), bool))
                 del batch
+                release_free_memory()
                 chunks += 1
                 if progress:
                     progress(done, len(entries))
-            empty = template.build(root.read(template.branches(), entries[:0]), _empty_index())
-            events_file.finish(writer, empty, [sample], [logical_file])
+            if layout is None:
+                layout = template.build(root.read(template.branches(), entries[:0]), _empty_index())
+            events_file.finish(writer, layout, [sample], [logical_file])
     return EventStats(root.num_entries, len(entries), chunks)
 
 

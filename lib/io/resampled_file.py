@@ -27,7 +27,7 @@ def write_resampled(path: str | os.PathLike, rows: Mapping[str, np.ndarray], *, 
                     classes: Sequence[str], sources: Sequence[tuple[str, str]], config_digest: str,
                     created_by: str, attrs: Mapping[str, Any] | None = None) -> None:
     """Write one split's output rows (``source``, ``row``, ``hash``, ``item``, ``copy``, ``label``, ``weight``)."""
-    with H5Writer(path, SCHEMA, SCHEMA_VERSION, config_digest, created_by, "lzf",
+    with H5Writer(path, SCHEMA, SCHEMA_VERSION, config_digest, created_by, "gzip",
                   attrs={"split": split, "classes": list(classes), "sources": [list(s) for s in sources],
                          "n_rows": int(len(rows["row"])), **dict(attrs or {})}) as writer:
         for name in INDEX_COLUMNS:

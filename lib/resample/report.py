@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from tracerflow.resample.compare import CHI2_DESCRIPTION, KS_DESCRIPTION, chi2_two_sample, ks_binned, project
 from tracerflow.resample.spec import ResampleSpec
@@ -60,6 +58,9 @@ def agreement(result: ResampleResult, spec: ResampleSpec) -> dict[str, dict[str,
 
 def plot_report(results: Mapping[str, ResampleResult], spec: ResampleSpec, out_dir: str | Path) -> list[Path]:
     """Write one PNG per split and variable: normalised 1-D distributions per class, before | after."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []

@@ -2,12 +2,11 @@
 
 The default analysis names it as ``tracerflow.templates.toy:ToyEvent``: the example of a
 template given as a Python class. Tracks hang below their jet through ``trk_jet_index``.
+Nothing derivable is stored: |eta| and similar quantities are one expression away in the
+selection and graph templates, and every stored column counts against the cache size.
 """
 from __future__ import annotations
 
-import numpy as np
-
-from tracerflow.columns import EventBatch
 from tracerflow.templates.event import Collection, EventTemplate
 
 
@@ -35,7 +34,3 @@ class ToyEvent(EventTemplate):
         ),
     }
 
-    def derive(self, batch: EventBatch) -> None:
-        """|eta| of each jet, the usual second resampling variable."""
-        jets = batch.tables["jets"].fields
-        jets["abs_eta"] = np.abs(jets["eta"]).astype(np.float32)

@@ -11,7 +11,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from tracerflow.io.h5target import H5Writer
+from tracerflow.io.h5target import GZIP_LEVEL, H5Writer
 
 TARGET_CHUNK_BYTES = 2 << 20
 MIN_CHUNK_ROWS = 256
@@ -76,6 +76,7 @@ class RowAppender:
             maxshape=(None,) + tuple(d if d else None for d in tail),
             chunks=(rows,) + tuple(max(d, 1) for d in tail),
             compression=compression,
+            compression_opts=GZIP_LEVEL if compression == "gzip" else None,
             shuffle=compression is not None and dtype.itemsize > 1,
             track_times=False,
         )

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import h5py
 import numpy as np
 
+from tracerflow.write.appender import read_text
 from tracerflow.write.chunk import TrainChunk
 
 GROUPS = ("jets", "tracks")
@@ -262,3 +264,12 @@ def write_scale_dict(path: str | os.PathLike, scale_dict: Mapping[str, Any]) -> 
 def read_scale_dict(path: str | os.PathLike) -> dict[str, Any]:
     """Read a scale dict written by :func:`write_scale_dict` (or any file of the same layout)."""
     return scale_dict_from_json(Path(path).read_text(encoding="utf-8"))
+
+
+def read_embedded_scale_dict(path: str | os.PathLike) -> dict[str, Any]:
+    """The scale dict stored inside a umami train file (``/scale_dict``) or fold file (``/meta_data/scale_dict``)."""
+    with h5py.File(path, "r") as f:
+        for name in ("scale_dict", "meta_data/scale_dict"):
+            if name in f:
+                return scale_dict_from_json(read_text(f, name))
+    raise KeyError(f"{path}: holds no scale dict (neither /scale_dict nor /meta_data/scale_dict)")

@@ -28,3 +28,27 @@ def datasets(path: Path) -> dict[str, np.ndarray]:
     with h5py.File(path, "r") as f:
         f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
     return out
+
+
+def output_root(work: Path, project: str = "toy-ftag") -> Path:
+    """Where ``tracerflow run`` in ``work`` puts the targets of ``project`` (the default output_dir)."""
+    return work / "tracerflow-output" / project
+
+
+def file_mtimes(root: Path) -> dict[Path, int]:
+    """Modification time of every file below ``root`` (hidden temporary files included)."""
+    return {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+def config_error(stderr: str, source: str) -> tuple[str, str]:
+    """The key path and message of the config error ``tracerflow`` printed for ``source``.
+
+    ``source`` is what the message starts with: the config file, or ``<embedded default> (with
+    --set ...)``, which repeats the overrides, so a key is only found where the error names it.
+    """
+    prefix = f"tracerflow: config error: {source}: "
+    line = next((line for line in stderr.splitlines() if line.startswith(prefix)), None)
+    if line is None:
+        raise AssertionError(f"no config error for {source!r} in:\n{stderr}")
+    key, _, message = line[len(prefix):].partition(": ")
+    return key, message

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -20,12 +21,27 @@ from tracerflow.config import load_config
 
 from .helpers import SMALL, datasets, tracerflow
 
-STAGE_DIRS = ("events", "graphs", "selections")
-N_FILES = sum(len(load_config(None, SMALL[1::2]).sample_files(s)) for s in ("ttbar", "zprime"))
+FILE_STAGE_DIRS = ("events", "graphs", "selections")
+STAGE_DIRS = (*FILE_STAGE_DIRS, "resample", "train_sample")
+CONFIG = load_config(None, SMALL[1::2])
+N_FILES = sum(len(CONFIG.sample_files(s)) for s in ("ttbar", "zprime"))
+CONVERTED = tuple(CONFIG["tfrecords"]["splits"])  # splits a plain `tracerflow run` must at least write
+FAMILIES = {"events": "BuildEvents", "graphs": "BuildGraphs", "selections": "ApplySelections",
+            "resample": "Resample", "train_sample": "WriteTrainSample"}
 
 
 def _targets(root: Path) -> list[Path]:
+    """The HDF5 targets of every stage (ConvertTFRecords' are in :func:`_tfrecords`)."""
     return sorted(p for d in STAGE_DIRS for p in (root / d).rglob("*.h5"))
+
+
+def _tfrecords(root: Path) -> list[Path]:
+    """ConvertTFRecords' shards and metadata.json files."""
+    return sorted(p for p in (root / "tfrecords").rglob("*") if p.is_file())
+
+
+def _stage(root: Path, path: Path) -> str:
+    return path.relative_to(root).parts[0]
 
 
 @pytest.fixture(scope="module")
@@ -40,32 +56,59 @@ def test_default_config_runs_whole_dag(small_run):
     root = small_run / "tracerflow-output" / "toy-ftag"
     targets = _targets(root)
     assert N_FILES >= 4
-    assert len(targets) == 3 * N_FILES
+    per_stage = {d: [p for p in targets if _stage(root, p) == d] for d in STAGE_DIRS}
+    assert all(len(per_stage[d]) == N_FILES for d in FILE_STAGE_DIRS)
+    assert {p.name for p in per_stage["resample"]} >= {f"{s}.h5" for s in CONVERTED}
+    assert {p.name for p in per_stage["train_sample"]} >= {f"{s}{x}.h5" for s in CONVERTED for x in ("", "_folds")}
     for path in targets:
         with h5py.File(path) as f:
             assert f.attrs["complete"]
             assert len(f.attrs["config_digest"]) == 16
             assert f.attrs["schema"].startswith("tracerflow.")
-            assert f.attrs["created_by"].split("(")[0] in ("BuildEvents", "BuildGraphs", "ApplySelections")
+            assert f.attrs["created_by"].split("(")[0] == FAMILIES[_stage(root, path)]
+    for split in CONVERTED:
+        metadata = json.loads((root / "tfrecords" / split / "metadata.json").read_text())
+        assert len(metadata["config_digest"]) == 16 and metadata["created_by"].startswith("ConvertTFRecords(")
+        assert metadata["n_shards"] == len(list((root / "tfrecords" / split).glob("shard_*.tfrecord"))) >= 1
     shown = tracerflow("show", *SMALL, cwd=small_run, check=True).stdout
     assert shown.strip().endswith("tasks complete")
     done, total = shown.strip().splitlines()[-1].split()[0].split("/")
-    assert done == total and int(total) == 1 + 3 * N_FILES + 2
+    tasks = set(re.findall(r"\[done\] (\w+\(.*?\))(?:  ->|$)", shown, flags=re.M))
+    assert done == total and int(total) == len(tasks)
+    families = [t.split("(")[0] for t in tasks]
+    assert families.count("Analysis") == 1 and families.count("GenerateSample") == 2
+    assert all(families.count(f) == N_FILES for f in ("BuildEvents", "BuildGraphs", "ApplySelections"))
+    assert {f"ConvertTFRecords(split={s})" for s in CONVERTED} == {t for t in tasks if t.startswith("Convert")}
+    for family in ("Resample", "WriteTrainSample"):
+        assert {f"{family}(split={s})" for s in CONVERTED} <= set(tasks)
 
 
 @pytest.mark.slow
-def test_rerun_is_a_no_op_and_a_changed_setting_reruns_only_its_stage(small_run):
+def test_rerun_is_a_no_op_and_a_changed_setting_reruns_only_its_stage_and_what_follows(small_run):
     root = small_run / "tracerflow-output" / "toy-ftag"
-    before = {p: p.stat().st_mtime_ns for p in _targets(root)}
+
+    def mtimes() -> dict[Path, int]:
+        return {p: p.stat().st_mtime_ns for p in [*_targets(root), *_tfrecords(root)]}
+
+    before = mtimes()
+    assert {_stage(root, p) for p in before} == {*STAGE_DIRS, "tfrecords"}
     tracerflow("run", *SMALL, cwd=small_run, check=True)
-    assert {p: p.stat().st_mtime_ns for p in _targets(root)} == before
+    assert mtimes() == before
     cut = ("--set", "selection.template.cuts.pt=jets.pt > 40")
     tracerflow("run", *SMALL, *cut, cwd=small_run, check=True)
-    after = {p: p.stat().st_mtime_ns for p in _targets(root)}
-    changed = {p.parent.parent.name for p in after if after[p] != before[p]}
-    assert changed == {"selections"}
-    tracerflow("run", *SMALL, *cut, "--set", "event.chunk_size=777", cwd=small_run, check=True)
-    assert {p: p.stat().st_mtime_ns for p in _targets(root)} == after
+    after = mtimes()
+    assert after.keys() == before.keys()
+    changed = {_stage(root, p) for p in after if after[p] != before[p]}
+    assert changed == {"selections", "resample", "train_sample", "tfrecords"}
+    tracerflow("run", *SMALL, *cut, "--set", "event.chunk_size=777", "--set", "write.chunk_size=999",
+               cwd=small_run, check=True)
+    assert mtimes() == after
+    folds = ("--set", "write.n_folds=4")
+    tracerflow("run", *SMALL, *cut, *folds, cwd=small_run, check=True)
+    last = mtimes()
+    assert {_stage(root, p) for p in last if last[p] != after[p]} == {"train_sample", "tfrecords"}
+    with h5py.File(root / "train_sample" / "train_folds.h5") as f:
+        assert f.attrs["n_folds"] == 4 and "fold_3" in f and "fold_4" not in f
 
 
 @pytest.mark.slow
@@ -76,6 +119,7 @@ def test_two_runs_of_one_config_give_identical_files(tmp_path):
     tracerflow("run", *SMALL, "--workers", "2", cwd=tmp_path / "b", check=True)
     ours = tmp_path / "a" / "tracerflow-output" / "toy-ftag"
     theirs = tmp_path / "b" / "tracerflow-output" / "toy-ftag"
+    assert [p.relative_to(ours) for p in _targets(ours)] == [p.relative_to(theirs) for p in _targets(theirs)]
     for path in _targets(ours):
         twin = theirs / path.relative_to(ours)
         left, right = datasets(path), datasets(twin)
@@ -85,6 +129,11 @@ def test_two_runs_of_one_config_give_identical_files(tmp_path):
         with h5py.File(path) as a, h5py.File(twin) as b:
             assert dict(a.attrs) == dict(b.attrs)
         assert path.read_bytes() == twin.read_bytes(), f"{path}: same content, different bytes"
+    others = [p for d in ("resample", "train_sample", "tfrecords") for p in (ours / d).rglob("*")
+              if p.is_file() and p.suffix != ".h5"]
+    assert {p.suffix for p in others} >= {".json", ".png", ".tfrecord"}
+    for path in others:
+        assert path.read_bytes() == (theirs / path.relative_to(ours)).read_bytes(), path
     for path in sorted((ours / "samples").rglob("*.root")):
         left = uproot.open(path)["events"].arrays(library="np")
         right = uproot.open(theirs / path.relative_to(ours))["events"].arrays(library="np")
