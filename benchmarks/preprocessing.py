@@ -31,8 +31,8 @@ from tracerflow.resample.inputs import selection_chunks
 from tracerflow.tasks.resample import SPEC_KEYS
 from tracerflow.templates.loader import load_template
 from tracerflow.tfrecords.writer import write_tfrecords
-from tracerflow.write import ScaleAccumulator, write_scale_dict, write_umami
-from tracerflow.write.gather import Columns, SourcePaths, TrainChunks
+from tracerflow.write.gather import Columns, SourcePaths
+from tracerflow.write.train_sample import train_columns, write_train_sample
 
 import upp_anchor
 
@@ -107,17 +107,6 @@ def selected_jet_count(files: Sequence[CachedFile]) -> int:
         with h5py.File(f.selections, "r") as sel:
             total += int(sel["index/hash"].shape[0])
     return total
-
-
-def train_columns(cfg: Config) -> Columns:
-    """What WriteTrainSample puts in a train chunk, from the ``write`` block (as the task does)."""
-    write = cfg["write"]
-    tracks = write["tracks"]
-    track_vars = tracks["variables"]
-    if track_vars is None:
-        track_vars = list(load_template(cfg, "graph").node_features)
-    return Columns(tuple(write["jets"]["variables"]), tuple(write["add_labels"]), tuple(track_vars),
-                   tuple(tracks["labels"]), tracks["max_tracks"])
 
 
 def upp_variables(cfg: Config) -> dict[str, list[list[float]]]:
@@ -245,7 +234,11 @@ def upp_text(result: dict[str, Any], ours: float) -> str:
 
 def resample_row(row_type: Callable[..., R], cfg: Config, method: str, n_jets: int, seconds: float,
                  results: Mapping[str, ResampleResult], upp: Mapping[tuple[str, bool], dict[str, Any] | str]) -> R:
-    """Row of Resample with ``method`` against UPP without tracks; UPP with tracks in the detail."""
+    """Row of Resample with ``method`` against UPP's whole ``--resample`` run without tracks.
+
+    That is how UPP's reference rates (~293k jets/s pdf, ~47k/s with 40 tracks) were measured;
+    the time inside UPP's resampling call alone, and UPP with tracks, are in the detail.
+    """
     throughput = n_jets / seconds
     goal = RESAMPLE_GOALS[method]
     block = cfg["resample"]
@@ -259,7 +252,7 @@ def resample_row(row_type: Callable[..., R], cfg: Config, method: str, n_jets: i
     if isinstance(plain, str):
         return row_type(f"Resample {method}", n_jets, throughput, "jets/s", "UPP (not measured)", None, None,
                         f">= {goal:g} x UPP (n/a)", None, seconds, f"{plain}; {ours}")
-    anchor = plain["stage_jets_per_s"]
+    anchor = plain["jets_per_s"]
     ratio = throughput / anchor
     detail = [ours, f"UPP {plain['upp_version']} {method} (sampling_fraction 1, one pooled sample, no "
                     f"train/val/test split, batch {upp_anchor.DEFAULT_BATCH_SIZE:,}) {upp_text(plain, throughput)}"]
@@ -268,43 +261,9 @@ def resample_row(row_type: Callable[..., R], cfg: Config, method: str, n_jets: i
     else:
         detail.append(f"UPP with {upp_text(with_tracks, throughput)}")
     return row_type(f"Resample {method}", n_jets, throughput, "jets/s",
-                    f"UPP {plain['upp_version']} {method}, same jets, no tracks, in-process time, this run",
+                    f"UPP {plain['upp_version']} {method} --resample run, same jets, no tracks, this run "
+                    "(as the reference ~293k jets/s pdf was measured)",
                     anchor, ratio, f">= {goal:g} x UPP", ratio >= goal, seconds, "; ".join(detail))
-
-
-def write_train_sample(cfg: Config, files: Sequence[CachedFile], resampled_path: Path, columns: Columns,
-                       out_path: Path) -> dict[str, float]:
-    """WriteTrainSample's umami path for one split; returns the seconds of gather, scale pass and write."""
-    write = cfg["write"]
-    resampled = ResampledFile(resampled_path)
-    sources = [SourcePaths(f.selections, f.graphs) for f in files]
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    times: dict[str, float] = {}
-    start = time.perf_counter()
-    with TrainChunks(resampled, sources, columns, n_folds=write["n_folds"], seed=cfg.seed,
-                     chunk_size=write["chunk_size"], tmp_dir=out_path.parent.parent) as chunks:
-        times["gather"] = time.perf_counter() - start
-        start = time.perf_counter()
-        groups = write["jets"], write["tracks"]
-        accumulator = ScaleAccumulator(
-            columns.jet_vars, columns.track_vars,
-            log={"jets": groups[0]["log"], "tracks": groups[1]["log"]},
-            no_norm={"jets": groups[0]["no_norm"], "tracks": groups[1]["no_norm"]},
-        )
-        for chunk in chunks:
-            accumulator.update(chunk)
-        scale_dict = accumulator.result()
-        write_scale_dict(out_path.parent / "scale_dict.json", scale_dict)
-        times["scale"] = time.perf_counter() - start
-        start = time.perf_counter()
-        write_umami(out_path, chunks, class_names=resampled.classes, jet_vars=columns.jet_vars,
-                    track_vars=columns.track_vars, scale_dict=scale_dict, track_label_names=columns.track_labels,
-                    add_label_names=columns.add_labels, precision=write["precision"],
-                    concat_jet_tracks=write["concat_jet_tracks"], max_tracks=columns.max_tracks,
-                    compression=write["compression"], created_by=CREATED_BY,
-                    attrs={"split": TRAIN_SPLIT, "n_folds": write["n_folds"]})
-        times["write"] = time.perf_counter() - start
-    return times
 
 
 def read_datasets(path: Path) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
@@ -336,7 +295,12 @@ def write_row(row_type: Callable[..., R], cfg: Config, files: Sequence[CachedFil
     """Row of WriteTrainSample (umami, train split) against a bare h5py write of the same arrays."""
     write = cfg["write"]
     out_path = out_dir / f"{TRAIN_SPLIT}.h5"
-    times = write_train_sample(cfg, files, resampled_path, columns, out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    sources = [SourcePaths(f.selections, f.graphs) for f in files]
+    times = write_train_sample(resampled_path, sources, columns, cfg["write"], seed=cfg.seed, umami_path=out_path,
+                               folds_path=None, scale_dict_json=out_path.parent / "scale_dict.json",
+                               config_digest="benchmark", created_by=CREATED_BY, attrs={"split": TRAIN_SPLIT},
+                               tmp_dir=out_dir.parent).seconds
     ours = sum(times.values())
     datasets = read_datasets(out_path)
     n_jets = int(datasets["jets/labels"][0].shape[0])
@@ -345,7 +309,7 @@ def write_row(row_type: Callable[..., R], cfg: Config, files: Sequence[CachedFil
     del datasets
     ratio = ours / bare
     detail = (f"ours {ours:.2f} s = gather {times['gather']:.2f} + scale pass {times['scale']:.2f} + "
-              f"write_umami {times['write']:.2f} s; bare h5py {bare:.2f} s; ratio = time ours/bare; "
+              f"write_umami {times['umami']:.2f} s; bare h5py {bare:.2f} s; ratio = time ours/bare; "
               f"format umami only, precision={write['precision']}, compression={write['compression']}, "
               f"chunk_size={write['chunk_size']}, {columns.max_tracks} tracks x {len(columns.track_vars)} features, "
               f"file {out_path.stat().st_size / MIB:.0f} MiB (bare {bare_path.stat().st_size / MIB:.0f} MiB)")

@@ -8,7 +8,7 @@ import luigi
 
 from tracerflow.io import resampled_file
 from tracerflow.resample import plot_report, resample, resample_report, spec_from_config
-from tracerflow.resample.inputs import selection_chunks
+from tracerflow.resample.inputs import only_split, selection_chunks
 from tracerflow.tasks.apply_selections import ApplySelections
 from tracerflow.tasks.base import H5Target, TracerflowTask
 
@@ -48,7 +48,7 @@ class Resample(TracerflowTask):
         self.set_status_message(f"Resample {self.split}: two passes over {len(sources)} selections files")
         chunks = selection_chunks([t.output().path for t in self.requires()], columns, block["chunk_size"],
                                   weight=block["weight"])
-        result = resample(spec, chunks)[self.split]
+        result = resample(spec, only_split(chunks, spec, self.split))[self.split]
         report = resample_report({self.split: result}, spec)
         out_dir = self.out_dir()
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,8 @@ import numpy as np
 from tracerflow.hashing import check_unique
 from tracerflow.io import selections_file
 from tracerflow.io.h5target import check_schema
+from tracerflow.resample.spec import ResampleSpec
+from tracerflow.resample.split import split_of
 from tracerflow.resample.stream import Chunk
 
 
@@ -53,3 +55,20 @@ def selection_chunks(paths: Sequence[str | os.PathLike], columns: Sequence[str],
             checked[0] = True
 
     return chunks
+
+
+def only_split(chunks: Callable[[], Iterator[Chunk]], spec: ResampleSpec, split: str) -> Callable[[], Iterator[Chunk]]:
+    """The jets of ``chunks`` that fall into ``split``: what one split's resampling needs.
+
+    Splits are drawn per event hash and resampled independently, so the result for ``split``
+    is the same as from all jets, at the cost of one of the splits instead of all of them.
+    """
+    index = spec.split_names.index(split)
+    fractions = list(spec.splits.values())
+
+    def filtered() -> Iterator[Chunk]:
+        for chunk in chunks():
+            keep = split_of(chunk["hash"], fractions, spec.assignment_seed) == index
+            yield {name: values[keep] for name, values in chunk.items()}
+
+    return filtered

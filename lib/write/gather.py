@@ -2,10 +2,11 @@
 
 The split's rows point at (selections file, row) in shuffled order, so reading them in that
 order would seek across every file for every chunk. Instead each source file is read once,
-in row order, and its jets are scattered into buckets of ``chunk_size`` consecutive output
-positions (kept in memory when the split is one bucket, else in raw files in a temporary
-directory); each bucket is then put in order and handed out as a :class:`TrainChunk`. Memory
-is bounded by a bucket plus one block of one source file, never by the split.
+in row order, and each jet is written straight to its place in the bucket of ``chunk_size``
+consecutive output positions it belongs to (an array in memory when the split is one bucket,
+else a memory-mapped ``.npy`` file in a temporary directory); each bucket is then handed out
+as a :class:`TrainChunk`, already in order. Resident memory is bounded by a bucket plus one
+block of one source file, never by the split.
 """
 from __future__ import annotations
 
@@ -64,8 +65,8 @@ class TrainChunks:
         self.fold = fold_of(self.rows["hash"], n_folds, seed)
         self._n_buckets = max(1, -(-self.n // self.chunk_size))
         self._tmp = Path(tempfile.mkdtemp(prefix=".gather-", dir=tmp_dir)) if self._n_buckets > 1 else None
-        self._memory: dict[str, list[np.ndarray]] = {}
-        self._shapes: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
+        self._buckets: dict[int, np.ndarray] = {}
+        self._record: np.dtype | None = None
         try:
             self._scatter(sources)
         except BaseException:
@@ -80,6 +81,7 @@ class TrainChunks:
 
     def close(self) -> None:
         """Remove the temporary bucket files."""
+        self._buckets.clear()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
@@ -113,54 +115,52 @@ class TrainChunks:
                 self._store(arrays, block // self.chunk_size)
 
     def _store(self, arrays: dict[str, np.ndarray], buckets: np.ndarray) -> None:
-        """Append each jet's arrays to the bucket of its output position."""
-        order = np.argsort(buckets, kind="stable")
-        buckets = buckets[order]
-        cut = np.flatnonzero(np.diff(buckets)) + 1
-        for part in np.split(np.arange(len(buckets)), cut):
-            if not len(part):
-                continue
-            bucket = int(buckets[part[0]])
+        """Write each jet's arrays at its output position inside its bucket."""
+        positions = arrays.pop("position")
+        for bucket in np.unique(buckets):
+            mine = buckets == bucket
+            local = positions[mine] - int(bucket) * self.chunk_size
+            records = self._bucket(int(bucket), arrays)
             for name, values in arrays.items():
-                piece = np.ascontiguousarray(values[order[part]])
-                if self._tmp is None:
-                    self._memory.setdefault(name, []).append(piece)
-                else:
-                    with open(self._tmp / f"{bucket}.{name}", "ab") as out:
-                        out.write(piece.tobytes())
-                    self._shapes[name] = (piece.dtype, piece.shape[1:])
+                records[name][local] = values[mine]
 
-    def _load(self, bucket: int) -> dict[str, np.ndarray]:
-        if self._tmp is None:
-            return {name: np.concatenate(parts) for name, parts in self._memory.items()}
-        out = {}
-        for name, (dtype, tail) in self._shapes.items():
-            path = self._tmp / f"{bucket}.{name}"
-            data = np.fromfile(path, dtype=dtype) if path.exists() else np.zeros(0, dtype)
-            out[name] = data.reshape((-1,) + tail)
-        return out
+    def _bucket(self, bucket: int, like: dict[str, np.ndarray]) -> np.ndarray:
+        """The bucket's record array (one record per jet): in memory for a single bucket, else a
+        memory-mapped ``.npy`` file, one per bucket, kept open until the gather closes."""
+        if bucket not in self._buckets:
+            if self._record is None:
+                self._record = np.dtype([(name, v.dtype, v.shape[1:]) for name, v in like.items()])
+            shape = (min(self.n, (bucket + 1) * self.chunk_size) - bucket * self.chunk_size,)
+            if self._tmp is None:
+                self._buckets[bucket] = np.zeros(shape, self._record)
+            else:
+                self._buckets[bucket] = np.lib.format.open_memmap(self._tmp / f"{bucket}.npy", mode="w+",
+                                                                  dtype=self._record, shape=shape)
+        return self._buckets[bucket]
 
     def _chunk(self, bucket: int) -> TrainChunk:
         lo, hi = bucket * self.chunk_size, min(self.n, (bucket + 1) * self.chunk_size)
-        arrays = self._load(bucket) if hi > lo else {}
-        if hi > lo:
-            order = np.argsort(arrays.pop("position"), kind="stable")
-            arrays = {name: values[order] for name, values in arrays.items()}
-            if len(order) != hi - lo:
-                raise RuntimeError(f"bucket {bucket}: {len(order)} jets gathered, {hi - lo} expected")
         c = self.columns
-        empty_tracks = np.zeros((0, c.max_tracks), np.float32)
+        records = self._buckets.get(bucket)
+        if records is None and hi > lo:
+            raise RuntimeError(f"bucket {bucket}: no jet was gathered into it")
+
+        def column(name: str, tail: tuple[int, ...], dtype: type) -> np.ndarray:
+            if records is None:
+                return np.zeros((0,) + tail, dtype)
+            return np.ascontiguousarray(records[name])
+
+        track = (c.max_tracks,)
         return TrainChunk(
-            jets={v: arrays.get(f"jet.{v}", np.zeros(0, np.float32)) for v in c.jet_vars},
-            tracks={v: arrays[f"track.{v}"] if arrays else empty_tracks for v in c.track_vars},
-            valid=arrays["valid"] if arrays else np.zeros((0, c.max_tracks), bool),
+            jets={v: column(f"jet.{v}", (), np.float32) for v in c.jet_vars},
+            tracks={v: column(f"track.{v}", track, np.float32) for v in c.track_vars},
+            valid=column("valid", track, bool),
             label=self.rows["label"][lo:hi].astype(np.int64),
             weight=self.rows["weight"][lo:hi],
             fold=self.fold[lo:hi],
             hash=self.rows["hash"][lo:hi],
-            track_labels={v: arrays[f"track_label.{v}"] if arrays else empty_tracks.astype(np.int16)
-                          for v in c.track_labels},
-            add_labels={v: arrays.get(f"add.{v}", np.zeros(0, np.float32)) for v in c.add_labels},
+            track_labels={v: column(f"track_label.{v}", track, np.int16) for v in c.track_labels},
+            add_labels={v: column(f"add.{v}", (), np.float32) for v in c.add_labels},
         )
 
 
@@ -210,7 +210,7 @@ class _SourceReader:
         out: dict[str, np.ndarray] = {"valid": valid}
         features = self.graphs["nodes/x"][n0:n1] if self.feature_idx else None
         for v, j in zip(c.track_vars, self.feature_idx):
-            padded = np.zeros(valid.shape, np.float32)
+            padded = np.zeros(valid.shape, features.dtype)
             padded[valid] = features[node, j]
             out[f"track.{v}"] = padded
         truth = self.graphs["truth/nodes"][n0:n1] if self.truth_idx else None

@@ -1,0 +1,103 @@
+"""WriteTrainSample as one call: gather a resampled split, fix its scale dict, write its files.
+
+The task and the benchmark both call :func:`write_train_sample`, so what is measured is what runs.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from tracerflow.config.load import Config
+from tracerflow.io.resampled_file import ResampledFile
+from tracerflow.templates.loader import load_template
+from tracerflow.write.fold_file import write_folds
+from tracerflow.write.gather import Columns, SourcePaths, TrainChunks
+from tracerflow.write.scaling import ScaleAccumulator, write_scale_dict
+from tracerflow.write.umami_file import write_umami
+
+
+@dataclass
+class WriteTimes:
+    """Seconds spent per phase of one :func:`write_train_sample` call, and the jets written."""
+
+    jets: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+
+def train_columns(cfg: Config) -> Columns:
+    """What a train chunk carries, from the ``write`` block (track variables default to every node feature)."""
+    write = cfg["write"]
+    tracks = write["tracks"]
+    track_vars = tracks["variables"]
+    if track_vars is None:
+        track_vars = list(load_template(cfg, "graph").node_features)
+    return Columns(tuple(write["jets"]["variables"]), tuple(write["add_labels"]), tuple(track_vars),
+                   tuple(tracks["labels"]), tracks["max_tracks"])
+
+
+def scale_accumulator(write: Mapping[str, Any], columns: Columns) -> ScaleAccumulator:
+    """An empty accumulator for the ``write`` block's variable groups (log, no_norm)."""
+    jets, tracks = write["jets"], write["tracks"]
+    return ScaleAccumulator(columns.jet_vars, columns.track_vars,
+                            log={"jets": jets["log"], "tracks": tracks["log"]},
+                            no_norm={"jets": jets["no_norm"], "tracks": tracks["no_norm"]})
+
+
+def write_train_sample(resampled_path: str | os.PathLike, sources: Sequence[SourcePaths], columns: Columns,
+                       write: Mapping[str, Any], *, seed: int, umami_path: str | os.PathLike | None,
+                       folds_path: str | os.PathLike | None, scale_dict: Mapping[str, Any] | None = None,
+                       scale_dict_json: str | os.PathLike | None = None, config_digest: str, created_by: str,
+                       attrs: Mapping[str, Any] | None = None, tmp_dir: str | os.PathLike | None = None) -> WriteTimes:
+    """Write the umami file and/or fold file of one resampled split, as the ``write`` block says.
+
+    Without ``scale_dict`` the split's own jets define it (the train split), and it is also
+    written to ``scale_dict_json`` when given; otherwise ``scale_dict`` (the train split's) is used.
+    """
+    times = WriteTimes()
+    resampled = ResampledFile(resampled_path)
+    start = time.perf_counter()
+    common = {"config_digest": config_digest, "created_by": created_by, "compression": write["compression"],
+              "attrs": {**dict(attrs or {}), "n_folds": write["n_folds"]}}
+    with TrainChunks(resampled, sources, columns, n_folds=write["n_folds"], seed=seed,
+                     chunk_size=write["chunk_size"], tmp_dir=tmp_dir) as chunks:
+        times.seconds["gather"] = time.perf_counter() - start
+        start = time.perf_counter()
+        if scale_dict is None:
+            accumulator = scale_accumulator(write, columns)
+            for chunk in chunks:
+                accumulator.update(chunk)
+            scale_dict = accumulator.result()
+            if scale_dict_json is not None:
+                write_scale_dict(scale_dict_json, scale_dict)
+            times.seconds["scale"] = time.perf_counter() - start
+        if umami_path is not None:
+            start = time.perf_counter()
+            write_umami(umami_path, chunks, class_names=resampled.classes, jet_vars=columns.jet_vars,
+                        track_vars=columns.track_vars, scale_dict=scale_dict, track_label_names=columns.track_labels,
+                        add_label_names=columns.add_labels, precision=write["precision"],
+                        concat_jet_tracks=write["concat_jet_tracks"], max_tracks=columns.max_tracks, **common)
+            times.seconds["umami"] = time.perf_counter() - start
+        if folds_path is not None:
+            start = time.perf_counter()
+            write_folds(folds_path, chunks, n_folds=write["n_folds"], cont_feats=columns.jet_vars,
+                        targ_feats=("label", *columns.add_labels), matrix_feats=columns.track_vars,
+                        scale_dict=scale_dict, class_names=resampled.classes, max_tracks=columns.max_tracks, **common)
+            times.seconds["folds"] = time.perf_counter() - start
+    times.jets = len(resampled)
+    return times
+
+
+def source_paths(output_root: Path, sources: Sequence[tuple[str, str]]) -> list[SourcePaths]:
+    """The selections and graphs files of each (sample, logical file) below ``output_root``."""
+    def stem(logical: str) -> str:
+        return logical[:-5] if logical.endswith(".root") else logical
+
+    return [SourcePaths(output_root / "selections" / s / f"{stem(f)}.h5", output_root / "graphs" / s / f"{stem(f)}.h5")
+            for s, f in sources]
