@@ -1,8 +1,8 @@
 """BuildEvents: one ROOT file -> one events HDF5 file, read in chunks with uproot.
 
 Memory is bounded by ``chunk_size`` entries: each chunk is read, turned into columns by the
-event template, hashed and checked in a reader thread while the writer appends the previous
-chunk to the target, so at most two chunks are alive (see :mod:`tracerflow.prefetch`).
+event template, hashed, checked and appended to the target before the next is read, and the
+heap is trimmed after each chunk (see :mod:`tracerflow.memory`).
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from tracerflow.hashing import event_hashes
 from tracerflow.io import events_file
 from tracerflow.io.h5target import H5Writer
 from tracerflow.memory import release_free_memory
-from tracerflow.prefetch import prefetched
 from tracerflow.templates.event import EventTemplate, TemplateError
 
 
@@ -68,7 +67,7 @@ def build_events(
         ) as writer:
             batches = _batches(root, template, entries, chunk_size, source, (sample, logical_file, tree), allow_nan)
             layout: EventBatch | None = None
-            for batch, done in prefetched(batches):
+            for batch, done in batches:
                 events_file.append_batch(writer, batch)
                 layout = batch.take(np.zeros(len(batch), bool))
                 del batch
@@ -105,6 +104,7 @@ def _batches(root: RootSource, template: EventTemplate, entries: np.ndarray, chu
             raise TemplateError(f"{source}: {err}") from None
         del arrays
         yield batch, min(lo + chunk_size, len(entries))
+        del batch
 
 
 def _empty_index() -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ from tracerflow import __version__
 
 COMPRESSIONS = (None, "lzf", "gzip")
 _CHUNK_ROWS = 32768
-_RAW_CHUNK_BYTES = 64 * 1024
+_RAW_CHUNK_BYTES = 16 * 1024
 GZIP_LEVEL = 1
 
 
@@ -168,7 +168,7 @@ def _create_without_times(path: Path) -> h5py.File:
 
 
 def _chunk_rows(data: np.ndarray, compression: str | None) -> int:
-    """Rows per HDF5 chunk: large when compressed, ~64 KiB when raw.
+    """Rows per HDF5 chunk: large when compressed, ~16 KiB when raw.
 
     HDF5 stores the last, partly filled chunk whole; compression shrinks its empty tail to
     nothing, raw storage does not, so raw datasets use small chunks to waste little space.

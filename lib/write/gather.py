@@ -5,8 +5,9 @@ order would seek across every file for every chunk. Instead each source file is 
 in row order, and each jet is written straight to its place in the bucket of ``chunk_size``
 consecutive output positions it belongs to (an array in memory when the split is one bucket,
 else a memory-mapped ``.npy`` file in a temporary directory); each bucket is then handed out
-as a :class:`TrainChunk`, already in order. Resident memory is bounded by a bucket plus one
-block of one source file, never by the split.
+as a :class:`TrainChunk`, already in order. Memory the process owns is bounded by a bucket plus
+one block of one source file, never by the split; larger splits live in file-backed pages the
+kernel can write out and drop.
 """
 from __future__ import annotations
 
