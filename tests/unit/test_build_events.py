@@ -327,3 +327,15 @@ def test_root_source_reads_entry_lists(root_file):
         assert ak.to_list(got["jet_pt"]) == ak.to_list(ref["jet_pt"][[2, 5, 6, 30]])
         empty = src.read(["MET"], np.zeros(0, np.int64))
         assert len(empty["MET"]) == 0
+
+
+def test_infinities_of_both_signs_are_not_taken_for_nan(tmp_path):
+    data = branches()
+    met = data["MET"].copy()
+    met[[3, 7]] = [np.inf, -np.inf]
+    data["MET"] = met
+    src = tmp_path / "inf.root"
+    write_root(src, data)
+    out = tmp_path / "o.h5"
+    build(src, out, chunk_size=100)
+    assert np.array_equal(read_all(out).event["met"][[3, 7]], [np.inf, -np.inf])
