@@ -69,7 +69,8 @@ def build_events(
             layout: EventBatch | None = None
             for batch, done in batches:
                 events_file.append_batch(writer, batch)
-                layout = batch.take(np.zeros(len(batch), bool))
+                if layout is None:
+                    layout = batch.take(np.zeros(len(batch), bool))
                 del batch
                 release_free_memory()
                 chunks += 1

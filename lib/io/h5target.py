@@ -20,7 +20,8 @@ from tracerflow import __version__
 
 COMPRESSIONS = (None, "lzf", "gzip")
 _CHUNK_ROWS = 32768
-_RAW_CHUNK_BYTES = 16 * 1024
+_RAW_MIN_CHUNK_BYTES = 16 * 1024
+_RAW_MAX_CHUNK_BYTES = 8 * 1024 * 1024
 GZIP_LEVEL = 1
 
 
@@ -94,6 +95,7 @@ class H5Writer:
         finally:
             self.file = None
             if exc_type is None:
+                self.path.unlink(missing_ok=True)
                 os.replace(self.tmp_path, self.path)
             else:
                 self.tmp_path.unlink(missing_ok=True)
@@ -168,15 +170,17 @@ def _create_without_times(path: Path) -> h5py.File:
 
 
 def _chunk_rows(data: np.ndarray, compression: str | None) -> int:
-    """Rows per HDF5 chunk: large when compressed, ~16 KiB when raw.
+    """Rows per HDF5 chunk: 32768 when compressed; for raw data, the first append's rows.
 
     HDF5 stores the last, partly filled chunk whole; compression shrinks its empty tail to
-    nothing, raw storage does not, so raw datasets use small chunks to waste little space.
+    nothing, raw storage does not. Raw chunks as long as the first append (a whole file when
+    it is one chunk, the usual case) waste nothing there and cost one write per dataset; they
+    stay between 16 KiB and 8 MiB so that small first appends and huge chunks stay efficient.
     """
     if compression is not None:
         return _CHUNK_ROWS
     row_bytes = max(1, data.dtype.itemsize * int(np.prod(data.shape[1:], dtype=np.int64)))
-    return int(min(_CHUNK_ROWS, max(256, _RAW_CHUNK_BYTES // row_bytes)))
+    return int(min(max(len(data), _RAW_MIN_CHUNK_BYTES // row_bytes, 1), max(1, _RAW_MAX_CHUNK_BYTES // row_bytes)))
 
 
 def _integral(data: np.ndarray) -> bool:
