@@ -4,7 +4,7 @@ The split's rows point at (selections file, row) in shuffled order, so reading t
 order would seek across every file for every chunk. Instead each source file is read once,
 in row order, and each jet is written straight to its place in the bucket of ``chunk_size``
 consecutive output positions it belongs to (an array in memory when the split is one bucket,
-else a memory-mapped ``.npy`` file in a temporary directory); each bucket is then handed out
+else a memory-mapped file in a temporary directory); each bucket is then handed out
 as a :class:`TrainChunk`, already in order. Memory the process owns is bounded by a bucket plus
 one block of one source file, never by the split; larger splits live in file-backed pages the
 kernel can write out and drop.
@@ -66,8 +66,8 @@ class TrainChunks:
         self.fold = fold_of(self.rows["hash"], n_folds, seed)
         self._n_buckets = max(1, -(-self.n // self.chunk_size))
         self._tmp = Path(tempfile.mkdtemp(prefix=".gather-", dir=tmp_dir)) if self._n_buckets > 1 else None
-        self._buckets: dict[int, np.ndarray] = {}
-        self._record: np.dtype | None = None
+        self._buckets: dict[int, dict[str, np.ndarray]] = {}
+        self._layout: list[tuple[str, np.dtype, tuple[int, ...]]] | None = None
         try:
             self._scatter(sources)
         except BaseException:
@@ -118,38 +118,45 @@ class TrainChunks:
     def _store(self, arrays: dict[str, np.ndarray], buckets: np.ndarray) -> None:
         """Write each jet's arrays at its output position inside its bucket."""
         positions = arrays.pop("position")
-        for bucket in np.unique(buckets):
-            mine = buckets == bucket
-            local = positions[mine] - int(bucket) * self.chunk_size
-            records = self._bucket(int(bucket), arrays)
+        order = np.argsort(buckets, kind="stable")
+        sorted_buckets = buckets[order]
+        cuts = np.flatnonzero(np.diff(sorted_buckets)) + 1
+        for part in np.split(order, cuts):
+            bucket = int(buckets[part[0]])
+            local = positions[part] - bucket * self.chunk_size
+            columns = self._bucket(bucket, arrays)
             for name, values in arrays.items():
-                records[name][local] = values[mine]
+                columns[name][local] = values[part]
 
-    def _bucket(self, bucket: int, like: dict[str, np.ndarray]) -> np.ndarray:
-        """The bucket's record array (one record per jet): in memory for a single bucket, else a
-        memory-mapped ``.npy`` file, one per bucket, kept open until the gather closes."""
+    def _bucket(self, bucket: int, like: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The bucket's columns, each contiguous, laid out one after another in one buffer: in
+        memory for a single bucket, else one memory-mapped file per bucket, open until close."""
         if bucket not in self._buckets:
-            if self._record is None:
-                self._record = np.dtype([(name, v.dtype, v.shape[1:]) for name, v in like.items()])
-            shape = (min(self.n, (bucket + 1) * self.chunk_size) - bucket * self.chunk_size,)
+            if self._layout is None:
+                self._layout = [(name, v.dtype, v.shape[1:]) for name, v in like.items()]
+            rows = min(self.n, (bucket + 1) * self.chunk_size) - bucket * self.chunk_size
+            sizes = [rows * dtype.itemsize * int(np.prod(tail, dtype=np.int64)) for _, dtype, tail in self._layout]
+            total = max(1, sum(sizes))
             if self._tmp is None:
-                self._buckets[bucket] = np.zeros(shape, self._record)
+                buffer = np.zeros(total, np.uint8)
             else:
-                self._buckets[bucket] = np.lib.format.open_memmap(self._tmp / f"{bucket}.npy", mode="w+",
-                                                                  dtype=self._record, shape=shape)
+                buffer = np.memmap(self._tmp / f"{bucket}.bin", dtype=np.uint8, mode="w+", shape=(total,))
+            columns, offset = {}, 0
+            for (name, dtype, tail), size in zip(self._layout, sizes):
+                columns[name] = buffer[offset:offset + size].view(dtype).reshape((rows,) + tail)
+                offset += size
+            self._buckets[bucket] = columns
         return self._buckets[bucket]
 
     def _chunk(self, bucket: int) -> TrainChunk:
         lo, hi = bucket * self.chunk_size, min(self.n, (bucket + 1) * self.chunk_size)
         c = self.columns
-        records = self._buckets.get(bucket)
-        if records is None and hi > lo:
+        columns = self._buckets.get(bucket)
+        if columns is None and hi > lo:
             raise RuntimeError(f"bucket {bucket}: no jet was gathered into it")
 
         def column(name: str, tail: tuple[int, ...], dtype: type) -> np.ndarray:
-            if records is None:
-                return np.zeros((0,) + tail, dtype)
-            return np.ascontiguousarray(records[name])
+            return np.zeros((0,) + tail, dtype) if columns is None else columns[name]
 
         track = (c.max_tracks,)
         return TrainChunk(
