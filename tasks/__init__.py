@@ -3,13 +3,13 @@ from tracerflow.tasks.apply_selections import ApplySelections
 from tracerflow.tasks.base import H5Target, TracerflowTask
 from tracerflow.tasks.build_events import BuildEvents
 from tracerflow.tasks.build_graphs import BuildGraphs
-from tracerflow.tasks.generate_sample import GenerateSample
 from tracerflow.tasks.convert_tfrecords import ConvertTFRecords
+from tracerflow.tasks.generate_sample import GenerateSample
 from tracerflow.tasks.resample import Resample
 from tracerflow.tasks.write_train_sample import WriteTrainSample
 
 STAGES = ("GenerateSample", "BuildEvents", "BuildGraphs", "ApplySelections", "Resample", "WriteTrainSample",
           "ConvertTFRecords")
 
-__all__ = ["STAGES", "ApplySelections", "ConvertTFRecords", "BuildEvents", "BuildGraphs", "GenerateSample", "H5Target", "Resample", "TracerflowTask",
-           "WriteTrainSample"]
+__all__ = ["STAGES", "ApplySelections", "BuildEvents", "BuildGraphs", "ConvertTFRecords", "GenerateSample", "H5Target",
+           "Resample", "TracerflowTask", "WriteTrainSample"]
