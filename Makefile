@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench install clean
+.PHONY: run test bench upp install clean
 
 run: install
 	$(BIN)/tracerflow run
@@ -14,6 +14,14 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+# umami-preprocessing in its own environment: the anchor of the Resample benchmark rows.
+upp: benchmarks/.upp-venv/.installed
+
+benchmarks/.upp-venv/.installed: benchmarks/upp_requirements.txt
+	$(PYTHON) -m venv benchmarks/.upp-venv
+	benchmarks/.upp-venv/bin/python -m pip install --quiet -r benchmarks/upp_requirements.txt
+	touch $@
 
 install: $(VENV)/.installed
 
