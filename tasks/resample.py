@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import luigi
 
@@ -36,7 +37,7 @@ class Resample(TracerflowTask):
     def output(self) -> H5Target:
         return H5Target(self.out_dir() / f"{self.split}.h5", self.digest(), resampled_file.SCHEMA)
 
-    def out_dir(self):
+    def out_dir(self) -> Path:
         return self.cfg.output_root / "resample"
 
     def run(self) -> None:
