@@ -1,0 +1,194 @@
+"""Callbacks interjecting at LUMIN's points of the training loop: stopping, saving, clipping and logging."""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import torch
+
+if TYPE_CHECKING:
+    from tracerflow.training.fit import Fitter
+
+HOOKS = (
+    "on_train_begin", "on_epoch_begin", "on_fold_begin", "on_batch_begin", "on_forwards_end",
+    "on_backwards_begin", "on_backwards_end", "on_batch_end", "on_fold_end", "on_epoch_end",
+    "on_train_end", "on_pred_begin", "on_pred_end",
+)
+
+
+class Callback:
+    """Base class: every hook receives the :class:`Fitter` and does nothing unless overridden.
+
+    A fold is one pass over a data set inside an epoch (training, then validation: see
+    ``fitter.training``). ``state_dict``/``load_state_dict`` carry what a resumed run needs.
+    """
+
+    def on_train_begin(self, fitter: "Fitter") -> None: ...
+    def on_epoch_begin(self, fitter: "Fitter") -> None: ...
+    def on_fold_begin(self, fitter: "Fitter") -> None: ...
+    def on_batch_begin(self, fitter: "Fitter") -> None: ...
+    def on_forwards_end(self, fitter: "Fitter") -> None: ...
+    def on_backwards_begin(self, fitter: "Fitter") -> None: ...
+    def on_backwards_end(self, fitter: "Fitter") -> None: ...
+    def on_batch_end(self, fitter: "Fitter") -> None: ...
+    def on_fold_end(self, fitter: "Fitter") -> None: ...
+    def on_epoch_end(self, fitter: "Fitter") -> None: ...
+    def on_train_end(self, fitter: "Fitter") -> None: ...
+    def on_pred_begin(self, fitter: "Fitter") -> None: ...
+    def on_pred_end(self, fitter: "Fitter") -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain-typed state saved in checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+class EarlyStopping(Callback):
+    """Stop once the validation loss has not improved by ``min_delta`` for ``patience`` epochs."""
+
+    def __init__(self, patience: int = 3, min_delta: float = 0.0) -> None:
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self.patience, self.min_delta = int(patience), float(min_delta)
+        self.best, self.wait = math.inf, 0
+
+    def on_epoch_end(self, fitter: "Fitter") -> None:
+        if fitter.val_loss < self.best - self.min_delta:
+            self.best, self.wait = fitter.val_loss, 0
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            fitter.stop = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "wait": self.wait}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.wait = float(state["best"]), int(state["wait"])
+
+
+class SaveBest(Callback):
+    """Write the model's state_dict to ``path`` whenever the validation loss reaches a new minimum."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.best = math.inf
+
+    def on_epoch_end(self, fitter: "Fitter") -> None:
+        if fitter.val_loss < self.best:
+            self.best = fitter.val_loss
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(fitter.model.state_dict(), self.path)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = float(state["best"])
+
+
+class Checkpoint(Callback):
+    """Write everything a resumed run needs to ``path`` after each epoch; list it after the other callbacks."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def on_epoch_end(self, fitter: "Fitter") -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        torch.save(fitter.state_dict(), tmp)
+        os.replace(tmp, self.path)
+
+
+class GradClip(Callback):
+    """Clip the gradients' total norm to ``max_norm`` after each backward pass."""
+
+    def __init__(self, max_norm: float, norm_type: float = 2.0) -> None:
+        if max_norm <= 0:
+            raise ValueError(f"max_norm must be > 0, got {max_norm}")
+        self.max_norm, self.norm_type = float(max_norm), float(norm_type)
+
+    def on_backwards_end(self, fitter: "Fitter") -> None:
+        torch.nn.utils.clip_grad_norm_(fitter.model.parameters(), self.max_norm, norm_type=self.norm_type)
+
+
+def _memory_mb(device: torch.device) -> float:
+    """Peak CUDA memory on a GPU, else the process's resident memory, in MiB."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        import psutil
+    except ImportError:
+        return float("nan")
+    return psutil.Process().memory_info().rss / 2**20
+
+
+class MetricLogger(Callback):
+    """Write ``iterations.csv`` per training batch and ``epochs.csv`` per epoch; TensorBoard too if asked and installed."""
+
+    ITERATION_COLUMNS = ("iteration", "epoch", "loss", "lr", "time", "memory")
+
+    def __init__(self, directory: str | os.PathLike, tensorboard: bool = False) -> None:
+        self.directory = Path(directory)
+        self.tensorboard = tensorboard
+        self._iterations: TextIO | None = None
+        self._writer: Any = None
+        self._start = 0.0
+
+    def on_train_begin(self, fitter: "Fitter") -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / "iterations.csv"
+        fresh = fitter.start_epoch == 0 or not path.exists()
+        self._iterations = open(path, "w" if fresh else "a", newline="")
+        if fresh:
+            csv.writer(self._iterations).writerow(self.ITERATION_COLUMNS)
+            (self.directory / "epochs.csv").unlink(missing_ok=True)
+        self._start = time.perf_counter()
+        if self.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self._writer = None
+            else:
+                self._writer = SummaryWriter(str(self.directory / "tensorboard"))
+
+    def on_batch_end(self, fitter: "Fitter") -> None:
+        if not fitter.training or self._iterations is None:
+            return
+        loss = float(fitter.loss.detach())
+        lr = fitter.optimizer.param_groups[0]["lr"]
+        row = (fitter.iteration, fitter.epoch, loss, lr, time.perf_counter() - self._start, _memory_mb(fitter.device))
+        csv.writer(self._iterations).writerow(row)
+        if self._writer is not None:
+            self._writer.add_scalar("loss/iteration", loss, fitter.iteration)
+            self._writer.add_scalar("lr", lr, fitter.iteration)
+
+    def on_epoch_end(self, fitter: "Fitter") -> None:
+        record = fitter.history.epochs[-1]
+        path = self.directory / "epochs.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(record))
+            if new:
+                writer.writeheader()
+            writer.writerow(record)
+        if self._iterations is not None:
+            self._iterations.flush()
+        if self._writer is not None:
+            for key, value in record.items():
+                if key != "epoch":
+                    self._writer.add_scalar(f"epoch/{key}", value, record["epoch"])
+
+    def on_train_end(self, fitter: "Fitter") -> None:
+        if self._iterations is not None:
+            self._iterations.close()
+            self._iterations = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

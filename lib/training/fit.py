@@ -1,0 +1,333 @@
+"""Train, validate and predict with a model over batched data, with callbacks and exact resumption from checkpoints."""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from tracerflow.models.device import resolve_device
+from tracerflow.training.callbacks import Callback
+from tracerflow.training.optim import steps_per_batch
+
+Batch = Mapping[str, Tensor]
+LossFn = Callable[[Tensor, Tensor, Tensor], Tensor]
+OBJECTIVES = ("binary", "multiclass", "regression")
+CHECKPOINT_VERSION = 1
+
+
+def per_sample_loss(objective: str, logits: Tensor, target: Tensor) -> Tensor:
+    """Unreduced loss per jet: cross-entropy (multiclass), BCE with logits (binary) or mean MSE (regression)."""
+    if objective == "multiclass":
+        return nn.functional.cross_entropy(logits, target.long(), reduction="none")
+    if objective == "binary":
+        return nn.functional.binary_cross_entropy_with_logits(
+            logits.reshape(-1), target.reshape(-1).to(logits.dtype), reduction="none"
+        )
+    if objective == "regression":
+        target = target.to(logits.dtype).reshape(logits.shape[0], -1)
+        return nn.functional.mse_loss(logits, target.expand_as(logits), reduction="none").mean(dim=1)
+    raise ValueError(f"unknown objective {objective!r}; expected one of {OBJECTIVES}")
+
+
+def weighted_loss(objective: str, logits: Tensor, target: Tensor, weight: Tensor) -> Tensor:
+    """Weighted mean of :func:`per_sample_loss`: sum(w * l) / sum(w), 0 where every weight is 0."""
+    losses = per_sample_loss(objective, logits, target)
+    total = weight.sum()
+    return (weight * losses).sum() / torch.where(total == 0, torch.ones_like(total), total)
+
+
+def outputs_from_logits(objective: str, logits: Tensor) -> Tensor:
+    """Softmax (multiclass), sigmoid (binary) or the raw values (regression)."""
+    if objective == "multiclass":
+        return torch.softmax(logits, dim=1)
+    if objective == "binary":
+        return torch.sigmoid(logits)
+    return logits
+
+
+def _objective_of(model: nn.Module) -> str:
+    tail = getattr(model, "tail", None)
+    return getattr(tail, "objective", "multiclass")
+
+
+def get_rng_states() -> dict[str, Any]:
+    """torch, CUDA, numpy and python RNG states as tensors and plain types (loadable with weights_only=True)."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    version, py_state, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": int(version), "state": [int(x) for x in py_state], "gauss_next": gauss_next},
+    }
+
+
+def set_rng_states(states: Mapping[str, Any]) -> None:
+    """Restore what :func:`get_rng_states` returned."""
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    n = states["numpy"]
+    keys = n["keys"].numpy().astype(np.uint32)
+    np.random.set_state(("MT19937", keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    p = states["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, numpy's global and python's RNGs, so dropout and any global draws repeat."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+@dataclass
+class History:
+    """One record per finished epoch (epoch, train_loss, val_loss, metrics, time) and the best validation loss."""
+
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    best_loss: float = math.inf
+    best_epoch: int = -1
+    stopped_early: bool = False
+
+    @property
+    def train_loss(self) -> list[float]:
+        return [r["train_loss"] for r in self.epochs]
+
+    @property
+    def val_loss(self) -> list[float]:
+        return [r["val_loss"] for r in self.epochs]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epochs": [dict(r) for r in self.epochs], "best_loss": self.best_loss,
+                "best_epoch": self.best_epoch, "stopped_early": self.stopped_early}
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any]) -> "History":
+        return cls([dict(r) for r in state["epochs"]], float(state["best_loss"]), int(state["best_epoch"]),
+                   bool(state["stopped_early"]))
+
+
+class Fitter:
+    """The training loop and the state the callbacks read: model, optimizer, epoch, batch, loss, history."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        loss: str | LossFn | None = None,
+        optimizer: Optimizer | None = None,
+        scheduler: LRScheduler | None = None,
+        callbacks: Sequence[Callback] = (),
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device)
+        self.objective = loss if isinstance(loss, str) else _objective_of(model)
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown loss {self.objective!r}; expected one of {OBJECTIVES} or a callable")
+        self.loss_fn: LossFn = loss if callable(loss) else (lambda z, y, w: weighted_loss(self.objective, z, y, w))
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.callbacks = list(callbacks)
+        self.seed = seed
+        self.history = History()
+        self.epoch = self.start_epoch = self.n_epochs = self.iteration = 0
+        self.training = False
+        self.stop = False
+        self.batch: Batch = {}
+        self.logits: Tensor | None = None
+        self.loss: Tensor | None = None
+        self.train_loss = self.val_loss = math.nan
+        self.metrics: dict[str, float] = {}
+
+    def _call(self, hook: str) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self)
+
+    def _forward(self, batch: Batch) -> Tensor:
+        batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        self.batch = batch
+        return self.model(batch["jets"], batch.get("tracks"), batch.get("valid"))
+
+    def _pass(self, data: Iterable[Batch], train: bool) -> tuple[float, dict[str, float]]:
+        """One fold: every batch of ``data``; returns the weighted mean loss and metrics."""
+        self.training = train
+        self.model.train(train)
+        sums = {"loss": 0.0, "weight": 0.0, "correct": 0.0}
+        self._call("on_fold_begin")
+        with torch.set_grad_enabled(train):
+            for batch in data:
+                self._call("on_batch_begin")
+                self.logits = self._forward(batch)
+                self.loss = self.loss_fn(self.logits, self.batch["label"], self.batch["weight"])
+                self._call("on_forwards_end")
+                if train:
+                    self._step()
+                self._accumulate(sums)
+                self._call("on_batch_end")
+        self._call("on_fold_end")
+        mean = sums["loss"] / sums["weight"] if sums["weight"] else math.nan
+        metrics = {}
+        if self.objective != "regression" and sums["weight"]:
+            metrics["accuracy"] = sums["correct"] / sums["weight"]
+        return mean, metrics
+
+    def _step(self) -> None:
+        """Backward pass, optimizer step and per-batch scheduler step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self._call("on_backwards_begin")
+        self.loss.backward()
+        self._call("on_backwards_end")
+        self.optimizer.step()
+        if self.scheduler is not None and steps_per_batch(self.scheduler):
+            self.scheduler.step()
+        self.iteration += 1
+
+    def _accumulate(self, sums: dict[str, float]) -> None:
+        weight = self.batch["weight"].detach()
+        total = float(weight.sum())
+        sums["loss"] += float(self.loss.detach()) * total
+        sums["weight"] += total
+        if self.objective == "multiclass":
+            hit = self.logits.detach().argmax(dim=1) == self.batch["label"]
+        elif self.objective == "binary":
+            hit = (self.logits.detach().reshape(-1) > 0) == (self.batch["label"].reshape(-1) > 0.5)
+        else:
+            return
+        sums["correct"] += float((weight * hit).sum())
+
+    def train_epoch(self, data: Iterable[Batch]) -> float:
+        """One training pass; returns the weighted mean training loss."""
+        if self.optimizer is None:
+            raise ValueError("training needs an optimizer")
+        self.train_loss, _ = self._pass(data, train=True)
+        return self.train_loss
+
+    def validate(self, data: Iterable[Batch]) -> float:
+        """Weighted mean loss over ``data`` under ``model.eval()`` and ``torch.no_grad()``; sets ``metrics``."""
+        self.val_loss, metrics = self._pass(data, train=False)
+        self.metrics = {f"val_{k}": v for k, v in metrics.items()}
+        return self.val_loss
+
+    def fit(
+        self,
+        train_data: Iterable[Batch],
+        val_data: Iterable[Batch],
+        epochs: int,
+        resume_from: str | os.PathLike | None = None,
+    ) -> History:
+        """Train until ``epochs`` epochs are done (counting those of a resumed checkpoint); return the history."""
+        if self.seed is not None:
+            seed_everything(self.seed)
+        if resume_from is not None:
+            self.load_state_dict(torch.load(resume_from, map_location=self.device, weights_only=True))
+        self.start_epoch, self.n_epochs, self.stop = self.epoch, int(epochs), self.history.stopped_early
+        self._call("on_train_begin")
+        while self.epoch < self.n_epochs and not self.stop:
+            self._run_epoch(train_data, val_data)
+        self._call("on_train_end")
+        return self.history
+
+    def _run_epoch(self, train_data: Iterable[Batch], val_data: Iterable[Batch]) -> None:
+        start = time.perf_counter()
+        for data in (train_data, val_data):
+            if hasattr(data, "set_epoch"):
+                data.set_epoch(self.epoch)
+        self._call("on_epoch_begin")
+        self.train_epoch(train_data)
+        self.validate(val_data)
+        if self.scheduler is not None and not steps_per_batch(self.scheduler):
+            self.scheduler.step()
+        if self.val_loss < self.history.best_loss:
+            self.history.best_loss, self.history.best_epoch = self.val_loss, self.epoch
+        self.history.epochs.append({"epoch": self.epoch, "train_loss": self.train_loss, "val_loss": self.val_loss,
+                                    **self.metrics, "time": time.perf_counter() - start})
+        self.epoch += 1
+        self._call("on_epoch_end")
+        self.history.stopped_early = self.stop
+
+    def predict(self, data: Iterable[Batch]) -> np.ndarray:
+        """Softmax, sigmoid or regression outputs for every jet of ``data``, in its order."""
+        self.training = False
+        self.model.eval()
+        self._call("on_pred_begin")
+        outputs = []
+        with torch.no_grad():
+            for batch in data:
+                outputs.append(outputs_from_logits(self.objective, self._forward(batch)).cpu().numpy())
+        self._call("on_pred_end")
+        return np.concatenate(outputs) if outputs else np.zeros((0,), np.float32)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Model, optimizer, scheduler, epoch, history, callbacks and RNG states as a weights_only-loadable dict."""
+        return {
+            "version": CHECKPOINT_VERSION,
+            "model": self.model.state_dict(),
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "iteration": self.iteration,
+            "best_loss": self.history.best_loss,
+            "history": {**self.history.state_dict(), "stopped_early": self.stop},
+            "callbacks": [{"type": type(c).__name__, "state": c.state_dict()} for c in self.callbacks],
+            "rng": get_rng_states(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`state_dict` so the next epoch runs exactly as it would have without stopping."""
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"checkpoint version {state.get('version')!r}, expected {CHECKPOINT_VERSION}")
+        self.model.load_state_dict(state["model"])
+        for name, obj in (("optimizer", self.optimizer), ("scheduler", self.scheduler)):
+            if (obj is None) != (state[name] is None):
+                raise ValueError(f"checkpoint {name} {'missing' if obj is not None else 'present'}: "
+                                 "resume with the same optimizer and scheduler settings")
+            if obj is not None:
+                obj.load_state_dict(state[name])
+        self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
+        self.history = History.from_state_dict(state["history"])
+        saved = state["callbacks"]
+        if [s["type"] for s in saved] != [type(c).__name__ for c in self.callbacks]:
+            raise ValueError(f"checkpoint callbacks {[s['type'] for s in saved]} differ from "
+                             f"{[type(c).__name__ for c in self.callbacks]}")
+        for callback, entry in zip(self.callbacks, saved):
+            callback.load_state_dict(entry["state"])
+        set_rng_states(state["rng"])
+
+
+def fit(
+    model: nn.Module,
+    train_data: Iterable[Batch],
+    val_data: Iterable[Batch],
+    *,
+    epochs: int,
+    optimizer: Optimizer,
+    loss: str | LossFn | None = None,
+    scheduler: LRScheduler | None = None,
+    callbacks: Sequence[Callback] = (),
+    device: str | torch.device = "cpu",
+    seed: int | None = None,
+    resume_from: str | os.PathLike | None = None,
+) -> History:
+    """Train ``model`` for ``epochs`` epochs (loss defaults to the model's tail objective) and return its history."""
+    fitter = Fitter(model, loss=loss, optimizer=optimizer, scheduler=scheduler, callbacks=callbacks,
+                    device=device, seed=seed)
+    return fitter.fit(train_data, val_data, epochs, resume_from=resume_from)
+
+
+def predict(
+    model: nn.Module, data: Iterable[Batch], device: str | torch.device = "cpu", objective: str | None = None
+) -> np.ndarray:
+    """Softmax (multiclass), sigmoid (binary) or raw (regression) outputs of ``model`` over ``data``."""
+    return Fitter(model, loss=objective, device=device).predict(data)
