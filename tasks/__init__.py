@@ -5,11 +5,13 @@ from tracerflow.tasks.build_events import BuildEvents
 from tracerflow.tasks.build_graphs import BuildGraphs
 from tracerflow.tasks.convert_tfrecords import ConvertTFRecords
 from tracerflow.tasks.generate_sample import GenerateSample
+from tracerflow.tasks.predict import Predict
 from tracerflow.tasks.resample import Resample
+from tracerflow.tasks.train_fold import TrainFold
 from tracerflow.tasks.write_train_sample import WriteTrainSample
 
 STAGES = ("GenerateSample", "BuildEvents", "BuildGraphs", "ApplySelections", "Resample", "WriteTrainSample",
-          "ConvertTFRecords")
+          "ConvertTFRecords", "TrainFold", "Predict")
 
 __all__ = ["STAGES", "ApplySelections", "BuildEvents", "BuildGraphs", "ConvertTFRecords", "GenerateSample", "H5Target",
-           "Resample", "TracerflowTask", "WriteTrainSample"]
+           "Predict", "Resample", "TracerflowTask", "TrainFold", "WriteTrainSample"]

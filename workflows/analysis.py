@@ -5,10 +5,12 @@ import luigi
 
 from tracerflow.config import Config, load_config
 from tracerflow.tasks import (STAGES, ApplySelections, BuildEvents, BuildGraphs, ConvertTFRecords, GenerateSample,
-                              Resample, WriteTrainSample)
+                              Predict, Resample, TrainFold, WriteTrainSample)
+from tracerflow.tasks.predict import trained_folds
 
 FILE_STAGES = {"BuildEvents": BuildEvents, "BuildGraphs": BuildGraphs, "ApplySelections": ApplySelections}
-STAGE_BLOCKS = {"Resample": "resample", "WriteTrainSample": "write", "ConvertTFRecords": "tfrecords"}
+STAGE_BLOCKS = {"Resample": "resample", "WriteTrainSample": "write", "ConvertTFRecords": "tfrecords",
+                "TrainFold": "train", "Predict": "train"}
 SPLIT_STAGES = {"Resample": Resample, "WriteTrainSample": WriteTrainSample}
 LAST = "last"
 
@@ -34,6 +36,11 @@ def stage_tasks(config: str, overrides: tuple[str, ...], until: str) -> list[lui
         return [GenerateSample(sample=s, **params) for s, spec in cfg["samples"].items() if spec["generate"]]
     if until in SPLIT_STAGES:
         return [SPLIT_STAGES[until](split=s, **params) for s in cfg["resample"]["splits"]]
+    if until == "TrainFold":
+        return [TrainFold(fold=k, **params) for k in trained_folds(cfg)]
+    if until == "Predict":
+        extra = [ConvertTFRecords(split=s, **params) for s in cfg["tfrecords"]["splits"]] if cfg["tfrecords"] else []
+        return [Predict(**params), *extra]
     if until == "ConvertTFRecords":
         converted = cfg["tfrecords"]["splits"]
         return ([ConvertTFRecords(split=s, **params) for s in converted]

@@ -221,9 +221,11 @@ def _check_training_inputs(config: Config, ctx: Context) -> None:
     from tracerflow.templates.loader import load_template
 
     resample, write, tfrecords = config["resample"], config["write"], config["tfrecords"]
-    for block, needs in (("write", "resample"), ("tfrecords", "write")):
+    for block, needs in (("write", "resample"), ("tfrecords", "write"), ("train", "write")):
         if config[block] is not None and config[needs] is None:
             ctx.fail(block, f"needs a {needs} block")
+    if config["train"] is not None:
+        _check_train(config, ctx)
     if resample is None:
         return
     selection = load_template(config, "selection")
@@ -269,3 +271,25 @@ def _check_training_inputs(config: Config, ctx: Context) -> None:
         if tfrecords["n_add_vars"] > len(jets["variables"]):
             ctx.fail("tfrecords.n_add_vars", f"{tfrecords['n_add_vars']} exceeds the "
                      f"{len(jets['variables'])} jet variables of write.jets.variables")
+
+
+def _check_train(config: Config, ctx: Context) -> None:
+    """The train block: umami files to read, folds that exist, a model block ModelBuilder accepts."""
+    from tracerflow.models import ModelBuilder
+
+    train, write = config["train"], config["write"]
+    if write["format"] == "folds":
+        ctx.fail("train", "reads the umami train file: needs write.format umami or both")
+    for i, fold in enumerate(train["folds"] or ()):
+        if fold >= write["n_folds"]:
+            ctx.fail(f"train.folds[{i}]", f"fold {fold} does not exist (write.n_folds is {write['n_folds']})")
+    from tracerflow.write.train_sample import train_columns
+
+    columns = train_columns(config)
+    concat = write["concat_jet_tracks"]
+    n_concat = len(columns.jet_vars) if concat is True else len(concat or ())
+    try:
+        ModelBuilder(train["model"], n_jet_vars=len(columns.jet_vars), n_track_vars=len(columns.track_vars) + n_concat)
+    except ValueError as err:
+        key, _, message = str(err).partition(": ")
+        ctx.fail(key, message)

@@ -216,6 +216,11 @@ BLOCKS = Block({
         "device": Scalar((str,), default="auto", choices=("auto", "cpu", "cuda")),
         "continue_training": Scalar((bool,), default=False, doc="ContinueTraining: resume from the last checkpoint"),
     }, default=None, nullable=True, doc="needs write (umami format)"),
+    "predict": Block({
+        "ensemble": Scalar((str,), default="uniform", choices=("uniform", "reciprocal"),
+                           doc="fold weights: equal, or 1 / best validation loss"),
+        "fc": Scalar((float,), default=0.05, minimum=0.0, doc="c-jet fraction in the b-tagging discriminant"),
+    }),
     "scheduler": Block({
         "workers": Scalar((int,), default=1, minimum=1),
         "local": Scalar((bool,), default=True, doc="false: use the central scheduler luigid at host:port"),

@@ -485,7 +485,9 @@ BAD_OVERRIDES = [  # (override, key the error must name, words of the message)
     ("write.jets.variables=[pt, abs_eta, mass]", "write.jets.variables[2]", "'mass' is not a selection output"),
     ("write.tracks.labels=[flavour]", "write.tracks.labels[0]", "'flavour'"),
     ("tfrecords.splits=[train, valid]", "tfrecords.splits[1]", "'valid' is not a resample split"),
-    ("write.format=folds", "tfrecords", "write.format"),
+    ("write.format=folds", "train", "write.format"),
+    ("train.folds=[0, 7]", "train.folds[1]", "does not exist"),
+    ("train.model.set.type=lstm", "train.model.set.type", "'lstm'"),
     ("tfrecords.n_add_vars=3", "tfrecords.n_add_vars", "exceeds"),
 ]
 

@@ -1,0 +1,74 @@
+"""TrainFold as one call: train on every fold but one, validate on it, keep the best weights.
+
+Files in ``out_dir``: ``last.pt`` (checkpoint of every state, for ContinueTraining),
+``best.pt`` (best weights, torch format), ``iterations.csv`` and ``epochs.csv``; the task's
+target, the model HDF5 written by :func:`tracerflow.io.model_file.write_model`, comes last.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from tracerflow.models import ModelBuilder, resolve_device
+from tracerflow.seeding import derive_seed
+from tracerflow.training.callbacks import Checkpoint, EarlyStopping, GradClip, MetricLogger, SaveBest
+from tracerflow.training.data import TrainFileDataset
+from tracerflow.training.fit import Fitter, History
+from tracerflow.training.optim import make_optimizer, make_scheduler
+from tracerflow.write.umami_file import UmamiFile
+
+
+@dataclass
+class FoldResult:
+    """The trained model of one fold, the config that rebuilds it and its history."""
+
+    model: torch.nn.Module
+    model_config: dict[str, Any]
+    history: History
+    class_names: list[str]
+
+
+def model_builder(train: Mapping[str, Any], train_path: str | os.PathLike) -> tuple[ModelBuilder, list[str]]:
+    """The ``train.model`` block with sizes and the number of classes taken from the train file."""
+    with UmamiFile(train_path) as f:
+        n_jet, n_track = f.dataset("jets/inputs").shape[1], f.dataset("tracks/inputs").shape[2]
+        classes = list(f.class_names)
+    config = {k: dict(v) if isinstance(v, Mapping) else v for k, v in train["model"].items()}
+    tail = dict(config.get("tail") or {})
+    if tail.get("objective", "multiclass") == "multiclass":
+        tail.setdefault("n_out", len(classes))
+    config["tail"] = tail
+    return ModelBuilder(config, n_jet_vars=n_jet, n_track_vars=n_track), classes
+
+
+def train_fold(train_path: str | os.PathLike, fold: int, n_folds: int, train: Mapping[str, Any],
+               out_dir: str | os.PathLike, *, seed: int) -> FoldResult:
+    """Train on the folds other than ``fold`` of the train file, validate on ``fold``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    builder, classes = model_builder(train, train_path)
+    model = builder.build(seed=derive_seed(seed, "model", fold))
+    others = [k for k in range(n_folds) if k != fold]
+    train_data = TrainFileDataset(train_path, others, batch_size=train["batch_size"], shuffle=True,
+                                  seed=derive_seed(seed, "batches", fold))
+    val_data = TrainFileDataset(train_path, [fold], batch_size=train["batch_size"], shuffle=False)
+    optimizer = make_optimizer(train["optimizer"], model.parameters(), train["optimizer_params"])
+    scheduler = make_scheduler(train["scheduler"], optimizer, train["scheduler_params"],
+                               steps_per_epoch=max(1, len(train_data)), epochs=train["epochs"])
+    callbacks: list = []
+    if train["grad_clip"] is not None:
+        callbacks.append(GradClip(train["grad_clip"]))
+    if train["early_stopping"] is not None:
+        callbacks.append(EarlyStopping(patience=train["early_stopping"]))
+    checkpoint = out_dir / "last.pt"
+    callbacks += [SaveBest(out_dir / "best.pt"), MetricLogger(out_dir), Checkpoint(checkpoint)]
+    resume = checkpoint if train["continue_training"] and checkpoint.exists() else None
+    fitter = Fitter(model, optimizer=optimizer, scheduler=scheduler, callbacks=callbacks,
+                    device=resolve_device(train["device"]), seed=derive_seed(seed, "fit", fold))
+    history = fitter.fit(train_data, val_data, train["epochs"], resume_from=resume)
+    model.load_state_dict(torch.load(out_dir / "best.pt", weights_only=True, map_location="cpu"))
+    return FoldResult(model.cpu().eval(), builder.resolved_config, history, classes)

@@ -1,0 +1,59 @@
+"""Predict: out-of-fold predictions of the train split, fold ensembles of the other splits, metrics."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tracerflow.evaluate import predictions_file
+from tracerflow.evaluate.predict import fold_ensemble, out_of_fold, write_predict_outputs
+from tracerflow.io.model_file import load_model
+from tracerflow.tasks.base import H5Target, TracerflowTask
+from tracerflow.tasks.train_fold import TrainFold
+from tracerflow.tasks.write_train_sample import WriteTrainSample
+
+
+def trained_folds(cfg) -> list[int]:
+    """``train.folds`` (kFold) or every fold of ``write.n_folds``."""
+    folds = cfg["train"]["folds"]
+    return sorted(set(folds)) if folds is not None else list(range(cfg["write"]["n_folds"]))
+
+
+class Predict(TracerflowTask):
+    """``predict/out_of_fold.h5``, ``predict/<split>.h5`` per other split, ``metrics.json`` and plots."""
+
+    def requires(self) -> dict:
+        params = self.config_params()
+        return {
+            "folds": {k: TrainFold(fold=k, **params) for k in trained_folds(self.cfg)},
+            "samples": {s: WriteTrainSample(split=s, **params) for s in self.cfg["resample"]["splits"]},
+        }
+
+    def digest(self) -> str:
+        needs = self.requires()
+        upstream = [t.digest() for t in needs["folds"].values()] + [t.digest() for t in needs["samples"].values()]
+        return self.cfg.digest("predict", upstream=upstream)
+
+    def out_dir(self) -> Path:
+        return self.cfg.output_root / "predict"
+
+    def output(self) -> H5Target:
+        return H5Target(self.out_dir() / "out_of_fold.h5", self.digest(), predictions_file.SCHEMA)
+
+    def run(self) -> None:
+        cfg = self.cfg
+        block, batch = cfg["predict"], cfg["train"]["batch_size"]
+        loaded = {k: load_model(t.path) for k, t in self.input()["folds"].items()}
+        models = {k: model for k, (model, _) in loaded.items()}
+        losses = {k: float(attrs["best_loss"]) for k, (_, attrs) in loaded.items()}
+        samples = {s: t["umami"].path for s, t in self.input()["samples"].items()}
+        self.set_status_message("Predict: out-of-fold predictions")
+        oof = out_of_fold(models, samples["train"], batch_size=batch)
+        ensembles = {}
+        for split, path in samples.items():
+            if split != "train":
+                self.set_status_message(f"Predict: {split} with the fold ensemble")
+                ensembles[split] = fold_ensemble(models, losses, path, mode=block["ensemble"], batch_size=batch)
+        epochs_csv = [TrainFold(fold=k, **self.config_params()).out_dir() / "epochs.csv" for k in sorted(models)]
+        write_predict_outputs(self.out_dir(), oof=oof, ensembles=ensembles, fc=block["fc"],
+                              epochs_csv=[p for p in epochs_csv if p.exists()], config_digest=self.digest(),
+                              created_by=repr(self))
+        self.set_progress_percentage(100)

@@ -1,0 +1,45 @@
+"""TrainFold[fold]: one model trained on every fold of the train split but ``fold``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import luigi
+
+from tracerflow.io import model_file
+from tracerflow.tasks.base import H5Target, TracerflowTask
+from tracerflow.tasks.write_train_sample import WriteTrainSample
+from tracerflow.training.fold import train_fold
+
+TRAIN_SPLIT = "train"
+
+
+class TrainFold(TracerflowTask):
+    """``train/fold_<k>/model.h5`` plus checkpoints and CSV logs beside it; folds run as independent tasks."""
+
+    fold = luigi.IntParameter(description="the fold validated on (0 .. write.n_folds - 1)")
+
+    def requires(self) -> WriteTrainSample:
+        return WriteTrainSample(split=TRAIN_SPLIT, **self.config_params())
+
+    def digest(self) -> str:
+        return self.cfg.digest("project.seed", "train", upstream=[self.requires().digest()], extra=self.fold)
+
+    def out_dir(self) -> Path:
+        return self.cfg.output_root / "train" / f"fold_{self.fold}"
+
+    def output(self) -> H5Target:
+        return H5Target(self.out_dir() / "model.h5", self.digest(), model_file.SCHEMA)
+
+    def run(self) -> None:
+        cfg = self.cfg
+        self.set_status_message(f"TrainFold {self.fold}: {cfg['train']['epochs']} epochs")
+        result = train_fold(self.input()["umami"].path, self.fold, cfg["write"]["n_folds"], cfg["train"],
+                            self.out_dir(), seed=cfg.seed)
+        history = result.history
+        model_file.write_model(
+            self.output().path, result.model, result.model_config, config_digest=self.digest(), created_by=repr(self),
+            attrs={"fold": self.fold, "class_names": result.class_names, "best_loss": float(history.best_loss),
+                   "best_epoch": int(history.best_epoch), "epochs_run": len(history.epochs),
+                   "stopped_early": bool(history.stopped_early)},
+        )
+        self.set_progress_percentage(100)
