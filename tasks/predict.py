@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tracerflow.evaluate import predictions_file
+from tracerflow.evaluate.export import export_torchscript
 from tracerflow.evaluate.predict import fold_ensemble, out_of_fold, write_predict_outputs
 from tracerflow.io.model_file import load_model
 from tracerflow.tasks.base import H5Target, TracerflowTask
@@ -18,7 +19,8 @@ def trained_folds(cfg) -> list[int]:
 
 
 class Predict(TracerflowTask):
-    """``predict/out_of_fold.h5``, ``predict/<split>.h5`` per other split, ``metrics.json`` and plots."""
+    """``predict/out_of_fold.h5``, ``predict/<split>.h5`` per other split, ``metrics.json``, plots and
+    ``models/fold_<k>.torchscript.pt``."""
 
     def requires(self) -> dict:
         params = self.config_params()
@@ -52,6 +54,7 @@ class Predict(TracerflowTask):
             if split != "train":
                 self.set_status_message(f"Predict: {split} with the fold ensemble")
                 ensembles[split] = fold_ensemble(models, losses, path, mode=block["ensemble"], batch_size=batch)
+        export_torchscript(models, self.out_dir() / "models")
         epochs_csv = [TrainFold(fold=k, **self.config_params()).out_dir() / "epochs.csv" for k in sorted(models)]
         write_predict_outputs(self.out_dir(), oof=oof, ensembles=ensembles, fc=block["fc"],
                               epochs_csv=[p for p in epochs_csv if p.exists()], config_digest=self.digest(),

@@ -101,3 +101,18 @@ def test_kfold_trains_only_the_named_folds_and_continue_training_resumes(tmp_pat
     assert resumed[:2] == first and len(resumed) == 3
     with h5py.File(trained / "fold_1" / "model.h5") as f:
         assert f.attrs["epochs_run"] == 2 and f.attrs["complete"]
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_exported_torchscript_models_give_the_out_of_fold_predictions(root):
+    train = datasets(root / "train_sample" / "train.h5")
+    oof = read_predictions(root / "predict" / "out_of_fold.h5")
+    rows = np.flatnonzero(train["jets/fold"] == 2)[:40]
+    scripted = torch.jit.load(str(root / "predict" / "models" / "fold_2.torchscript.pt"))
+    with torch.no_grad():
+        logits = scripted(torch.from_numpy(train["jets/inputs"][rows].astype(np.float32)),
+                          torch.from_numpy(train["tracks/inputs"][rows].astype(np.float32)),
+                          torch.from_numpy(train["tracks/valid"][rows]))
+    np.testing.assert_allclose(torch.softmax(logits, dim=1).numpy(), oof["pred"][oof["fold"] == 2][:40],
+                               rtol=1e-5, atol=1e-6)
