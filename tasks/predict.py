@@ -6,6 +6,7 @@ from pathlib import Path
 from tracerflow.evaluate import predictions_file
 from tracerflow.evaluate.export import export_torchscript
 from tracerflow.evaluate.predict import fold_ensemble, out_of_fold, write_predict_outputs
+from tracerflow.evaluate.report import summed_cutflow, write_report
 from tracerflow.io.model_file import load_model
 from tracerflow.tasks.base import H5Target, TracerflowTask
 from tracerflow.tasks.train_fold import TrainFold
@@ -56,7 +57,23 @@ class Predict(TracerflowTask):
                 ensembles[split] = fold_ensemble(models, losses, path, mode=block["ensemble"], batch_size=batch)
         export_torchscript(models, self.out_dir() / "models")
         epochs_csv = [TrainFold(fold=k, **self.config_params()).out_dir() / "epochs.csv" for k in sorted(models)]
-        write_predict_outputs(self.out_dir(), oof=oof, ensembles=ensembles, fc=block["fc"],
-                              epochs_csv=[p for p in epochs_csv if p.exists()], config_digest=self.digest(),
-                              created_by=repr(self))
+        self.write_report(write_predict_outputs, oof, ensembles, [p for p in epochs_csv if p.exists()])
         self.set_progress_percentage(100)
+
+    def write_report(self, write_outputs, oof, ensembles, epochs_csv: list[Path]) -> None:
+        """Metrics, plots and ``report.html`` first, the predictions files (the target last)."""
+        cfg, out = self.cfg, self.out_dir()
+        plots = out / "plots"
+        selections = [cfg.output_root / "selections" / s / f"{f.logical[:-5] if f.logical.endswith('.root') else f.logical}.h5"
+                      for s in cfg["samples"] for f in cfg.sample_files(s)]
+
+        def report(metrics: dict) -> None:
+            write_report(out / "report.html", title=f"{cfg['project']['name']}: tracerflow report",
+                         cutflow=summed_cutflow(selections),
+                         resample_plots=sorted((cfg.output_root / "resample" / "plots").glob("*.png")),
+                         learning_curves=plots / "learning_curves.png" if epochs_csv else None,
+                         roc=plots / "roc_light.png", discriminant=plots / "discriminant.png"
+                         if (plots / "discriminant.png").exists() else None, metrics=metrics)
+
+        write_outputs(out, oof=oof, ensembles=ensembles, fc=cfg["predict"]["fc"], epochs_csv=epochs_csv,
+                      config_digest=self.digest(), created_by=repr(self), before_target=report)

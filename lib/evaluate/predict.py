@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -73,8 +73,10 @@ def jet_metrics(pred: np.ndarray, columns: Mapping[str, Any], rows: np.ndarray, 
 
 def write_predict_outputs(out_dir: str | os.PathLike, *, oof: tuple[np.ndarray, np.ndarray, dict[str, Any]],
                           ensembles: Mapping[str, tuple[np.ndarray, dict[str, Any]]], fc: float,
-                          epochs_csv: list[Path], config_digest: str, created_by: str) -> dict[str, Any]:
-    """Metrics JSON, plots and the predictions files; the out-of-fold file (the task's target) last."""
+                          epochs_csv: list[Path], config_digest: str, created_by: str,
+                          before_target: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Metrics JSON, plots and the predictions files; ``before_target(metrics)`` (the report) runs just
+    before the out-of-fold file, the task's target, which comes last."""
     from tracerflow.evaluate.plots import plot_discriminant, plot_learning_curves, plot_roc
 
     out_dir = Path(out_dir)
@@ -102,6 +104,8 @@ def write_predict_outputs(out_dir: str | os.PathLike, *, oof: tuple[np.ndarray, 
         write_predictions(out_dir / f"{split}.h5", hash=c["hash"], pred=p, label=c["labels"], fold=c["fold"],
                           weight=c["weight"], class_names=c["class_names"], kind="ensemble", split=split,
                           config_digest=config_digest, created_by=created_by)
+    if before_target is not None:
+        before_target(metrics)
     write_predictions(out_dir / "out_of_fold.h5", hash=columns["hash"][rows], pred=pred, label=columns["labels"][rows],
                       fold=columns["fold"][rows], weight=columns["weight"][rows], class_names=columns["class_names"],
                       kind="out_of_fold", split="train", config_digest=config_digest, created_by=created_by)

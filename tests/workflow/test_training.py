@@ -116,3 +116,12 @@ def test_exported_torchscript_models_give_the_out_of_fold_predictions(root):
                           torch.from_numpy(train["tracks/valid"][rows]))
     np.testing.assert_allclose(torch.softmax(logits, dim=1).numpy(), oof["pred"][oof["fold"] == 2][:40],
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_report_is_one_self_contained_page(root):
+    page = (root / "predict" / "report.html").read_text()
+    for section in ("Cutflow", "Resampling", "Learning curves", "Light-jet rejection", "Discriminant", "Metrics"):
+        assert f"<h2>{section}" in page
+    assert page.count('src="data:image/png;base64,') >= 5 and "src=\"http" not in page
+    assert "has_tracks" in page and "Bayes optimal" in page
