@@ -91,7 +91,7 @@ def write_predict_outputs(out_dir: str | os.PathLike, *, oof: tuple[np.ndarray, 
                         "all": jet_metrics(pred, columns, rows, fc)},
         "ensembles": {split: jet_metrics(p, c, np.arange(len(p)), fc) for split, (p, c) in ensembles.items()},
     }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1, sort_keys=True, default=float) + "\n")
+    (out_dir / "metrics.json").write_text(json.dumps(_strict(metrics), indent=1, sort_keys=True, allow_nan=False) + "\n")
     curves = _roc_curves(per_fold, pred, rows, columns, ensembles, fc)
     plot_roc(curves, out_dir / "plots" / "roc_light.png", xlabel="b-jet efficiency", ylabel="light-jet rejection")
     if len(rows):
@@ -110,6 +110,19 @@ def write_predict_outputs(out_dir: str | os.PathLike, *, oof: tuple[np.ndarray, 
                       fold=columns["fold"][rows], weight=columns["weight"][rows], class_names=columns["class_names"],
                       kind="out_of_fold", split="train", config_digest=config_digest, created_by=created_by)
     return metrics
+
+
+def _strict(value: Any) -> Any:
+    """Plain JSON: numpy numbers as Python numbers, infinite rejections (no background left) and NaN as null."""
+    if isinstance(value, Mapping):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def _roc_curves(per_fold: Mapping[int, Any], pred: np.ndarray, rows: np.ndarray, columns: Mapping[str, Any],
