@@ -125,3 +125,15 @@ def test_report_is_one_self_contained_page(root):
         assert f"<h2>{section}" in page
     assert page.count('src="data:image/png;base64,') >= 5 and "src=\"http" not in page
     assert "has_tracks" in page and "Bayes optimal" in page
+
+
+@pytest.mark.slow
+def test_folds_train_as_independent_tasks_on_parallel_workers(root, tmp_path):
+    tracerflow("run", *SMALL, *EPOCHS, "--until", "TrainFold", "--workers", "2", cwd=tmp_path, check=True)
+    for fold in range(N_FOLDS):
+        ours, theirs = (r / "train" / f"fold_{fold}" / "model.h5" for r in (output_root(tmp_path), root))
+        with h5py.File(ours) as a, h5py.File(theirs) as b:
+            assert a.attrs["complete"] and a.attrs["fold"] == fold
+            assert a.attrs["config_digest"] == b.attrs["config_digest"]
+            for key in a["weights"]:
+                np.testing.assert_allclose(a["weights"][key][()], b["weights"][key][()], rtol=1e-5, atol=1e-6)
