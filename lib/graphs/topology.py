@@ -139,16 +139,22 @@ def _smallest(d2: np.ndarray, kept: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class KNearest(Topology):
-    """Each node sends edges to its ``k`` nearest neighbours in Delta-R of (eta, phi)."""
+class _InEtaPhi(Topology):
+    """A topology measured in Delta-R of two named node coordinates."""
 
-    k: int = 4
     eta: str = "eta"
     phi: str = "phi"
 
     @property
     def coordinates(self) -> tuple[str, ...]:
         return (self.eta, self.phi)
+
+
+@dataclass(frozen=True)
+class KNearest(_InEtaPhi):
+    """Each node sends edges to its ``k`` nearest neighbours in Delta-R of (eta, phi)."""
+
+    k: int = 4
 
     def edges(self, node_counts: np.ndarray, coords: Coordinates) -> Edges:
         node_counts = np.asarray(node_counts, dtype=np.int64)
@@ -169,16 +175,10 @@ class KNearest(Topology):
 
 
 @dataclass(frozen=True)
-class DeltaRCut(Topology):
+class DeltaRCut(_InEtaPhi):
     """Edges between distinct nodes closer than ``max_dr`` in Delta-R of (eta, phi)."""
 
     max_dr: float = 0.4
-    eta: str = "eta"
-    phi: str = "phi"
-
-    @property
-    def coordinates(self) -> tuple[str, ...]:
-        return (self.eta, self.phi)
 
     def edges(self, node_counts: np.ndarray, coords: Coordinates) -> Edges:
         graph, src, dst, offsets, d2 = _pairs_with_delta_r2(node_counts, coords, self.eta, self.phi)
