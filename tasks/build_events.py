@@ -1,8 +1,6 @@
 """BuildEvents[sample, file]: one ROOT file through the event template into an events file."""
 from __future__ import annotations
 
-import luigi
-
 from tracerflow.events.build import build_events
 from tracerflow.events.entries import EntryFilter
 from tracerflow.io import events_file

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Iterator
 
-import h5py
 import numpy as np
 
 from tracerflow.columns import EVENT, EventBatch, Table, _parents_first
-from tracerflow.io.h5target import H5Writer, check_schema
+from tracerflow.io.h5target import H5Writer, SchemaFile
 
 SCHEMA = "tracerflow.events"
 SCHEMA_VERSION = 1
@@ -59,32 +57,19 @@ def finish(writer: H5Writer, batch_like: EventBatch, sample_labels: list[str], f
     writer.set_attrs("/", collections=order, n_events=int(writer.file["index/hash"].shape[0]))
 
 
-class EventsFile:
+class EventsFile(SchemaFile):
     """Read an events target in slices of events, as :class:`EventBatch` chunks."""
 
+    SCHEMA, SCHEMA_VERSION = SCHEMA, SCHEMA_VERSION
+
     def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self._file = h5py.File(self.path, "r")
-        check_schema(self._file, SCHEMA, SCHEMA_VERSION)
+        super().__init__(path)
         self.collections: list[str] = json.loads(self._file.attrs["collections"])
         self.parents = {name: self._file[name].attrs["parent"] for name in self.collections}
         self._offsets: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
         return int(self._file["index/hash"].shape[0])
-
-    def __enter__(self) -> "EventsFile":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._file.close()
-
-    @property
-    def attrs(self) -> h5py.AttributeManager:
-        return self._file.attrs
 
     def labels(self, column: str) -> list[str]:
         """Names behind the uint16 codes of index column ``sample`` or ``file``."""

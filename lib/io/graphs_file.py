@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
-import h5py
 import numpy as np
 
-from tracerflow.io.h5target import check_schema
+from tracerflow.io.h5target import SchemaFile
 
 SCHEMA = "tracerflow.graphs"
 SCHEMA_VERSION = 1
@@ -30,30 +28,17 @@ MATRICES = {
 }
 
 
-class GraphsFile:
+class GraphsFile(SchemaFile):
     """Read graphs ``[start, stop)`` of a graphs target as ragged arrays."""
 
+    SCHEMA, SCHEMA_VERSION = SCHEMA, SCHEMA_VERSION
+
     def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self._file = h5py.File(self.path, "r")
-        check_schema(self._file, SCHEMA, SCHEMA_VERSION)
+        super().__init__(path)
         self._offsets: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
         return int(self._file["index/hash"].shape[0])
-
-    def __enter__(self) -> "GraphsFile":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._file.close()
-
-    def close(self) -> None:
-        self._file.close()
-
-    @property
-    def attrs(self) -> h5py.AttributeManager:
-        return self._file.attrs
 
     def names(self, matrix: str) -> list[str]:
         """Column names of ``nodes/x``, ``edges/x``, ``graph/x`` or a ``truth/*`` matrix."""

@@ -194,6 +194,38 @@ def _integral(data: np.ndarray) -> bool:
     return bool(np.all(np.isfinite(data))) and bool(np.array_equal(data, np.trunc(data)))
 
 
+class SchemaFile:
+    """A complete target of one schema, open for reading; use as a context manager.
+
+    Readers of each layout subclass it with their ``SCHEMA`` and ``SCHEMA_VERSION``.
+    """
+
+    SCHEMA = ""
+    SCHEMA_VERSION = 0
+
+    def __init__(self, path: str | os.PathLike, **h5_options: Any) -> None:
+        self.path = Path(path)
+        self._file = h5py.File(self.path, "r", **h5_options)
+        try:
+            check_schema(self._file, self.SCHEMA, self.SCHEMA_VERSION)
+        except SchemaMismatch:
+            self._file.close()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    @property
+    def attrs(self) -> h5py.AttributeManager:
+        return self._file.attrs
+
+
 def _attr_value(value: Any) -> Any:
     """Store lists and dicts as JSON text so plain h5py users can read every attribute."""
     if isinstance(value, (dict, list, tuple)):

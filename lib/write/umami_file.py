@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import h5py
 import numpy as np
 
-from tracerflow.io.h5target import H5Writer, check_schema
+from tracerflow.io.h5target import H5Writer, SchemaFile
 from tracerflow.write.appender import RowAppender, read_text, write_text
 from tracerflow.write.chunk import TrainChunk
 from tracerflow.write.scaling import apply_scaling, scale_dict_from_json, scale_dict_to_json, write_scale_dict
@@ -177,29 +177,16 @@ def _track_labels(chunk: TrainChunk, names: Sequence[str], dtype: np.dtype) -> n
     return out
 
 
-class UmamiFile:
+class UmamiFile(SchemaFile):
     """Read jets ``[start, stop)`` of a train file, with its names and scale dict."""
 
+    SCHEMA, SCHEMA_VERSION = SCHEMA, SCHEMA_VERSION
+
     def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self._file = h5py.File(self.path, "r", rdcc_nbytes=READ_CACHE_BYTES)
-        check_schema(self._file, SCHEMA, SCHEMA_VERSION)
+        super().__init__(path, rdcc_nbytes=READ_CACHE_BYTES)
 
     def __len__(self) -> int:
         return int(self._file["jets/labels"].shape[0])
-
-    def __enter__(self) -> "UmamiFile":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._file.close()
-
-    @property
-    def attrs(self) -> h5py.AttributeManager:
-        return self._file.attrs
 
     def _json_attr(self, name: str) -> list[str]:
         return json.loads(self._file.attrs[name])
