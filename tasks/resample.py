@@ -7,6 +7,7 @@ from pathlib import Path
 
 import luigi
 
+from tracerflow.config import Config
 from tracerflow.io import resampled_file
 from tracerflow.resample import plot_report, resample, resample_report, spec_from_config
 from tracerflow.resample.inputs import only_split, selection_chunks
@@ -17,8 +18,14 @@ SPEC_KEYS = ("label", "classes", "target", "method", "variables", "sampling_frac
              "max_upsampling_ratio", "upscale_pdf", "splits", "untouched_splits")
 
 
+def resampled_samples(cfg: Config) -> list[str]:
+    """The samples that are resampled and trained on: all but those named in ``predict.samples``."""
+    return [s for s in cfg["samples"] if s not in cfg["predict"]["samples"]]
+
+
 class Resample(TracerflowTask):
-    """One split of all selected jets of all samples, resampled as the ``resample`` block says.
+    """One split of the selected jets of every sample but ``predict.samples``, resampled as the
+    ``resample`` block says.
 
     Beside the target: ``report_<split>.json`` (counts, duplicates, agreement with the
     target class) and ``plots/resample_<split>_<variable>.png``.
@@ -29,7 +36,7 @@ class Resample(TracerflowTask):
     def requires(self) -> list[ApplySelections]:
         cfg = self.cfg
         return [ApplySelections(sample=s, file=f.logical, **self.config_params())
-                for s in cfg["samples"] for f in cfg.sample_files(s)]
+                for s in resampled_samples(cfg) for f in cfg.sample_files(s)]
 
     def digest(self) -> str:
         return self.cfg.digest("project.seed", "resample", upstream=[t.digest() for t in self.requires()])

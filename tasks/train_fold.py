@@ -7,6 +7,7 @@ import luigi
 
 from tracerflow.io import model_file
 from tracerflow.tasks.base import H5Target, TracerflowTask
+from tracerflow.tasks.convert_tfrecords import ConvertTFRecords
 from tracerflow.tasks.write_train_sample import WriteTrainSample
 from tracerflow.training.fold import train_fold
 
@@ -18,11 +19,16 @@ class TrainFold(TracerflowTask):
 
     fold = luigi.IntParameter(description="the fold validated on (0 .. write.n_folds - 1)")
 
-    def requires(self) -> WriteTrainSample:
-        return WriteTrainSample(split=TRAIN_SPLIT, **self.config_params())
+    def requires(self) -> dict[str, luigi.Task]:
+        """The train split's files, and its TFRecords when ``train.data`` is tfrecords."""
+        needs: dict[str, luigi.Task] = {"sample": WriteTrainSample(split=TRAIN_SPLIT, **self.config_params())}
+        if self.cfg["train"]["data"] == "tfrecords":
+            needs["tfrecords"] = ConvertTFRecords(split=TRAIN_SPLIT, **self.config_params())
+        return needs
 
     def digest(self) -> str:
-        return self.cfg.digest("project.seed", "train", upstream=[self.requires().digest()], extra=self.fold)
+        upstream = [t.digest() for t in self.requires().values()]
+        return self.cfg.digest("project.seed", "train", upstream=upstream, extra=self.fold)
 
     def out_dir(self) -> Path:
         return self.cfg.output_root / "train" / f"fold_{self.fold}"
@@ -33,8 +39,10 @@ class TrainFold(TracerflowTask):
     def run(self) -> None:
         cfg = self.cfg
         self.set_status_message(f"TrainFold {self.fold}: {cfg['train']['epochs']} epochs")
-        result = train_fold(self.input()["umami"].path, self.fold, cfg["write"]["n_folds"], cfg["train"],
-                            self.out_dir(), seed=cfg.seed)
+        inputs = self.input()
+        tfrecords_dir = inputs["tfrecords"].directory if "tfrecords" in inputs else None
+        result = train_fold(inputs["sample"]["umami"].path, self.fold, cfg["write"]["n_folds"], cfg["train"],
+                            self.out_dir(), seed=cfg.seed, tfrecords_dir=tfrecords_dir)
         history = result.history
         model_file.write_model(
             self.output().path, result.model, result.model_config, config_digest=self.digest(), created_by=repr(self),

@@ -161,6 +161,7 @@ def _load(path: str, overrides: tuple[str, ...]) -> Config:
     config = Config(data, source, base_dir, overrides)
     _check_templates(config, ctx)
     _check_training_inputs(config, ctx)
+    _check_predict(config, ctx)
     return config
 
 
@@ -259,9 +260,13 @@ def _check_training_inputs(config: Config, ctx: Context) -> None:
     track_vars = features if tracks["variables"] is None else tracks["variables"]
     need("write.tracks.variables", track_vars, features, "a graph node feature")
     need("write.tracks.labels", tracks["labels"], list(graph.node_truth), "a graph node truth")
-    for group in ("log", "no_norm"):
+    for group in ("log", "asinh", "no_norm"):
         need(f"write.jets.{group}", jets[group], jets["variables"], "in write.jets.variables")
         need(f"write.tracks.{group}", tracks[group], track_vars, "in write.tracks.variables")
+    for name, block in (("jets", jets), ("tracks", tracks)):
+        both = sorted(set(block["log"]) & set(block["asinh"]))
+        if both:
+            ctx.fail(f"write.{name}.asinh", f"{both[0]!r} is also in write.{name}.log: pick one transform")
     if isinstance(write["concat_jet_tracks"], list):
         need("write.concat_jet_tracks", write["concat_jet_tracks"], jets["variables"], "in write.jets.variables")
     if tfrecords is not None and write["format"] == "folds":
@@ -274,12 +279,18 @@ def _check_training_inputs(config: Config, ctx: Context) -> None:
 
 
 def _check_train(config: Config, ctx: Context) -> None:
-    """The train block: umami files to read, folds that exist, a model block ModelBuilder accepts."""
+    """The train block: umami files or TFRecords to read, folds that exist, a model block ModelBuilder accepts."""
     from tracerflow.models import ModelBuilder
 
     train, write = config["train"], config["write"]
     if write["format"] == "folds":
         ctx.fail("train", "reads the umami train file: needs write.format umami or both")
+    tfrecords = config["tfrecords"]
+    if train["data"] == "tfrecords" and tfrecords is None:
+        ctx.fail("train.data", "'tfrecords' needs a tfrecords block that converts the train split")
+    if train["data"] == "tfrecords" and "train" not in tfrecords["splits"]:
+        ctx.fail("train.data", f"'tfrecords' needs tfrecords.splits to hold train "
+                               f"(has: {', '.join(tfrecords['splits']) or 'none'})")
     for i, fold in enumerate(train["folds"] or ()):
         if fold >= write["n_folds"]:
             ctx.fail(f"train.folds[{i}]", f"fold {fold} does not exist (write.n_folds is {write['n_folds']})")
@@ -293,3 +304,27 @@ def _check_train(config: Config, ctx: Context) -> None:
     except ValueError as err:
         key, _, message = str(err).partition(": ")
         ctx.fail(key, message)
+
+
+def _check_predict(config: Config, ctx: Context) -> None:
+    """Predict samples: samples of the config that leave some to train on; export formats that can run."""
+    predict, samples = config["predict"], list(config["samples"])
+    names = predict["samples"]
+    for i, name in enumerate(names):
+        if name not in samples:
+            ctx.fail(f"predict.samples[{i}]", f"{name!r} is not a sample (have: {', '.join(samples)})")
+        if name in names[:i]:
+            ctx.fail(f"predict.samples[{i}]", f"{name!r} is named twice")
+    if names and config["train"] is None:
+        ctx.fail("predict.samples", "needs a train block: the fold models score the samples")
+    if names and len(set(names)) == len(samples):
+        ctx.fail("predict.samples", "names every sample: none is left to resample and train on")
+    if "onnx" in predict["export"] and config["train"] is not None:
+        from tracerflow.evaluate.export import onnx_missing
+
+        missing = onnx_missing()
+        if missing:
+            ctx.fail("predict.export", f"onnx needs {', '.join(missing)}: pip install 'tracerflow[onnx]'")
+        if (config["train"]["model"].get("set") or {}).get("type") == "gnn":
+            ctx.fail("predict.export", "onnx: the GNN set encoder builds its graph from the data, "
+                     "which has no ONNX export")

@@ -120,6 +120,7 @@ def _bins(value: object) -> str | None:
 VARIABLE_GROUP = Block({
     "variables": ListOf(Scalar((str,)), default=list, doc="input variables, in column order"),
     "log": ListOf(Scalar((str,)), default=list, doc="normalised as log(x)"),
+    "asinh": ListOf(Scalar((str,)), default=list, doc="normalised as asinh(x): signed, heavy-tailed variables"),
     "no_norm": ListOf(Scalar((str,)), default=list, doc="left unscaled (shift 0, scale 1)"),
 })
 
@@ -181,6 +182,7 @@ BLOCKS = Block({
             "variables": ListOf(Scalar((str,)), default=None, nullable=True,
                                 doc="graph node features, in column order (default: all)"),
             "log": ListOf(Scalar((str,)), default=list),
+            "asinh": ListOf(Scalar((str,)), default=list),
             "no_norm": ListOf(Scalar((str,)), default=list),
             "labels": ListOf(Scalar((str,)), default=list, doc="graph node truth columns"),
             "max_tracks": Scalar((int,), default=40, minimum=1),
@@ -207,6 +209,10 @@ BLOCKS = Block({
                         doc="kFold: the folds to train (default: all write.n_folds)"),
         "epochs": Scalar((int,), default=5, minimum=1),
         "batch_size": Scalar((int,), default=1024, minimum=1),
+        "data": Scalar((str,), default="h5", choices=("h5", "tfrecords"),
+                       doc="what TrainFold reads: the umami train file or its TFRecords (tfrecords.splits has train)"),
+        "sort_by_nodes": Scalar((bool,), default=False,
+                                doc="SortByNodes: batches of jets of similar track count, padding trimmed"),
         "optimizer": Scalar((str,), default="ADAM", choices=("SGD", "ADAM", "ADAMW")),
         "optimizer_params": MapOf(Scalar((int, float, bool, list)), default=lambda: {"lr": 0.001}),
         "scheduler": Scalar((str,), default=None, nullable=True, choices=(None, "ExponentialLR", "CyclicLR", "OneCycle")),
@@ -220,6 +226,10 @@ BLOCKS = Block({
         "ensemble": Scalar((str,), default="uniform", choices=("uniform", "reciprocal"),
                            doc="fold weights: equal, or 1 / best validation loss"),
         "fc": Scalar((float,), default=0.05, minimum=0.0, doc="c-jet fraction in the b-tagging discriminant"),
+        "samples": ListOf(Scalar((str,)), default=list,
+                          doc="samples scored by the fold ensemble, never resampled or trained on"),
+        "export": ListOf(Scalar((str,), choices=("torchscript", "onnx")), default=lambda: ["torchscript"],
+                         doc="formats of the exported fold models; onnx needs the onnx extra"),
     }),
     "scheduler": Block({
         "workers": Scalar((int,), default=1, minimum=1),

@@ -1,12 +1,47 @@
-"""Export trained fold models as TorchScript, loadable with ``torch.jit.load`` and no tracerflow."""
+"""Export trained fold models as TorchScript or ONNX, loadable without tracerflow.
+
+TorchScript loads with ``torch.jit.load``; ONNX (the optional ``onnx`` extra: onnx and
+onnxscript) with any ONNX runtime. Both take ``(jets, tracks, valid)`` of any batch size and
+track count and return the logits.
+"""
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
+
+from tracerflow.models.graph import GraphSetEncoder
+
+FORMATS = ("torchscript", "onnx")
+ONNX_MODULES = ("onnx", "onnxscript")
+ONNX_OPSET = 18
+ONNX_UNSUPPORTED = (GraphSetEncoder,)
+"""Set encoders whose graph depends on the data (the GNN builds edges from the valid tracks): a traced
+ONNX graph would keep the example's track and edge counts."""
+
+
+def onnx_missing() -> list[str]:
+    """The modules ONNX export needs that are not installed (empty when it can run)."""
+    return [name for name in ONNX_MODULES if importlib.util.find_spec(name) is None]
+
+
+def export_models(models: Mapping[int, torch.nn.Module], out_dir: str | os.PathLike, formats: Sequence[str], *,
+                  n_jet_vars: int, n_track_vars: int) -> list[Path]:
+    """Write every fold model in each of ``formats`` (models take ``n_jet_vars`` jet and ``n_track_vars``
+    track inputs)."""
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown export format {unknown[0]!r}; expected one of {', '.join(FORMATS)}")
+    written = []
+    if "torchscript" in formats:
+        written += export_torchscript(models, out_dir)
+    if "onnx" in formats:
+        written += export_onnx(models, out_dir, n_jet_vars=n_jet_vars, n_track_vars=n_track_vars)
+    return written
 
 
 def export_torchscript(models: Mapping[int, torch.nn.Module], out_dir: str | os.PathLike) -> list[Path]:
@@ -24,3 +59,42 @@ def export_torchscript(models: Mapping[int, torch.nn.Module], out_dir: str | os.
         os.replace(tmp, path)
         written.append(path)
     return written
+
+
+def export_onnx(models: Mapping[int, torch.nn.Module], out_dir: str | os.PathLike, *, n_jet_vars: int,
+                n_track_vars: int) -> list[Path]:
+    """Write ``fold_<k>.onnx`` per fold model: inputs ``jets``, ``tracks``, ``valid`` with dynamic
+    ``batch`` and ``track`` axes, output ``logits`` (opset :data:`ONNX_OPSET`)."""
+    missing = onnx_missing()
+    if missing:
+        raise ImportError(f"ONNX export needs {' and '.join(missing)}: pip install 'tracerflow[onnx]'")
+    for fold, model in sorted(models.items()):
+        if any(isinstance(m, ONNX_UNSUPPORTED) for m in model.modules()):
+            raise ValueError(f"fold {fold}: the GNN set encoder builds its graph from the data and has no ONNX export")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    example = _example(n_jet_vars, n_track_vars)
+    batch, track = torch.export.Dim("batch"), torch.export.Dim("track")
+    shapes = {"jets": {0: batch}, "tracks": {0: batch, 1: track}, "valid": {0: batch, 1: track}}
+    written = []
+    for fold, model in sorted(models.items()):
+        path = out_dir / f"fold_{fold}.onnx"
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        with warnings.catch_warnings():
+            for category in (UserWarning, FutureWarning, DeprecationWarning):
+                warnings.simplefilter("ignore", category)
+            program = torch.onnx.export(model.eval(), example, input_names=["jets", "tracks", "valid"],
+                                        output_names=["logits"], dynamic_shapes=shapes, opset_version=ONNX_OPSET,
+                                        dynamo=True, verbose=False)
+        program.save(str(tmp))
+        os.replace(tmp, path)
+        written.append(path)
+    return written
+
+
+def _example(n_jet_vars: int, n_track_vars: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A fixed batch to trace: sizes above 1 on the dynamic axes (the exporter fixes axes of size 0 or 1)."""
+    gen = torch.Generator().manual_seed(0)
+    n, slots = 4, 6
+    valid = torch.arange(slots)[None, :] < torch.tensor([0, 1, 3, slots])[:, None]
+    return (torch.randn(n, n_jet_vars, generator=gen), torch.randn(n, slots, n_track_vars, generator=gen), valid)

@@ -1,5 +1,6 @@
 """Predict as one call: out-of-fold predictions of the train split, fold-ensemble predictions of
-other splits, metrics against the toy's Bayes-optimal discriminant, and plots.
+other splits and of the samples in ``predict.samples``, metrics against the toy's Bayes-optimal
+discriminant, and plots.
 
 Each train-split jet is predicted by the one fold model that validated on it (never trained on
 it); jets of folds with no model (``train.folds`` a subset) are left out. Other splits get the
@@ -34,6 +35,12 @@ def _columns(path: str | os.PathLike) -> dict[str, Any]:
         out["llr"] = ({n: f.dataset(f"jets/add_labels/{n}")[:] for n in LLR_LABELS}
                       if all(n in names for n in LLR_LABELS) else None)
     return out
+
+
+def input_sizes(path: str | os.PathLike) -> tuple[int, int]:
+    """Jet and track input columns of a train file: what a fold model takes."""
+    with UmamiFile(path) as f:
+        return int(f.dataset("jets/inputs").shape[1]), int(f.dataset("tracks/inputs").shape[2])
 
 
 def out_of_fold(models: Mapping[int, torch.nn.Module], path: str | os.PathLike, *, batch_size: int,
@@ -74,9 +81,11 @@ def jet_metrics(pred: np.ndarray, columns: Mapping[str, Any], rows: np.ndarray, 
 def write_predict_outputs(out_dir: str | os.PathLike, *, oof: tuple[np.ndarray, np.ndarray, dict[str, Any]],
                           ensembles: Mapping[str, tuple[np.ndarray, dict[str, Any]]], fc: float,
                           epochs_csv: list[Path], config_digest: str, created_by: str,
+                          samples: Mapping[str, tuple[np.ndarray, dict[str, Any]]] | None = None,
                           before_target: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Metrics JSON, plots and the predictions files; ``before_target(metrics)`` (the report) runs just
-    before the out-of-fold file, the task's target, which comes last."""
+    """Metrics JSON, plots and the predictions files (``<split>.h5``, ``sample_<name>.h5`` per ensemble of a
+    predict sample); ``before_target(metrics)`` (the report) runs just before the out-of-fold file, the
+    task's target, which comes last."""
     from tracerflow.evaluate.plots import plot_discriminant, plot_learning_curves, plot_roc
 
     out_dir = Path(out_dir)
@@ -91,8 +100,13 @@ def write_predict_outputs(out_dir: str | os.PathLike, *, oof: tuple[np.ndarray, 
                         "all": jet_metrics(pred, columns, rows, fc)},
         "ensembles": {split: jet_metrics(p, c, np.arange(len(p)), fc) for split, (p, c) in ensembles.items()},
     }
+    samples = dict(samples or {})
+    labelled = {name: (p, c) for name, (p, c) in samples.items() if len(p) and np.all(c["labels"] >= 0)}
+    if labelled:
+        metrics["samples"] = {name: jet_metrics(p, c, np.arange(len(p)), fc) for name, (p, c) in labelled.items()}
     (out_dir / "metrics.json").write_text(json.dumps(_strict(metrics), indent=1, sort_keys=True, allow_nan=False) + "\n")
-    curves = _roc_curves(per_fold, pred, rows, columns, ensembles, fc)
+    curves = _roc_curves(per_fold, pred, rows, columns,
+                         {**ensembles, **{f"sample {name}": v for name, v in labelled.items()}}, fc)
     plot_roc(curves, out_dir / "plots" / "roc_light.png", xlabel="b-jet efficiency", ylabel="light-jet rejection")
     if len(rows):
         disc = tagger_discriminant(pred, columns["class_names"], fc=fc)
@@ -104,6 +118,11 @@ def write_predict_outputs(out_dir: str | os.PathLike, *, oof: tuple[np.ndarray, 
         write_predictions(out_dir / f"{split}.h5", hash=c["hash"], pred=p, label=c["labels"], fold=c["fold"],
                           weight=c["weight"], class_names=c["class_names"], kind="ensemble", split=split,
                           config_digest=config_digest, created_by=created_by)
+    for name, (p, c) in samples.items():
+        write_predictions(out_dir / f"sample_{name}.h5", hash=c["hash"], pred=p, label=c["labels"],
+                          fold=np.full(len(p), -1), weight=c["weight"], class_names=c["class_names"], kind="ensemble",
+                          split=f"sample_{name}", config_digest=config_digest, created_by=created_by,
+                          attrs={"sample": name})
     if before_target is not None:
         before_target(metrics)
     write_predictions(out_dir / "out_of_fold.h5", hash=columns["hash"][rows], pred=pred, label=columns["labels"][rows],

@@ -1,16 +1,21 @@
 """Read TFRecord shards back with tf.data, shapes and dtypes taken from ``metadata.json``.
 
-TensorFlow is imported inside the functions, so the rest of tracerflow never needs it.
+TensorFlow is imported inside the functions, so the rest of tracerflow never needs it;
+:func:`read_shard` decodes one shard in numpy alone, for training under torch.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from tracerflow.tfrecords.crc32c import crc32c, mask
+from tracerflow.tfrecords.records import FRAME_OVERHEAD, example_layout
 from tracerflow.tfrecords.writer import METADATA, SCHEMA, SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -102,3 +107,47 @@ def read_tfrecords(
         k: np.concatenate(v) if v else np.zeros((0, *specs[k]["shape"]), dtype=specs[k]["dtype"])
         for k, v in parts.items()
     }
+
+
+def read_shard(
+    out_dir: str | os.PathLike,
+    index: int,
+    features: Sequence[str] | None = None,
+    rows: np.ndarray | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, np.ndarray]:
+    """The jets of shard ``index`` (``rows`` of it, in that order) decoded in numpy, without TensorFlow.
+
+    Every record of a tracerflow shard has the same byte layout, rebuilt from the metadata, so
+    each feature is a fixed column of the ``(n, record length)`` frames; uncompressed shards
+    are memory-mapped and only ``rows`` are copied. Values equal :func:`read_tfrecords`'.
+    """
+    metadata = metadata or load_metadata(out_dir)
+    specs = metadata["features"]
+    keys = list(features) if features is not None else sorted(specs)
+    dtypes = {k: np.dtype("uint8" if v["dtype"] == "bool" else v["dtype"]) for k, v in specs.items()}
+    layout = example_layout({k: int(np.prod(specs[k]["shape"], dtype=np.int64)) * dtypes[k].itemsize for k in specs})
+    shard = metadata["shards"][index]
+    path = Path(out_dir) / shard["file"]
+    width = FRAME_OVERHEAD + layout.length
+    compression = metadata.get("compression")
+    if compression is None:
+        raw = np.memmap(path, dtype=np.uint8, mode="r")
+    else:
+        data = path.read_bytes()
+        raw = np.frombuffer(gzip.decompress(data) if compression == "GZIP" else zlib.decompress(data), dtype=np.uint8)
+    if raw.size != shard["n_jets"] * width:
+        raise ValueError(f"{path}: {raw.size} bytes, expected {shard['n_jets']} records of {width}")
+    frames = raw.reshape(shard["n_jets"], width)
+    frames = np.asarray(frames if rows is None else frames[np.asarray(rows)])
+    length = np.uint64(layout.length).astype("<u8").tobytes()
+    head = np.frombuffer(length + np.uint32(mask(crc32c(length))).astype("<u4").tobytes(), dtype=np.uint8)
+    if not np.array_equal(frames[:, :12], np.broadcast_to(head, (len(frames), 12))):
+        raise ValueError(f"{path}: record headers do not match the layout of {METADATA}")
+    out = {}
+    for k in keys:
+        lo = 12 + layout.offsets[k]
+        column = np.ascontiguousarray(frames[:, lo:lo + layout.nbytes[k]])
+        values = column.view(dtypes[k].newbyteorder("<")).reshape(len(frames), *specs[k]["shape"])
+        out[k] = values.astype(specs[k]["dtype"])
+    return out

@@ -1,4 +1,4 @@
-"""Training of the models on a umami train file: fold-restricted batches, optimizers, callbacks and the fit loop."""
+"""Training on a umami train file or its TFRecords: fold-restricted batches, optimizers, callbacks, the fit loop."""
 from tracerflow.training.callbacks import (
     HOOKS,
     Callback,
@@ -8,7 +8,8 @@ from tracerflow.training.callbacks import (
     MetricLogger,
     SaveBest,
 )
-from tracerflow.training.data import TrainFileDataset
+from tracerflow.training.batching import batch_rows, sorted_batches, trim_tracks
+from tracerflow.training.data import BlockDataset, TrainFileDataset
 from tracerflow.training.fit import (
     Fitter,
     History,
@@ -22,11 +23,13 @@ from tracerflow.training.fit import (
     weighted_loss,
 )
 from tracerflow.training.optim import OPTIMIZERS, SCHEDULERS, make_optimizer, make_scheduler, steps_per_batch
+from tracerflow.training.tfrecord_data import TFRecordsDataset
 
 __all__ = [
     "HOOKS",
     "OPTIMIZERS",
     "SCHEDULERS",
+    "BlockDataset",
     "Callback",
     "Checkpoint",
     "EarlyStopping",
@@ -35,7 +38,9 @@ __all__ = [
     "History",
     "MetricLogger",
     "SaveBest",
+    "TFRecordsDataset",
     "TrainFileDataset",
+    "batch_rows",
     "fit",
     "get_rng_states",
     "make_optimizer",
@@ -45,6 +50,8 @@ __all__ = [
     "predict",
     "seed_everything",
     "set_rng_states",
+    "sorted_batches",
     "steps_per_batch",
+    "trim_tracks",
     "weighted_loss",
 ]

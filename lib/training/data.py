@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -11,56 +12,49 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from tracerflow.seeding import rng_for
+from tracerflow.training.batching import DEFAULT_BUCKET_ROWS, batch_rows
 
 DEFAULT_BLOCK_ROWS = 4096
 LABEL_NAME = "jets/labels"
 
 
-class TrainFileDataset(IterableDataset):
-    """Iterate ``{jets, tracks, valid, label, weight}`` batches over the jets of ``folds``.
+class BlockDataset(IterableDataset, ABC):
+    """Seeded block-shuffled batches ``{jets, tracks, valid, label, weight}`` over blocks of selected rows.
 
-    Contiguous blocks of ``block_rows`` jets are read one at a time; with ``shuffle`` the block
-    order and the rows inside each block are permuted by a generator keyed by ``seed`` and the
-    epoch (:meth:`set_epoch`), so an epoch's order is fixed by its number alone. Works as is in
-    a ``DataLoader(dataset, batch_size=None, num_workers=n)``: each worker reads its own blocks.
+    Subclasses list their blocks (:meth:`_select_blocks`: ``(block id, selected local rows)``)
+    and read them (:meth:`_read_blocks`: dicts keyed ``jets, label, weight[, tracks, valid]``);
+    the epoch's shuffle, the workers' shares and the batching are common.
     """
 
     def __init__(
         self,
-        path: str | os.PathLike,
-        folds: Iterable[int] | None = None,
         *,
-        batch_size: int = 1024,
-        shuffle: bool = True,
-        seed: int = 0,
-        block_rows: int = DEFAULT_BLOCK_ROWS,
-        with_tracks: bool = True,
-        label_name: str = LABEL_NAME,
-        drop_last: bool = False,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        with_tracks: bool,
+        drop_last: bool,
+        sort_by_nodes: bool,
+        bucket_rows: int,
     ) -> None:
-        if batch_size < 1 or block_rows < 1:
-            raise ValueError(f"batch_size and block_rows must be >= 1, got {batch_size} and {block_rows}")
-        self.path = Path(path)
-        self.folds = None if folds is None else sorted({int(k) for k in folds})
+        if batch_size < 1 or bucket_rows < 1:
+            raise ValueError(f"batch_size and bucket_rows must be >= 1, got {batch_size} and {bucket_rows}")
+        if sort_by_nodes and not with_tracks:
+            raise ValueError("sort_by_nodes groups jets by track count: it needs with_tracks")
         self.batch_size, self.shuffle, self.seed = int(batch_size), bool(shuffle), int(seed)
-        self.block_rows, self.with_tracks, self.drop_last = int(block_rows), bool(with_tracks), bool(drop_last)
-        self.label_name = label_name
+        self.with_tracks, self.drop_last = bool(with_tracks), bool(drop_last)
+        self.sort_by_nodes, self.bucket_rows = bool(sort_by_nodes), int(bucket_rows)
         self.epoch = 0
         self._blocks = self._select_blocks()
         self.n_rows = int(sum(len(rows) for _, rows in self._blocks))
 
+    @abstractmethod
     def _select_blocks(self) -> list[tuple[int, np.ndarray]]:
-        """(start, selected local rows) of each block holding at least one jet of the folds."""
-        blocks = []
-        with h5py.File(self.path, "r") as f:
-            fold = f["jets/fold"]
-            for start in range(0, fold.shape[0], self.block_rows):
-                values = fold[start:start + self.block_rows]
-                keep = np.ones(len(values), bool) if self.folds is None else np.isin(values, self.folds)
-                rows = np.flatnonzero(keep).astype(np.int32)
-                if len(rows):
-                    blocks.append((start, rows))
-        return blocks
+        """(block id, selected local rows) of every block holding a selected jet, in storage order."""
+
+    @abstractmethod
+    def _read_blocks(self, blocks: list[tuple[int, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+        """The given rows of each block, keyed ``jets, label, weight`` (and ``tracks, valid`` with tracks)."""
 
     def set_epoch(self, epoch: int) -> None:
         """Select the shuffle of epoch ``epoch`` (called by the Fitter before each epoch)."""
@@ -83,49 +77,87 @@ class TrainFileDataset(IterableDataset):
             blocks = blocks[info.id::info.num_workers]
         return blocks
 
-    def _names(self) -> list[str]:
-        names = ["jets/inputs", self.label_name, "jets/weight"]
-        return names + (["tracks/inputs", "tracks/valid"] if self.with_tracks else [])
-
-    def _read_block(self, f: h5py.File, start: int, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """The selected rows of one contiguous block, in the order of ``rows``."""
-        stop = start + int(rows.max()) + 1
-        return {name: f[name][start:stop][rows] for name in self._names()}
+    def _batch_rng(self) -> np.random.Generator | None:
+        """The generator of the SortByNodes batch order: fixed by seed, epoch and worker; None unshuffled."""
+        if not self.shuffle:
+            return None
+        info = get_worker_info()
+        return rng_for(self.seed, "sort_by_nodes", self.epoch, 0 if info is None else info.id)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        pending: list[dict[str, np.ndarray]] = []
-        n_pending = 0
-        with h5py.File(self.path, "r") as f:
-            for start, rows in self._block_order():
-                pending.append(self._read_block(f, start, rows))
-                n_pending += len(rows)
-                if n_pending < self.batch_size:
-                    continue
-                joined = _concat(pending)
-                n_full = (n_pending // self.batch_size) * self.batch_size
-                for lo in range(0, n_full, self.batch_size):
-                    yield self._to_batch({k: v[lo:lo + self.batch_size] for k, v in joined.items()})
-                pending = [{k: v[n_full:] for k, v in joined.items()}]
-                n_pending -= n_full
-        if n_pending and not self.drop_last:
-            yield self._to_batch(_concat(pending))
+        parts = self._read_blocks(self._block_order())
+        for arrays in batch_rows(parts, self.batch_size, drop_last=self.drop_last, sort_by_nodes=self.sort_by_nodes,
+                                 rng=self._batch_rng(), bucket_rows=self.bucket_rows):
+            yield self._to_batch(arrays)
 
     def _to_batch(self, arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        label = arrays[self.label_name]
+        label = arrays["label"]
         label_dtype = torch.long if np.issubdtype(label.dtype, np.integer) else torch.float32
         batch = {
-            "jets": torch.from_numpy(arrays["jets/inputs"].astype(np.float32)),
+            "jets": torch.from_numpy(arrays["jets"].astype(np.float32)),
             "label": torch.from_numpy(np.ascontiguousarray(label)).to(label_dtype),
-            "weight": torch.from_numpy(arrays["jets/weight"].astype(np.float32)),
+            "weight": torch.from_numpy(arrays["weight"].astype(np.float32)),
         }
         if self.with_tracks:
-            batch["tracks"] = torch.from_numpy(arrays["tracks/inputs"].astype(np.float32))
-            batch["valid"] = torch.from_numpy(np.ascontiguousarray(arrays["tracks/valid"], dtype=bool))
+            batch["tracks"] = torch.from_numpy(np.ascontiguousarray(arrays["tracks"], dtype=np.float32))
+            batch["valid"] = torch.from_numpy(np.ascontiguousarray(arrays["valid"], dtype=bool))
         return batch
 
 
-def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Join block pieces along the jet axis (no copy for a single piece)."""
-    if len(parts) == 1:
-        return parts[0]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+class TrainFileDataset(BlockDataset):
+    """Iterate ``{jets, tracks, valid, label, weight}`` batches over the jets of ``folds`` of a umami train file.
+
+    Contiguous blocks of ``block_rows`` jets are read one at a time; with ``shuffle`` the block
+    order and the rows inside each block are permuted by a generator keyed by ``seed`` and the
+    epoch (:meth:`set_epoch`), so an epoch's order is fixed by its number alone. With
+    ``sort_by_nodes`` each bucket of ``bucket_rows`` jets is batched by track count
+    (:mod:`tracerflow.training.batching`). Works as is in a ``DataLoader(dataset,
+    batch_size=None, num_workers=n)``: each worker reads its own blocks.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        folds: Iterable[int] | None = None,
+        *,
+        batch_size: int = 1024,
+        shuffle: bool = True,
+        seed: int = 0,
+        block_rows: int = DEFAULT_BLOCK_ROWS,
+        with_tracks: bool = True,
+        label_name: str = LABEL_NAME,
+        drop_last: bool = False,
+        sort_by_nodes: bool = False,
+        bucket_rows: int = DEFAULT_BUCKET_ROWS,
+    ) -> None:
+        if block_rows < 1:
+            raise ValueError(f"block_rows must be >= 1, got {block_rows}")
+        self.path = Path(path)
+        self.folds = None if folds is None else sorted({int(k) for k in folds})
+        self.block_rows, self.label_name = int(block_rows), label_name
+        super().__init__(batch_size=batch_size, shuffle=shuffle, seed=seed, with_tracks=with_tracks,
+                         drop_last=drop_last, sort_by_nodes=sort_by_nodes, bucket_rows=bucket_rows)
+
+    def _select_blocks(self) -> list[tuple[int, np.ndarray]]:
+        """(start, selected local rows) of each block holding at least one jet of the folds."""
+        blocks = []
+        with h5py.File(self.path, "r") as f:
+            fold = f["jets/fold"]
+            for start in range(0, fold.shape[0], self.block_rows):
+                values = fold[start:start + self.block_rows]
+                keep = np.ones(len(values), bool) if self.folds is None else np.isin(values, self.folds)
+                rows = np.flatnonzero(keep).astype(np.int32)
+                if len(rows):
+                    blocks.append((start, rows))
+        return blocks
+
+    def _names(self) -> dict[str, str]:
+        names = {"jets": "jets/inputs", "label": self.label_name, "weight": "jets/weight"}
+        return names | ({"tracks": "tracks/inputs", "valid": "tracks/valid"} if self.with_tracks else {})
+
+    def _read_blocks(self, blocks: list[tuple[int, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+        """The selected rows of each contiguous block, in the order of its rows."""
+        with h5py.File(self.path, "r") as f:
+            for start, rows in blocks:
+                stop = start + int(rows.max()) + 1
+                yield {key: f[name][start:stop][rows] for key, name in self._names().items()}

@@ -3,6 +3,7 @@
 Files in ``out_dir``: ``last.pt`` (checkpoint of every state, for ContinueTraining),
 ``best.pt`` (best weights, torch format), ``iterations.csv`` and ``epochs.csv``; the task's
 target, the model HDF5 written by :func:`tracerflow.io.model_file.write_model`, comes last.
+Batches come from the train file or, with ``train.data: tfrecords``, from its TFRecords.
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ import torch
 from tracerflow.models import ModelBuilder, resolve_device
 from tracerflow.seeding import derive_seed
 from tracerflow.training.callbacks import Checkpoint, EarlyStopping, GradClip, MetricLogger, SaveBest
-from tracerflow.training.data import TrainFileDataset
+from tracerflow.training.data import BlockDataset, TrainFileDataset
 from tracerflow.training.fit import Fitter, History
 from tracerflow.training.optim import make_optimizer, make_scheduler
+from tracerflow.training.tfrecord_data import TFRecordsDataset
 from tracerflow.write.umami_file import UmamiFile
 
 
@@ -45,17 +47,29 @@ def model_builder(train: Mapping[str, Any], train_path: str | os.PathLike) -> tu
     return ModelBuilder(config, n_jet_vars=n_jet, n_track_vars=n_track), classes
 
 
+def fold_datasets(train_path: str | os.PathLike, fold: int, n_folds: int, train: Mapping[str, Any], *, seed: int,
+                  tfrecords_dir: str | os.PathLike | None = None) -> tuple[BlockDataset, BlockDataset]:
+    """Shuffled batches of the folds other than ``fold`` and unshuffled ones of ``fold``, from ``train.data``."""
+    options = {"batch_size": train["batch_size"], "sort_by_nodes": train.get("sort_by_nodes", False)}
+    if train.get("data", "h5") == "tfrecords":
+        if tfrecords_dir is None:
+            raise ValueError("train.data is tfrecords: pass the TFRecords directory of the train split")
+        source, make = tfrecords_dir, TFRecordsDataset
+    else:
+        source, make = train_path, TrainFileDataset
+    others = [k for k in range(n_folds) if k != fold]
+    train_data = make(source, others, shuffle=True, seed=derive_seed(seed, "batches", fold), **options)
+    return train_data, make(source, [fold], shuffle=False, **options)
+
+
 def train_fold(train_path: str | os.PathLike, fold: int, n_folds: int, train: Mapping[str, Any],
-               out_dir: str | os.PathLike, *, seed: int) -> FoldResult:
-    """Train on the folds other than ``fold`` of the train file, validate on ``fold``."""
+               out_dir: str | os.PathLike, *, seed: int, tfrecords_dir: str | os.PathLike | None = None) -> FoldResult:
+    """Train on the folds other than ``fold``, validate on ``fold``; ``tfrecords_dir`` for ``train.data: tfrecords``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     builder, classes = model_builder(train, train_path)
     model = builder.build(seed=derive_seed(seed, "model", fold))
-    others = [k for k in range(n_folds) if k != fold]
-    train_data = TrainFileDataset(train_path, others, batch_size=train["batch_size"], shuffle=True,
-                                  seed=derive_seed(seed, "batches", fold))
-    val_data = TrainFileDataset(train_path, [fold], batch_size=train["batch_size"], shuffle=False)
+    train_data, val_data = fold_datasets(train_path, fold, n_folds, train, seed=seed, tfrecords_dir=tfrecords_dir)
     optimizer = make_optimizer(train["optimizer"], model.parameters(), train["optimizer_params"])
     scheduler = make_scheduler(train["scheduler"], optimizer, train["scheduler_params"],
                                steps_per_epoch=max(1, len(train_data)), epochs=train["epochs"])

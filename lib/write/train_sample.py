@@ -43,11 +43,14 @@ def train_columns(cfg: Config) -> Columns:
 
 
 def scale_accumulator(write: Mapping[str, Any], columns: Columns) -> ScaleAccumulator:
-    """An empty accumulator for the ``write`` block's variable groups (log, no_norm)."""
+    """An empty accumulator for the ``write`` block's variable groups (log, asinh, no_norm)."""
     jets, tracks = write["jets"], write["tracks"]
-    return ScaleAccumulator(columns.jet_vars, columns.track_vars,
-                            log={"jets": jets["log"], "tracks": tracks["log"]},
-                            no_norm={"jets": jets["no_norm"], "tracks": tracks["no_norm"]})
+
+    def groups(key: str) -> dict[str, list[str]]:
+        return {"jets": jets[key], "tracks": tracks[key]}
+
+    return ScaleAccumulator(columns.jet_vars, columns.track_vars, log=groups("log"), asinh=groups("asinh"),
+                            no_norm=groups("no_norm"))
 
 
 def write_train_sample(resampled_path: str | os.PathLike, sources: Sequence[SourcePaths], columns: Columns,

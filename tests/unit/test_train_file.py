@@ -161,7 +161,8 @@ def test_log_group_drops_non_positive_and_non_finite(whole, scale_dict):
     pt = whole.jets["pt"]
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.log(pt[np.isfinite(pt) & (pt > 0)])
-    expected = {"shift": pytest.approx(logs.mean()), "scale": pytest.approx(logs.std()), "log": True}
+    expected = {"shift": pytest.approx(logs.mean()), "scale": pytest.approx(logs.std()), "log": True,
+                "asinh": False}
     assert scale_dict["jets"]["pt"] == expected
     frac = whole.tracks["pt_frac"][whole.valid]
     assert (frac <= 0).any()
@@ -178,10 +179,32 @@ def test_no_norm_and_degenerate_variables():
     acc = ScaleAccumulator(JET_VARS, TRACK_VARS, no_norm=NO_NORM)
     acc.update(chunk)
     result = acc.result()
-    assert result["jets"]["n_trk"] == {"shift": 0.0, "scale": 1.0, "log": False}
-    assert result["jets"]["eta"] == {"shift": 3.0, "scale": 1.0, "log": False}
-    assert result["tracks"]["dr"] == {"shift": 0.0, "scale": 1.0, "log": False}
+    assert result["jets"]["n_trk"] == {"shift": 0.0, "scale": 1.0, "log": False, "asinh": False}
+    assert result["jets"]["eta"] == {"shift": 3.0, "scale": 1.0, "log": False, "asinh": False}
+    assert result["tracks"]["dr"] == {"shift": 0.0, "scale": 1.0, "log": False, "asinh": False}
     assert acc.counts()["tracks"]["dr"] == 0
+
+
+def test_asinh_group_scales_signed_tails(whole):
+    acc = ScaleAccumulator(JET_VARS, TRACK_VARS, asinh={"tracks": ["d0"]})
+    acc.update(whole)
+    entry = acc.result()["tracks"]["d0"]
+    x = np.arcsinh(whole.tracks["d0"][whole.valid])
+    x = x[np.isfinite(x)]
+    assert (entry["asinh"], entry["log"]) == (True, False)
+    assert entry["shift"] == pytest.approx(x.mean(), rel=1e-10, abs=1e-14)
+    assert entry["scale"] == pytest.approx(x.std(), rel=1e-10)
+    scaled = apply_scaling(whole, acc.result()).tracks[..., list(TRACK_VARS).index("d0")]
+    raw = whole.tracks["d0"]
+    expected = (np.arcsinh(raw.astype(np.float32)) - np.float32(entry["shift"])) / np.float32(entry["scale"])
+    ok = whole.valid & np.isfinite(raw)
+    np.testing.assert_allclose(scaled[ok], expected[ok], rtol=1e-5, atol=1e-6)
+    assert not scaled[~whole.valid].any()
+
+
+def test_log_and_asinh_together_is_an_error():
+    with pytest.raises(ValueError, match="both log and asinh"):
+        ScaleAccumulator(JET_VARS, TRACK_VARS, log={"tracks": ["d0"]}, asinh={"tracks": ["d0"]})
 
 
 def test_chunking_and_merge_agree(chunks, whole, scale_dict):
