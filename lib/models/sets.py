@@ -47,11 +47,19 @@ class DeepSets(nn.Module):
         self.out_dim = int(rho_widths[-1]) if len(rho_widths) else self.phi_dim
 
     def forward(self, tracks: Tensor, valid: Tensor) -> Tensor:
-        """(B, T, F) tracks and (B, T) bool mask -> (B, out_dim); padding slots never enter the phi net."""
+        """(B, T, F) tracks and (B, T) bool mask -> (B, out_dim); padding slots never enter the phi net.
+
+        The phi outputs of the valid tracks are summed into their jets with ``index_add_``, so no
+        (B, T, D) tensor is built: padding costs neither memory nor time.
+        """
         valid = valid.to(torch.bool)
-        h = tracks.new_zeros(tracks.shape[0], tracks.shape[1], self.phi_dim)
-        h[valid] = self.phi(tracks[valid])
-        return self.rho(masked_pool(h, valid, self.mean))
+        where = valid.nonzero()
+        jet = where[:, 0]
+        h = self.phi(tracks[jet, where[:, 1]])
+        pooled = h.new_zeros(tracks.shape[0], self.phi_dim).index_add_(0, jet, h)
+        if self.mean:
+            pooled = pooled / valid.sum(dim=1, keepdim=True).clamp(min=1).to(pooled.dtype)
+        return self.rho(pooled)
 
 
 class TransformerEncoder(nn.Module):
