@@ -1,10 +1,11 @@
 """Stage-by-stage benchmarks of tracerflow against its anchors.
 
-Run as ``python benchmarks/run.py [--jets N] [--quick]``. The embedded default analysis
-(configs/default.yaml) is loaded with ``--set``-style overrides that only scale the toy
+Run as ``python benchmarks/run.py [--jets N] [--quick] [--skip-training]``. The embedded default
+analysis (configs/default.yaml) is loaded with ``--set``-style overrides that only scale the toy
 samples' ``n_jets`` (keeping their ttbar:zprime proportion and files of the default size) and
 move the output below ``benchmarks/work/``; every stage then runs the library function with the
-config's own template, chunk, precision and compression settings. Prints a table and writes
+config's own template, chunk, precision and compression settings; the training and prediction
+rows (benchmarks/training.py) then train on the train file written there. Prints a table and writes
 ``benchmarks/results.json``. Benchmarks report, they do not gate: the exit code is 0 even when
 a goal is missed.
 """
@@ -39,6 +40,7 @@ from tracerflow.templates.loader import load_template
 from tracerflow.toy import generate_sample
 
 from preprocessing import bench_preprocessing
+from training import bench_training
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
@@ -91,6 +93,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--jets", type=int, default=None, help=f"total jets over all samples (default {DEFAULT_JETS:,})")
     parser.add_argument("--quick", action="store_true", help=f"smoke run with {QUICK_JETS:,} jets")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the results JSON")
+    parser.add_argument("--skip-training", action="store_true",
+                        help="leave out the training and prediction rows (benchmarks/training.py)")
     args = parser.parse_args(argv)
     args.jets = args.jets or (QUICK_JETS if args.quick else DEFAULT_JETS)
     return args
@@ -393,7 +397,7 @@ def write_results(path: Path, rows: list[Row], n_jets: int, overrides: list[str]
     path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
-def run(n_jets: int, repeats: int) -> tuple[list[Row], list[str]]:
+def run(n_jets: int, repeats: int, training: bool = True) -> tuple[list[Row], list[str]]:
     """Generate the sample, run every benchmark row on it and return the rows and overrides."""
     work_dir = WORK / f"jets_{n_jets}"
     shutil.rmtree(work_dir, ignore_errors=True)
@@ -413,17 +417,18 @@ def run(n_jets: int, repeats: int) -> tuple[list[Row], list[str]]:
     selections_row = bench_selections(cfg, files)
     print(f"  ApplySelections {selections_row.seconds:.1f} s", flush=True)
     preprocessing_rows = bench_preprocessing(cfg, files, work_dir, Row, repeats)
+    training_rows = bench_training(cfg, files, work_dir, Row) if training else []
     memory_row = bench_peak_memory(cfg, overrides, n_jets, work_dir)
     print("  peak memory done", flush=True)
     rows = [uproot_row, events_row, graphs_row, cache_size_row(files), memory_row, selections_row, generate,
-            *preprocessing_rows]
+            *preprocessing_rows, *training_rows]
     return rows, overrides
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks, print the table, write results.json; always exit 0."""
     args = parse_args(argv)
-    seconds, (rows, overrides) = timed(lambda: run(args.jets, repeats=2))
+    seconds, (rows, overrides) = timed(lambda: run(args.jets, repeats=2, training=not args.skip_training))
     print()
     print_table(rows)
     write_results(args.output, rows, args.jets, overrides, seconds)
