@@ -22,7 +22,7 @@ TAIL_KEYS = ("objective", "n_out")
 SET_KEYS: dict[str, tuple[str, ...]] = {
     "deepsets": ("n_in", "phi_widths", "rho_widths", "activation", "norm", "dropout", "pooling"),
     "transformer": ("n_in", "d_model", "n_heads", "n_layers", "dim_feedforward", "dropout", "activation", "out_widths"),
-    "gnn": ("n_in", "edge_columns", "hidden", "n_layers", "activation", "norm", "readout"),
+    "gnn": ("n_in", "edge_columns", "hidden", "n_layers", "activation", "norm", "readout", "k"),
 }
 TOP_KEYS = ("head", "body", "tail", "set")
 

@@ -1,7 +1,7 @@
-"""Message passing over a batch of graphs in plain torch, and the conversion of padded tracks to fully connected graphs."""
+"""Message passing over a batch of graphs in plain torch, and the conversion of padded tracks to graphs (fully connected or kNN)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -12,13 +12,15 @@ READOUTS = ("sum", "mean")
 
 
 def tracks_to_graph(
-    tracks: Tensor, valid: Tensor, edge_columns: Tensor
+    tracks: Tensor, valid: Tensor, edge_columns: Tensor, k: Optional[int] = None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
-    """Padded (B, T, F) tracks -> (x, edge_index, edge_attr, batch, n_graphs), fully connected within each jet.
+    """Padded (B, T, F) tracks -> (x, edge_index, edge_attr, batch, n_graphs), edges within each jet.
 
-    Nodes are the valid tracks in jet-major order; edges join every ordered pair of distinct
-    tracks of a jet (no self loops); edge features are ``x_src - x_dst`` over ``edge_columns``
-    (a long tensor of column indices, possibly empty).
+    Nodes are the valid tracks in jet-major order. Without ``k`` edges join every ordered pair
+    of distinct tracks of a jet; with ``k`` each track receives edges from its ``k`` nearest
+    other tracks in the ``edge_columns`` coordinates (fewer in jets with fewer tracks). No self
+    loops; edge features are ``x_src - x_dst`` over ``edge_columns`` (a long tensor of column
+    indices, possibly empty).
     """
     valid = valid.to(torch.bool)
     n_graphs, n_slots = valid.shape[0], valid.shape[1]
@@ -27,31 +29,54 @@ def tracks_to_graph(
     node_of_slot = torch.cumsum(flat_valid.long(), dim=0) - 1
     slot_jet = torch.arange(n_graphs, device=tracks.device).repeat_interleave(n_slots)
     batch = slot_jet[flat_valid]
+    cols = edge_columns.to(tracks.device)
     pairs = valid.unsqueeze(2) & valid.unsqueeze(1)
     pairs = pairs & ~torch.eye(n_slots, dtype=torch.bool, device=tracks.device).unsqueeze(0)
-    jet_i_j = pairs.nonzero()
-    first_slot = jet_i_j[:, 0] * n_slots
-    src = node_of_slot[first_slot + jet_i_j[:, 1]]
-    dst = node_of_slot[first_slot + jet_i_j[:, 2]]
+    if k is not None and n_slots > 1:
+        pairs = pairs & _nearest(tracks.index_select(2, cols), pairs, min(int(k), n_slots - 1))
+    jet_dst_src = pairs.nonzero()
+    first_slot = jet_dst_src[:, 0] * n_slots
+    dst = node_of_slot[first_slot + jet_dst_src[:, 1]]
+    src = node_of_slot[first_slot + jet_dst_src[:, 2]]
     edge_index = torch.stack([src, dst], dim=0)
-    cols = edge_columns.to(tracks.device)
     edge_attr = x[src].index_select(1, cols) - x[dst].index_select(1, cols)
     return x, edge_index, edge_attr, batch, n_graphs
 
 
+def _nearest(coords: Tensor, pairs: Tensor, k: int) -> Tensor:
+    """(B, T, T) mask of the ``k`` candidates (``pairs``) nearest each slot in ``coords`` (B, T, C)."""
+    dist = (coords.unsqueeze(2) - coords.unsqueeze(1)).square().sum(dim=-1)
+    dist = dist.masked_fill(~pairs, float("inf"))
+    nearest = dist.topk(k, dim=2, largest=False).indices
+    return torch.zeros_like(pairs).scatter(2, nearest, True)
+
+
 class MessagePassingLayer(nn.Module):
-    """One round: message = MLP([x_src, x_dst, e]), summed at the destination, update = MLP([x, agg])."""
+    """One round: message = act(W [x_src, x_dst, e] + b), summed at the destination, update = MLP([x, agg]).
+
+    ``W`` is applied in parts, ``W_src x`` and ``W_dst x`` once per node and only gathered per
+    edge, so an edge costs an add and an activation instead of a matrix product.
+    """
 
     def __init__(self, n_node: int, n_edge: int, hidden: int, activation: str = "relu", norm: str | None = None) -> None:
         super().__init__()
-        self.hidden = int(hidden)
-        self.message = mlp(2 * n_node + n_edge, (hidden, hidden), activation, norm)
+        self.hidden, self.n_node = int(hidden), int(n_node)
+        message = list(mlp(2 * n_node + n_edge, (hidden,), activation, norm))
+        self.message_linear, self.message_act = message[0], nn.Sequential(*message[1:])
         self.update = mlp(n_node + hidden, (hidden, hidden), activation, norm)
+
+    def message(self, joined: Tensor) -> Tensor:
+        """The message of edges given as rows ``[x_src, x_dst, e]`` (what :meth:`forward` computes in parts)."""
+        return self.message_act(self.message_linear(joined))
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
         """(N, F) nodes -> (N, hidden) nodes."""
         src, dst = edge_index[0], edge_index[1]
-        msg = self.message(torch.cat([x[src], x[dst], edge_attr], dim=1))
+        linear = self.message_linear
+        w_src, w_dst, w_edge = linear.weight.split([self.n_node, self.n_node, edge_attr.shape[1]], dim=1)
+        pre = torch.addmm(linear.bias, edge_attr, w_edge.t())
+        pre = pre + (x @ w_src.t()).index_select(0, src) + (x @ w_dst.t()).index_select(0, dst)
+        msg = self.message_act(pre)
         agg = x.new_zeros(x.shape[0], self.hidden).index_add_(0, dst, msg)
         return self.update(torch.cat([x, agg], dim=1))
 
@@ -94,7 +119,8 @@ class MessagePassing(nn.Module):
 
 
 class GraphSetEncoder(nn.Module):
-    """The GNN as a track set encoder: padded tracks -> fully connected graphs per jet -> :class:`MessagePassing`."""
+    """The GNN as a track set encoder: padded tracks -> graphs per jet (fully connected, or the ``k``
+    nearest neighbours in ``edge_columns``) -> :class:`MessagePassing`."""
 
     def __init__(
         self,
@@ -105,18 +131,21 @@ class GraphSetEncoder(nn.Module):
         activation: str = "relu",
         norm: str | None = None,
         readout: str = "sum",
+        k: int | None = None,
     ) -> None:
         super().__init__()
         cols = [int(c) for c in edge_columns]
         bad = [c for c in cols if not 0 <= c < n_in]
         if bad:
             raise ValueError(f"edge_columns {bad} are outside the {n_in} track columns")
-        self.n_in = int(n_in)
+        if k is not None and (k < 1 or not cols):
+            raise ValueError(f"k={k}: kNN edges need k >= 1 and edge_columns to measure distance in")
+        self.n_in, self.k = int(n_in), None if k is None else int(k)
         self.register_buffer("edge_columns", torch.tensor(cols, dtype=torch.long), persistent=False)
         self.gnn = MessagePassing(n_in, len(cols), hidden, n_layers, activation, norm, readout)
         self.out_dim = self.gnn.out_dim
 
     def forward(self, tracks: Tensor, valid: Tensor) -> Tensor:
         """(B, T, F) tracks and (B, T) bool mask -> (B, hidden); jets without tracks read out zeros."""
-        x, edge_index, edge_attr, batch, n_graphs = tracks_to_graph(tracks, valid, self.edge_columns)
+        x, edge_index, edge_attr, batch, n_graphs = tracks_to_graph(tracks, valid, self.edge_columns, self.k)
         return self.gnn(x, edge_index, edge_attr, batch, n_graphs)

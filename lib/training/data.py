@@ -14,7 +14,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from tracerflow.seeding import rng_for
 from tracerflow.training.batching import DEFAULT_BUCKET_ROWS, batch_rows
 
-DEFAULT_BLOCK_ROWS = 4096
+DEFAULT_BLOCK_ROWS = 32768
 LABEL_NAME = "jets/labels"
 
 

@@ -49,8 +49,11 @@ def model_builder(train: Mapping[str, Any], train_path: str | os.PathLike) -> tu
 
 def fold_datasets(train_path: str | os.PathLike, fold: int, n_folds: int, train: Mapping[str, Any], *, seed: int,
                   tfrecords_dir: str | os.PathLike | None = None) -> tuple[BlockDataset, BlockDataset]:
-    """Shuffled batches of the folds other than ``fold`` and unshuffled ones of ``fold``, from ``train.data``."""
-    options = {"batch_size": train["batch_size"], "sort_by_nodes": train.get("sort_by_nodes", False)}
+    """Shuffled batches of the folds other than ``fold`` and unshuffled ones of ``fold``, from ``train.data``;
+    tracks are read only for a model with a set encoder."""
+    with_tracks = bool(train["model"].get("set"))
+    options = {"batch_size": train["batch_size"], "with_tracks": with_tracks,
+               "sort_by_nodes": with_tracks and train.get("sort_by_nodes", False)}
     if train.get("data", "h5") == "tfrecords":
         if tfrecords_dir is None:
             raise ValueError("train.data is tfrecords: pass the TFRecords directory of the train split")
