@@ -63,6 +63,8 @@ VAL_FOLD = 0
 MLP_EPOCHS = 3
 GNN_WARMUP_BATCHES = 3
 GNN_BATCHES = 100
+GNN_K = 3
+GNN_EDGE_COORDINATES = ("deta", "dphi")
 MLP_GOAL = 1.0
 GNN_GOAL = 30_000.0
 AUC_GOAL = 0.95
@@ -163,11 +165,18 @@ def mlp_block(cfg: Config) -> dict[str, Any]:
     return {k: v for k, v in cfg["train"]["model"].items() if k != "set"}
 
 
-def gnn_block(cfg: Config) -> dict[str, Any]:
-    """The config's ``train.model`` with the message-passing set encoder (the config's own if it is one)."""
+def gnn_block(cfg: Config, path: Path) -> dict[str, Any]:
+    """The config's ``train.model`` with the message-passing set encoder: the config's own if it is
+    one, else hidden 64, two rounds, edges from each track's ``GNN_K`` nearest tracks in (deta, dphi)."""
     model = dict(cfg["train"]["model"])
     own = model.get("set")
-    model["set"] = dict(own) if isinstance(own, Mapping) and own.get("type") == "gnn" else {"type": "gnn"}
+    if isinstance(own, Mapping) and own.get("type") == "gnn":
+        model["set"] = dict(own)
+        return model
+    with h5py.File(path, "r") as f:
+        names = json.loads(f["tracks/inputs"].attrs["variables"])
+    model["set"] = {"type": "gnn", "hidden": 64, "n_layers": 2, "k": GNN_K,
+                    "edge_columns": [names.index(v) for v in GNN_EDGE_COORDINATES]}
     return model
 
 
@@ -368,10 +377,11 @@ def gnn_row(row_type: Callable[..., R], cfg: Config, path: Path, n_batches: int 
             warmup: int = GNN_WARMUP_BATCHES) -> R:
     """GNN training throughput in graphs/s: Fitter.train_epoch over ``n_batches`` batches after ``warmup``."""
     train = cfg["train"]
-    block = gnn_block(cfg)
+    block = gnn_block(cfg, path)
     model, builder = build(cfg, block, path)
     data = TrainFileDataset(path, training_folds(path), batch_size=train["batch_size"], shuffle=True,
-                            seed=derive_seed(cfg.seed, "batches", VAL_FOLD))
+                            seed=derive_seed(cfg.seed, "batches", VAL_FOLD), sort_by_nodes=True)
+    k = block["set"].get("k")
     fitter = Fitter(model, optimizer=optimizer_for(cfg, model), device="cpu")
     batches = iter(data)
     fitter.train_epoch(itertools.islice(batches, warmup))
@@ -381,20 +391,21 @@ def gnn_row(row_type: Callable[..., R], cfg: Config, path: Path, n_batches: int 
         """Pass the batches on, noting the graphs, nodes and edges of each."""
         for batch in items:
             nodes = batch["valid"].sum(dim=1)
-            counted.append((int(nodes.shape[0]), int(nodes.sum()), int((nodes * (nodes - 1)).sum())))
+            fan_in = nodes - 1 if k is None else (nodes - 1).clamp(max=k)
+            counted.append((int(nodes.shape[0]), int(nodes.sum()), int((nodes * fan_in).sum())))
             yield batch
 
     seconds, _ = timed(lambda: fitter.train_epoch(counting(itertools.islice(batches, n_batches))))
     graphs, nodes, edges = (sum(c[i] for c in counted) for i in range(3))
     sizes_text = ""
     if graphs:
-        sizes_text = (f", {nodes / graphs:.1f} nodes and {edges / graphs:.1f} edges per graph (fully connected, "
-                      f"no self loops)")
+        topology = "fully connected" if k is None else f"{k} nearest neighbours in (deta, dphi)"
+        sizes_text = f", {nodes / graphs:.1f} nodes and {edges / graphs:.1f} edges per graph ({topology}, no self loops)"
     throughput = graphs / seconds
     print(f"  GNN {seconds:.1f} s", flush=True)
     detail = (f"{len(counted)} batches of {train['batch_size']} after {warmup} warm-up batches, from the shuffled "
               f"training folds of TrainFold[{VAL_FOLD}]; Fitter.train_epoch (forward, backward, {train['optimizer']} "
-              f"step) fed by TrainFileDataset; one graph per jet, its valid tracks as nodes{sizes_text}; the config's "
+              f"step) fed by TrainFileDataset with SortByNodes batches; one graph per jet, its valid tracks as nodes{sizes_text}; the config's "
               f"model with {layer_text(builder.resolved_config)}; "
               f"{sum(p.numel() for p in model.parameters()):,} parameters; torch {torch.__version__} with "
               f"{torch.get_num_threads()} threads")

@@ -39,7 +39,8 @@ def tracks_to_graph(
     dst = node_of_slot[first_slot + jet_dst_src[:, 1]]
     src = node_of_slot[first_slot + jet_dst_src[:, 2]]
     edge_index = torch.stack([src, dst], dim=0)
-    edge_attr = x[src].index_select(1, cols) - x[dst].index_select(1, cols)
+    coords = x.index_select(1, cols)
+    edge_attr = coords.index_select(0, src) - coords.index_select(0, dst)
     return x, edge_index, edge_attr, batch, n_graphs
 
 
@@ -52,7 +53,7 @@ def _nearest(coords: Tensor, pairs: Tensor, k: int) -> Tensor:
 
 
 class MessagePassingLayer(nn.Module):
-    """One round: message = act(W [x_src, x_dst, e] + b), summed at the destination, update = MLP([x, agg]).
+    """One round: message = act(W [x_src, x_dst, e] + b), summed at the destination, update = act(U [x, agg] + c).
 
     ``W`` is applied in parts, ``W_src x`` and ``W_dst x`` once per node and only gathered per
     edge, so an edge costs an add and an activation instead of a matrix product.
@@ -63,7 +64,7 @@ class MessagePassingLayer(nn.Module):
         self.hidden, self.n_node = int(hidden), int(n_node)
         message = list(mlp(2 * n_node + n_edge, (hidden,), activation, norm))
         self.message_linear, self.message_act = message[0], nn.Sequential(*message[1:])
-        self.update = mlp(n_node + hidden, (hidden, hidden), activation, norm)
+        self.update = mlp(n_node + hidden, (hidden,), activation, norm)
 
     def message(self, joined: Tensor) -> Tensor:
         """The message of edges given as rows ``[x_src, x_dst, e]`` (what :meth:`forward` computes in parts)."""
