@@ -16,6 +16,10 @@ from tracerflow.tasks.train_fold import TrainFold
 from tracerflow.tasks.write_train_sample import WriteTrainSample
 
 
+REPORT_ROCS = {"Light-jet rejection vs b-jet efficiency": "roc_light.png",
+               "c-jet rejection vs b-jet efficiency": "roc_c.png",
+               "ROC: light-jet vs b-jet efficiency": "roc.png"}
+
 def trained_folds(cfg) -> list[int]:
     """``train.folds`` (kFold) or every fold of ``write.n_folds``."""
     folds = cfg["train"]["folds"]
@@ -88,8 +92,9 @@ class Predict(TracerflowTask):
                          cutflow=summed_cutflow(selections),
                          resample_plots=sorted((cfg.output_root / "resample" / "plots").glob("*.png")),
                          learning_curves=plots / "learning_curves.png" if epochs_csv else None,
-                         roc=plots / "roc_light.png", discriminant=plots / "discriminant.png"
-                         if (plots / "discriminant.png").exists() else None, metrics=with_samples(metrics))
+                         roc={heading: plots / name for heading, name in REPORT_ROCS.items()},
+                         discriminant=plots / "discriminant.png" if (plots / "discriminant.png").exists() else None,
+                         metrics=with_samples(metrics))
 
         write_outputs(out, oof=oof, ensembles=ensembles, fc=cfg["predict"]["fc"], epochs_csv=epochs_csv,
                       config_digest=self.digest(), created_by=repr(self), samples=predict_samples,

@@ -46,15 +46,17 @@ def _roc_style(name: str) -> dict[str, object]:
 
 def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike, *,
              xlabel: str = "b-jet efficiency", ylabel: str = "background rejection",
-             title: str | None = None) -> None:
-    """Rejection against signal efficiency on a log y axis, one line per named curve (folds, ensemble, Bayes)."""
+             title: str | None = None, rejection: bool = True) -> None:
+    """Rejection against signal efficiency on a log y axis, one line per named curve (folds, ensemble, Bayes);
+    with ``rejection=False`` the classic ROC: background efficiency (1 / rejection) on linear axes."""
     fig, ax = _figure()
-    for name, (sig_eff, rejection) in curves.items():
+    for name, (sig_eff, rej) in curves.items():
         sig_eff = np.asarray(sig_eff, dtype=np.float64)
-        rejection = np.asarray(rejection, dtype=np.float64)
-        keep = np.isfinite(rejection) & (rejection > 0)
-        ax.plot(sig_eff[keep], rejection[keep], label=name, **_roc_style(name))
-    ax.set_yscale("log")
+        rej = np.asarray(rej, dtype=np.float64)
+        keep = np.isfinite(rej) & (rej > 0)
+        ax.plot(sig_eff[keep], rej[keep] if rejection else 1.0 / rej[keep], label=name, **_roc_style(name))
+    if rejection:
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, which="both", alpha=0.3)

@@ -26,6 +26,9 @@ from tracerflow.write.umami_file import UmamiFile
 LLR_LABELS = ("llr_bl", "llr_cl")
 
 
+ROC_PLOTS = {"ujets": "roc_light.png", "cjets": "roc_c.png"}
+EFFICIENCY_ROC = "roc.png"
+
 def _columns(path: str | os.PathLike) -> dict[str, Any]:
     """Per-jet columns of a train file that predictions and metrics need (a few numbers per jet)."""
     with UmamiFile(path) as f:
@@ -105,9 +108,15 @@ def write_predict_outputs(out_dir: str | os.PathLike, *, oof: tuple[np.ndarray, 
     if labelled:
         metrics["samples"] = {name: jet_metrics(p, c, np.arange(len(p)), fc) for name, (p, c) in labelled.items()}
     (out_dir / "metrics.json").write_text(json.dumps(_strict(metrics), indent=1, sort_keys=True, allow_nan=False) + "\n")
-    curves = _roc_curves(per_fold, pred, rows, columns,
-                         {**ensembles, **{f"sample {name}": v for name, v in labelled.items()}}, fc)
-    plot_roc(curves, out_dir / "plots" / "roc_light.png", xlabel="b-jet efficiency", ylabel="light-jet rejection")
+    scored = {**ensembles, **{f"sample {name}": v for name, v in labelled.items()}}
+    for background, plot in ROC_PLOTS.items():
+        if background not in columns["class_names"]:
+            continue
+        curves = _roc_curves(per_fold, pred, rows, columns, scored, fc, background)
+        plot_roc(curves, out_dir / "plots" / plot, xlabel="b-jet efficiency", ylabel=f"{background[0]}-jet rejection")
+        if background == "ujets":
+            plot_roc(curves, out_dir / "plots" / EFFICIENCY_ROC, xlabel="b-jet efficiency",
+                     ylabel="light-jet efficiency", rejection=False)
     if len(rows):
         disc = tagger_discriminant(pred, columns["class_names"], fc=fc)
         plot_discriminant(disc, columns["labels"][rows], columns["class_names"], columns["weight"][rows],
@@ -145,10 +154,12 @@ def _strict(value: Any) -> Any:
 
 
 def _roc_curves(per_fold: Mapping[int, Any], pred: np.ndarray, rows: np.ndarray, columns: Mapping[str, Any],
-                ensembles: Mapping[str, tuple[np.ndarray, dict[str, Any]]], fc: float) -> dict[str, tuple]:
-    """Light rejection vs b efficiency per fold, per ensemble and for the Bayes-optimal LLR."""
+                ensembles: Mapping[str, tuple[np.ndarray, dict[str, Any]]], fc: float,
+                background: str = "ujets") -> dict[str, tuple]:
+    """Rejection of ``background`` vs b efficiency per fold, per ensemble and for the Bayes-optimal LLR
+    of b against that background (light: llr_bl; c: llr_bl - llr_cl)."""
     names = columns["class_names"]
-    b, light = names.index("bjets"), names.index("ujets")
+    b, light = names.index("bjets"), names.index(background)
 
     def curve(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         keep = (labels == b) | (labels == light)
@@ -163,5 +174,8 @@ def _roc_curves(per_fold: Mapping[int, Any], pred: np.ndarray, rows: np.ndarray,
     for split, (p, c) in ensembles.items():
         curves[f"ensemble ({split})"] = curve(tagger_discriminant(p, names, fc=fc), c["labels"], c["weight"])
     if columns["llr"] is not None and len(rows):
-        curves["bayes optimal (train)"] = curve(columns["llr"]["llr_bl"][rows], labels, weights)
+        llr = columns["llr"]["llr_bl"][rows]
+        if background == "cjets":
+            llr = llr - columns["llr"]["llr_cl"][rows]
+        curves["bayes optimal (train)"] = curve(llr, labels, weights)
     return curves

@@ -58,9 +58,10 @@ def _metrics_table(metrics: Mapping[str, Any]) -> str:
 
 
 def write_report(path: str | os.PathLike, *, title: str, cutflow: Sequence[tuple[str, int, float]],
-                 resample_plots: Sequence[Path], learning_curves: Path | None, roc: Path, discriminant: Path | None,
+                 resample_plots: Sequence[Path], learning_curves: Path | None, roc: Mapping[str, Path],
+                 discriminant: Path | None,
                  metrics: Mapping[str, Any]) -> Path:
-    """Write the HTML report atomically and return its path."""
+    """Write the HTML report atomically and return its path; ``roc`` maps headings to ROC plots."""
     path = Path(path)
     cut_rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{p:,}</td><td>{w:,.1f}</td></tr>" for n, p, w in cutflow)
     parts = [
@@ -69,7 +70,8 @@ def write_report(path: str | os.PathLike, *, title: str, cutflow: Sequence[tuple
         "<h2>Cutflow</h2><table><tr><th>cut</th><th>passed</th><th>weighted</th></tr>", cut_rows, "</table>",
         "<h2>Resampling</h2>", *[_image(p) for p in resample_plots],
         "<h2>Learning curves</h2>", _image(learning_curves) if learning_curves else "<p>no learning curves</p>",
-        "<h2>Light-jet rejection vs b-jet efficiency</h2>", _image(roc),
+        *[part for heading, plot in roc.items() if plot.exists() for part in (f"<h2>{html.escape(heading)}</h2>",
+                                                                              _image(plot))],
         "<h2>Discriminant per flavour</h2>", _image(discriminant) if discriminant else "<p>no predictions</p>",
         f"<h2>Metrics</h2><p>b-tagging discriminant with f<sub>c</sub> = {metrics['fc']}</p>", _metrics_table(metrics),
         "</body></html>\n",

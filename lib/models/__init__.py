@@ -2,7 +2,7 @@
 from tracerflow.models.blocks import ACTIVATIONS, OBJECTIVES, Body, Head, Tail, embedding_size, make_activation, mlp
 from tracerflow.models.builder import SET_TYPES, FlatModel, ModelBuilder, MultiHeadModel, count_parameters
 from tracerflow.models.device import resolve_device
-from tracerflow.models.graph import GraphSetEncoder, MessagePassing, tracks_to_graph
+from tracerflow.models.graph import GraphSetEncoder, MessagePassing, tracks_to_graph, tracks_to_knn
 from tracerflow.models.sets import DeepSets, TransformerEncoder
 
 __all__ = [
@@ -25,4 +25,5 @@ __all__ = [
     "mlp",
     "resolve_device",
     "tracks_to_graph",
+    "tracks_to_knn",
 ]

@@ -52,6 +52,41 @@ def _nearest(coords: Tensor, pairs: Tensor, k: int) -> Tensor:
     return torch.zeros_like(pairs).scatter(2, nearest, True)
 
 
+def tracks_to_knn(
+    tracks: Tensor, valid: Tensor, edge_columns: Tensor, k: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, int]:
+    """Padded tracks -> (x, neighbours, has, edge_attr, batch, n_graphs): the kNN graph of
+    :func:`tracks_to_graph` as a (N, k) table of each node's incoming neighbours.
+
+    ``has`` (N, k) marks real neighbours (a jet of n tracks gives each node n - 1 < k of them; the
+    other entries point at the node itself and are masked); ``edge_attr`` (N, k, C) is
+    ``x_neighbour - x_node`` over ``edge_columns``.
+    """
+    valid = valid.to(torch.bool)
+    n_graphs, n_slots = valid.shape[0], valid.shape[1]
+    flat_valid = valid.reshape(-1)
+    x = tracks.reshape(n_graphs * n_slots, tracks.shape[-1])[flat_valid]
+    node_of_slot = torch.cumsum(flat_valid.long(), dim=0) - 1
+    batch = torch.arange(n_graphs, device=tracks.device).repeat_interleave(n_slots)[flat_valid]
+    cols = edge_columns.to(tracks.device)
+    coords = x.index_select(1, cols)
+    self_index = torch.arange(x.shape[0], device=tracks.device)
+    n_near = min(int(k), n_slots - 1)
+    if n_near < 1:
+        empty = self_index.unsqueeze(1)[:, :0]
+        return x, empty, empty.to(torch.bool), coords.unsqueeze(1)[:, :0], batch, n_graphs
+    pairs = valid.unsqueeze(2) & valid.unsqueeze(1)
+    pairs = pairs & ~torch.eye(n_slots, dtype=torch.bool, device=tracks.device).unsqueeze(0)
+    padded = tracks.index_select(2, cols)
+    dist = (padded.unsqueeze(2) - padded.unsqueeze(1)).square().sum(dim=-1).masked_fill(~pairs, float("inf"))
+    nearest = dist.topk(n_near, dim=2, largest=False)
+    has = torch.isfinite(nearest.values)[valid]
+    slots = batch.unsqueeze(1) * n_slots + nearest.indices[valid]
+    neighbours = torch.where(has, node_of_slot[slots], self_index.unsqueeze(1))
+    edge_attr = coords[neighbours] - coords.unsqueeze(1)
+    return x, neighbours, has, edge_attr, batch, n_graphs
+
+
 class MessagePassingLayer(nn.Module):
     """One round: message = act(W [x_src, x_dst, e] + b), summed at the destination, update = act(U [x, agg] + c).
 
@@ -76,9 +111,23 @@ class MessagePassingLayer(nn.Module):
         linear = self.message_linear
         w_src, w_dst, w_edge = linear.weight.split([self.n_node, self.n_node, edge_attr.shape[1]], dim=1)
         pre = torch.addmm(linear.bias, edge_attr, w_edge.t())
-        pre = pre + (x @ w_src.t()).index_select(0, src) + (x @ w_dst.t()).index_select(0, dst)
+        pre += (x @ w_src.t()).index_select(0, src)
+        pre += (x @ w_dst.t()).index_select(0, dst)
         msg = self.message_act(pre)
         agg = x.new_zeros(x.shape[0], self.hidden).index_add_(0, dst, msg)
+        return self.update(torch.cat([x, agg], dim=1))
+
+    def forward_neighbours(self, x: Tensor, neighbours: Tensor, has: Tensor, edge_attr: Tensor) -> Tensor:
+        """:meth:`forward` over a (N, k) neighbour table: the destination term is broadcast, not gathered,
+        and the aggregation is a sum over k, not a scatter."""
+        linear = self.message_linear
+        w_src, w_dst, w_edge = linear.weight.split([self.n_node, self.n_node, edge_attr.shape[2]], dim=1)
+        n, k = neighbours.shape[0], neighbours.shape[1]
+        pre = torch.matmul(edge_attr, w_edge.t())
+        pre += (x @ w_src.t()).index_select(0, neighbours.reshape(-1)).view(n, k, self.hidden)
+        pre += torch.addmm(linear.bias, x, w_dst.t()).unsqueeze(1)
+        msg = self.message_act(pre.view(n * k, self.hidden)).view(n, k, self.hidden)
+        agg = (msg * has.unsqueeze(2).to(msg.dtype)).sum(dim=1)
         return self.update(torch.cat([x, agg], dim=1))
 
 
@@ -112,6 +161,17 @@ class MessagePassing(nn.Module):
         """Node features, (2, E) global edge index, (E, Fe) edge features, (N,) graph ids -> (n_graphs, hidden)."""
         for layer in self.layers:
             x = layer(x, edge_index, edge_attr)
+        return self.readout(x, batch, n_graphs)
+
+    def forward_neighbours(self, x: Tensor, neighbours: Tensor, has: Tensor, edge_attr: Tensor, batch: Tensor,
+                           n_graphs: int) -> Tensor:
+        """:meth:`forward` over the neighbour table of :func:`tracks_to_knn`."""
+        for layer in self.layers:
+            x = layer.forward_neighbours(x, neighbours, has, edge_attr)
+        return self.readout(x, batch, n_graphs)
+
+    def readout(self, x: Tensor, batch: Tensor, n_graphs: int) -> Tensor:
+        """Per-graph sum or mean of the node states."""
         out = x.new_zeros(n_graphs, self.hidden).index_add_(0, batch, x)
         if self.mean:
             count = x.new_zeros(n_graphs).index_add_(0, batch, torch.ones_like(batch, dtype=x.dtype))
@@ -121,7 +181,11 @@ class MessagePassing(nn.Module):
 
 class GraphSetEncoder(nn.Module):
     """The GNN as a track set encoder: padded tracks -> graphs per jet (fully connected, or the ``k``
-    nearest neighbours in ``edge_columns``) -> :class:`MessagePassing`."""
+    nearest neighbours in ``edge_columns``) -> :class:`MessagePassing`.
+
+    kNN graphs run on the (N, k) neighbour table, except with batch norm, whose statistics must
+    see real edges only (the table's masked entries would enter them).
+    """
 
     def __init__(
         self,
@@ -144,9 +208,14 @@ class GraphSetEncoder(nn.Module):
         self.n_in, self.k = int(n_in), None if k is None else int(k)
         self.register_buffer("edge_columns", torch.tensor(cols, dtype=torch.long), persistent=False)
         self.gnn = MessagePassing(n_in, len(cols), hidden, n_layers, activation, norm, readout)
+        self.neighbour_table = norm != "batch"
         self.out_dim = self.gnn.out_dim
 
     def forward(self, tracks: Tensor, valid: Tensor) -> Tensor:
         """(B, T, F) tracks and (B, T) bool mask -> (B, hidden); jets without tracks read out zeros."""
-        x, edge_index, edge_attr, batch, n_graphs = tracks_to_graph(tracks, valid, self.edge_columns, self.k)
+        k = self.k
+        if k is not None and self.neighbour_table:
+            x, neighbours, has, edge_attr, batch, n_graphs = tracks_to_knn(tracks, valid, self.edge_columns, k)
+            return self.gnn.forward_neighbours(x, neighbours, has, edge_attr, batch, n_graphs)
+        x, edge_index, edge_attr, batch, n_graphs = tracks_to_graph(tracks, valid, self.edge_columns, k)
         return self.gnn(x, edge_index, edge_attr, batch, n_graphs)

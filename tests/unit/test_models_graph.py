@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tracerflow.models import MessagePassing, tracks_to_graph
+from tracerflow.models import MessagePassing, tracks_to_graph, tracks_to_knn
 
 
 def test_tracks_to_graph_fully_connects_valid_tracks_per_jet():
@@ -63,3 +63,42 @@ def test_settings_are_checked():
         MessagePassing(3, 0, readout="max")
     with pytest.raises(ValueError, match="n_layers"):
         MessagePassing(3, 0, n_layers=0)
+
+
+def _ragged(seed: int = 0, jets: int = 9, slots: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random tracks with 0 .. slots valid per jet, padding after the valid ones."""
+    g = torch.Generator().manual_seed(seed)
+    tracks = torch.randn(jets, slots, 4, generator=g)
+    counts = torch.arange(jets) % (slots + 1)
+    return tracks, torch.arange(slots).unsqueeze(0) < counts.unsqueeze(1)
+
+
+def test_knn_edges_are_each_tracks_nearest_in_the_edge_columns():
+    tracks, valid = _ragged()
+    x, edge_index, edge_attr, batch, _ = tracks_to_graph(tracks, valid, torch.tensor([1, 2]), k=2)
+    coords = x[:, 1:3]
+    for node in range(x.shape[0]):
+        same_jet = torch.nonzero((batch == batch[node]) & (torch.arange(len(batch)) != node)).flatten()
+        dist = (coords[same_jet] - coords[node]).square().sum(1)
+        expected = set(same_jet[torch.argsort(dist)[:2]].tolist())
+        assert set(edge_index[0, edge_index[1] == node].tolist()) == expected
+    src, dst = edge_index
+    assert torch.equal(edge_attr, coords[src] - coords[dst])
+
+
+def test_neighbour_table_matches_the_edge_list():
+    tracks, valid = _ragged(seed=3)
+    cols = torch.tensor([1, 2])
+    x, neighbours, has, table_attr, batch, n = tracks_to_knn(tracks, valid, cols, 3)
+    _, edge_index, _, _, _ = tracks_to_graph(tracks, valid, cols, k=3)
+    listed = {(int(s), int(d)) for s, d in edge_index.t()}
+    tabled = {(int(neighbours[d, j]), d) for d in range(len(neighbours)) for j in range(neighbours.shape[1]) if has[d, j]}
+    assert tabled == listed
+    assert torch.equal(table_attr[has], (x[neighbours, 1:3] - x[:, None, 1:3])[has])
+    torch.manual_seed(0)
+    gnn = MessagePassing(4, 2, hidden=8, n_layers=2)
+    _, edge_index, edge_attr, _, _ = tracks_to_graph(tracks, valid, cols, k=3)
+    sparse = gnn(x, edge_index, edge_attr, batch, n)
+    dense = gnn.forward_neighbours(x, neighbours, has, table_attr, batch, n)
+    torch.testing.assert_close(dense, sparse, rtol=1e-5, atol=1e-6)
+    dense.sum().backward()
