@@ -16,7 +16,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from tracerflow.models.device import resolve_device
 from tracerflow.training.callbacks import Callback
-from tracerflow.training.optim import steps_per_batch
+from tracerflow.training.optim import keep_schedule_length, schedule_length, steps_per_batch
 
 Batch = Mapping[str, Tensor]
 LossFn = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -139,6 +139,7 @@ class Fitter:
             raise ValueError(f"unknown loss {self.objective!r}; expected one of {OBJECTIVES} or a callable")
         self.loss_fn: LossFn = loss if callable(loss) else (lambda z, y, w: weighted_loss(self.objective, z, y, w))
         self.optimizer, self.scheduler = optimizer, scheduler
+        self._schedule_length = schedule_length(scheduler)
         self.callbacks = list(callbacks)
         self.seed = seed
         self.history = History()
@@ -295,6 +296,8 @@ class Fitter:
                                  "resume with the same optimizer and scheduler settings")
             if obj is not None:
                 obj.load_state_dict(state[name])
+        if self.scheduler is not None:
+            keep_schedule_length(self.scheduler, self._schedule_length)
         self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
         self.history = History.from_state_dict(state["history"])
         saved = state["callbacks"]

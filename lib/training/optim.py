@@ -64,3 +64,21 @@ def make_scheduler(
 def steps_per_batch(scheduler: LRScheduler | None) -> bool:
     """True for schedulers stepped after every batch (CyclicLR, OneCycle), False for those stepped once per epoch."""
     return isinstance(scheduler, (torch.optim.lr_scheduler.CyclicLR, torch.optim.lr_scheduler.OneCycleLR))
+
+
+def schedule_length(scheduler: LRScheduler | None) -> dict[str, Any]:
+    """The attributes that fix a OneCycle schedule's length (empty for other schedulers)."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
+        return {"total_steps": scheduler.total_steps, "_schedule_phases": scheduler._schedule_phases}
+    return {}
+
+
+def keep_schedule_length(scheduler: LRScheduler, length: dict[str, Any]) -> None:
+    """After loading a checkpoint, keep the schedule as long as this run's ``train.epochs`` says.
+
+    OneCycle's state carries its total step count; resuming with more epochs (ContinueTraining)
+    would otherwise step past the end of the old schedule and fail. The step count stays, so a
+    resume with unchanged epochs continues exactly.
+    """
+    scheduler.__dict__.update(length)
+

@@ -119,3 +119,20 @@ def test_resume_refuses_a_checkpoint_with_another_scheduler(train_file, tmp_path
     fitter = Fitter(model, optimizer=make_optimizer("ADAMW", model.parameters()), seed=5)
     with pytest.raises(ValueError, match="scheduler"):
         fitter.fit(train, val, 2, resume_from=tmp_path / "last.pt")
+
+
+def test_resuming_with_more_epochs_stretches_the_one_cycle_schedule(train_file, tmp_path):
+    def fitter_for(epochs: int) -> tuple[Fitter, object, object]:
+        model = make_model()
+        train, val = datasets(train_file)
+        opt = make_optimizer("ADAMW", model.parameters(), {"lr": 0.005})
+        sched = make_scheduler("OneCycle", opt, {}, steps_per_epoch=len(train), epochs=epochs)
+        return Fitter(model, optimizer=opt, scheduler=sched, callbacks=[Checkpoint(tmp_path / "last.pt")], seed=5), train, val
+
+    first, train, val = fitter_for(1)
+    first.fit(train, val, 1)
+    longer, train, val = fitter_for(3)
+    history = longer.fit(train, val, 3, resume_from=tmp_path / "last.pt")
+    assert [r["epoch"] for r in history.epochs] == [0, 1, 2]
+    assert longer.scheduler.total_steps == 3 * len(train)
+    assert longer.scheduler.last_epoch == 3 * len(train)
