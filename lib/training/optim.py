@@ -9,15 +9,22 @@ from torch.optim.lr_scheduler import LRScheduler
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {"SGD": torch.optim.SGD, "ADAM": torch.optim.Adam, "ADAMW": torch.optim.AdamW}
 SCHEDULERS = (None, "ExponentialLR", "CyclicLR", "OneCycle")
+FUSED = ("ADAM", "ADAMW")
 
 
 def make_optimizer(
     name: str, params: Iterable[Any], options: Mapping[str, Any] | None = None, where: str = "train.optimizer"
 ) -> Optimizer:
-    """The optimizer ``name`` (SGD, ADAM or ADAMW) over ``params`` with keyword ``options``."""
+    """The optimizer ``name`` (SGD, ADAM or ADAMW) over ``params`` with keyword ``options``.
+
+    ADAM and ADAMW default to torch's fused kernels (one call per step instead of a Python loop
+    over the parameters); ``fused: false`` or a ``foreach`` option in ``options`` turns that off.
+    """
     if not isinstance(name, str) or name.upper() not in OPTIMIZERS:
         raise ValueError(f"{where}: unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}")
     options = dict(options or {})
+    if name.upper() in FUSED and "foreach" not in options:
+        options.setdefault("fused", True)
     try:
         return OPTIMIZERS[name.upper()](params, **options)
     except (TypeError, ValueError) as err:
