@@ -41,7 +41,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from tracerflow.config.load import Config
-from tracerflow.evaluate.predict import fold_ensemble, jet_metrics, out_of_fold
+from tracerflow.evaluate.predict import fold_ensemble, jet_metrics, out_of_fold, write_predict_outputs
+from tracerflow.evaluate.report import REPORT_ROCS, summed_cutflow, write_report
 from tracerflow.io.resampled_file import INDEX_COLUMNS, write_resampled
 from tracerflow.models import ModelBuilder
 from tracerflow.seeding import derive_seed
@@ -523,10 +524,31 @@ def default_model_rows(row_type: Callable[..., R], cfg: Config, files: Sequence[
                  f"{oof_model[f'{LIGHT}_rejection_{WORKING_POINT}']:.3g} (Bayes "
                  f"{oof_metrics['bayes_optimal'][f'auc_{SIGNAL}_vs_{LIGHT}']:.4f}, "
                  f"{oof_metrics['bayes_optimal'][f'{LIGHT}_rejection_{WORKING_POINT}']:.3g})")
+        report = write_quality_report(cfg, files, (order, oof_pred, oof_columns), {split: (pred, columns)},
+                                      out_dir / "epochs.csv")
+        where += f"; report {report}"
     if "bayes_optimal" not in metrics:
         return rows
     rows += quality_rows(row_type, metrics["model"], metrics["bayes_optimal"], jets, where)
     return rows
+
+
+def write_quality_report(cfg: Config, files: Sequence[CachedFile], oof: tuple, ensembles: Mapping[str, tuple],
+                         epochs_csv: Path) -> Path:
+    """Predict's metrics, plots and ``report.html`` for the benchmark's fold-0 model, in ``<work>/predict``."""
+    out = cfg.output_root / "predict"
+    plots = out / "plots"
+
+    def report(metrics: dict[str, Any]) -> None:
+        write_report(out / "report.html", title=f"benchmark, {cfg['project']['name']}: default model, fold 0",
+                     cutflow=summed_cutflow([f.selections for f in files]), resample_plots=[],
+                     learning_curves=plots / "learning_curves.png",
+                     roc={heading: plots / name for heading, name in REPORT_ROCS.items()},
+                     discriminant=plots / "discriminant.png", metrics=metrics)
+
+    write_predict_outputs(out, oof=oof, ensembles=ensembles, fc=cfg["predict"]["fc"], epochs_csv=[epochs_csv],
+                          config_digest="benchmark", created_by=CREATED_BY, before_target=report)
+    return out / "report.html"
 
 
 def bench_training(cfg: Config, files: Sequence[CachedFile], work_dir: Path, row_type: Callable[..., R]) -> list[R]:

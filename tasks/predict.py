@@ -7,7 +7,7 @@ from pathlib import Path
 from tracerflow.evaluate import predictions_file
 from tracerflow.evaluate.export import export_models
 from tracerflow.evaluate.predict import fold_ensemble, input_sizes, out_of_fold, write_predict_outputs
-from tracerflow.evaluate.report import summed_cutflow, write_report
+from tracerflow.evaluate.report import REPORT_ROCS, summed_cutflow, write_report
 from tracerflow.io.model_file import load_model
 from tracerflow.tasks.base import H5Target, TracerflowTask
 from tracerflow.tasks.prepare_sample import PrepareSample
@@ -15,10 +15,6 @@ from tracerflow.tasks.resample import resampled_samples
 from tracerflow.tasks.train_fold import TrainFold
 from tracerflow.tasks.write_train_sample import WriteTrainSample
 
-
-REPORT_ROCS = {"Light-jet rejection vs b-jet efficiency": "roc_light.png",
-               "c-jet rejection vs b-jet efficiency": "roc_c.png",
-               "ROC: light-jet vs b-jet efficiency": "roc.png"}
 
 def trained_folds(cfg) -> list[int]:
     """``train.folds`` (kFold) or every fold of ``write.n_folds``."""

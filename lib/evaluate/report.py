@@ -19,6 +19,10 @@ STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#22
          "th:first-child,td:first-child{text-align:left}img{max-width:100%;margin:.5em 0}h2{margin-top:2em}")
 
 
+REPORT_ROCS = {"Light-jet rejection vs b-jet efficiency": "roc_light.png",
+               "c-jet rejection vs b-jet efficiency": "roc_c.png",
+               "ROC: light-jet vs b-jet efficiency": "roc.png"}
+
 def summed_cutflow(paths: Sequence[str | os.PathLike]) -> list[tuple[str, int, float]]:
     """The cutflow of several selections files, summed cut by cut."""
     total: dict[str, list[float]] = {}
