@@ -10,6 +10,7 @@ import copy
 import functools
 import glob
 import hashlib
+import importlib.util
 import json
 import os
 from dataclasses import dataclass
@@ -285,6 +286,8 @@ def _check_train(config: Config, ctx: Context) -> None:
     train, write = config["train"], config["write"]
     if write["format"] == "folds":
         ctx.fail("train", "reads the umami train file: needs write.format umami or both")
+    if train["tensorboard"] and importlib.util.find_spec("tensorboard") is None:
+        ctx.fail("train.tensorboard", "needs the tensorboard package: pip install 'tracerflow[tensorboard]'")
     tfrecords = config["tfrecords"]
     if train["data"] == "tfrecords" and tfrecords is None:
         ctx.fail("train.data", "'tfrecords' needs a tfrecords block that converts the train split")

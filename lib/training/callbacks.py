@@ -130,7 +130,8 @@ def _memory_mb(device: torch.device) -> float:
 
 
 class MetricLogger(Callback):
-    """Write ``iterations.csv`` per training batch and ``epochs.csv`` per epoch; TensorBoard too if asked and installed."""
+    """Write ``iterations.csv`` per training batch and ``epochs.csv`` per epoch; with ``tensorboard`` also
+    TensorBoard event files in ``<directory>/tensorboard`` (the package must be installed)."""
 
     ITERATION_COLUMNS = ("iteration", "epoch", "loss", "lr", "time", "memory")
 
@@ -153,10 +154,9 @@ class MetricLogger(Callback):
         if self.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                self._writer = None
-            else:
-                self._writer = SummaryWriter(str(self.directory / "tensorboard"))
+            except ImportError as err:
+                raise ImportError("MetricLogger(tensorboard=True) needs the tensorboard package") from err
+            self._writer = SummaryWriter(str(self.directory / "tensorboard"))
 
     def on_batch_end(self, fitter: "Fitter") -> None:
         if not fitter.training or self._iterations is None:

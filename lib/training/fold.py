@@ -82,7 +82,7 @@ def train_fold(train_path: str | os.PathLike, fold: int, n_folds: int, train: Ma
     if train["early_stopping"] is not None:
         callbacks.append(EarlyStopping(patience=train["early_stopping"]))
     checkpoint = out_dir / "last.pt"
-    callbacks += [SaveBest(out_dir / "best.pt"), MetricLogger(out_dir), Checkpoint(checkpoint)]
+    callbacks += [SaveBest(out_dir / "best.pt"), MetricLogger(out_dir, tensorboard=train.get("tensorboard", False)), Checkpoint(checkpoint)]
     resume = checkpoint if train["continue_training"] and checkpoint.exists() else None
     fitter = Fitter(model, optimizer=optimizer, scheduler=scheduler, callbacks=callbacks,
                     device=resolve_device(train["device"]), seed=derive_seed(seed, "fit", fold))

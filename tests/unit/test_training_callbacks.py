@@ -110,7 +110,7 @@ def test_grad_clip_bounds_the_gradient_norm(data):
 
 def test_metric_logger_writes_iteration_and_epoch_csvs(data, tmp_path):
     train, val = data
-    _fitter([MetricLogger(tmp_path / "logs", tensorboard=True)]).fit(train, val, epochs=2)
+    _fitter([MetricLogger(tmp_path / "logs")]).fit(train, val, epochs=2)
     with open(tmp_path / "logs" / "iterations.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["iteration", "epoch", "loss", "lr", "time", "memory"]
@@ -120,3 +120,16 @@ def test_metric_logger_writes_iteration_and_epoch_csvs(data, tmp_path):
         epochs = list(csv.DictReader(f))
     assert list(epochs[0]) == ["epoch", "train_loss", "val_loss", "val_accuracy", "time"]
     assert [int(r["epoch"]) for r in epochs] == [0, 1]
+
+
+def test_metric_logger_writes_tensorboard_scalars(data, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train, val = data
+    _fitter([MetricLogger(tmp_path / "logs", tensorboard=True)]).fit(train, val, epochs=2)
+    events = EventAccumulator(str(tmp_path / "logs" / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("epoch/val_loss")] == [0, 1]
+    assert len(events.Scalars("loss/iteration")) == 2 * len(train)
+

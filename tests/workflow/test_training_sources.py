@@ -1,7 +1,8 @@
-"""TrainFold fed from the TFRecords with SortByNodes batching, and the config checks of train.data."""
+"""TrainFold fed from the TFRecords with SortByNodes batching, and the config checks of train.data and train.tensorboard."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import math
 
 import pytest
@@ -38,4 +39,14 @@ def test_tfrecords_data_needs_the_train_split_converted(override, says, tmp_path
     source = f"<embedded default> (with --set train.data=tfrecords {override})"
     key, message = config_error(capsys.readouterr().err, source)
     assert key == "train.data" and says in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tensorboard_without_the_package_fails_on_its_key(tmp_path, monkeypatch, capsys):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", "--set", "train.tensorboard=true"]) == 2
+    key, message = config_error(capsys.readouterr().err, "<embedded default> (with --set train.tensorboard=true)")
+    assert key == "train.tensorboard" and "tensorboard" in message
     assert list(tmp_path.iterdir()) == []
