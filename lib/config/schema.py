@@ -221,6 +221,8 @@ BLOCKS = Block({
         "grad_clip": Scalar((float,), default=None, minimum=0.0, nullable=True),
         "device": Scalar((str,), default="auto", choices=("auto", "cpu", "cuda")),
         "continue_training": Scalar((bool,), default=False, doc="ContinueTraining: resume from the last checkpoint"),
+        "loader_workers": Scalar((int,), default=0, minimum=0,
+                                 doc="DataLoader processes reading batches (0: the training process)"),
         "tensorboard": Scalar((bool,), default=False,
                               doc="also log to train/fold_<k>/tensorboard (needs the tensorboard package)"),
     }, default=None, nullable=True, doc="needs write (umami format)"),

@@ -9,7 +9,7 @@ from tracerflow.training.callbacks import (
     SaveBest,
 )
 from tracerflow.training.batching import batch_rows, sorted_batches, trim_tracks
-from tracerflow.training.data import BlockDataset, TrainFileDataset
+from tracerflow.training.data import BlockDataset, Loader, TrainFileDataset
 from tracerflow.training.fit import (
     Fitter,
     History,
@@ -40,6 +40,7 @@ __all__ = [
     "SaveBest",
     "TFRecordsDataset",
     "TrainFileDataset",
+    "Loader",
     "batch_rows",
     "fit",
     "get_rng_states",

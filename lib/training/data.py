@@ -9,7 +9,7 @@ from typing import Iterable, Iterator
 import h5py
 import numpy as np
 import torch
-from torch.utils.data import IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from tracerflow.seeding import rng_for
 from tracerflow.training.batching import DEFAULT_BUCKET_ROWS, batch_rows
@@ -161,3 +161,29 @@ class TrainFileDataset(BlockDataset):
             for start, rows in blocks:
                 stop = start + int(rows.max()) + 1
                 yield {key: f[name][start:stop][rows] for key, name in self._names().items()}
+
+
+class Loader:
+    """A block dataset read by ``workers`` DataLoader processes, still epoch-seeded and sized.
+
+    Each worker reads its own share of the epoch's blocks (``blocks[worker::workers]``) and the
+    DataLoader takes their batches in turn, so the batch order depends on the epoch and the worker
+    count only. ``workers=0`` reads in the calling process.
+    """
+
+    def __init__(self, dataset: BlockDataset, workers: int = 0) -> None:
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
+        self.dataset, self.workers = dataset, int(workers)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the shuffle of epoch ``epoch``; workers started after this call see it."""
+        self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        if not self.workers:
+            return iter(self.dataset)
+        return iter(DataLoader(self.dataset, batch_size=None, num_workers=self.workers))

@@ -17,7 +17,7 @@ import torch
 from tracerflow.models import ModelBuilder, resolve_device
 from tracerflow.seeding import derive_seed
 from tracerflow.training.callbacks import Checkpoint, EarlyStopping, GradClip, MetricLogger, SaveBest
-from tracerflow.training.data import BlockDataset, TrainFileDataset
+from tracerflow.training.data import Loader, TrainFileDataset
 from tracerflow.training.fit import Fitter, History
 from tracerflow.training.optim import make_optimizer, make_scheduler
 from tracerflow.training.tfrecord_data import TFRecordsDataset
@@ -48,9 +48,9 @@ def model_builder(train: Mapping[str, Any], train_path: str | os.PathLike) -> tu
 
 
 def fold_datasets(train_path: str | os.PathLike, fold: int, n_folds: int, train: Mapping[str, Any], *, seed: int,
-                  tfrecords_dir: str | os.PathLike | None = None) -> tuple[BlockDataset, BlockDataset]:
+                  tfrecords_dir: str | os.PathLike | None = None) -> tuple[Loader, Loader]:
     """Shuffled batches of the folds other than ``fold`` and unshuffled ones of ``fold``, from ``train.data``;
-    tracks are read only for a model with a set encoder."""
+    tracks are read only for a model with a set encoder, by ``train.loader_workers`` processes."""
     with_tracks = bool(train["model"].get("set"))
     options = {"batch_size": train["batch_size"], "with_tracks": with_tracks,
                "sort_by_nodes": with_tracks and train.get("sort_by_nodes", False)}
@@ -62,7 +62,8 @@ def fold_datasets(train_path: str | os.PathLike, fold: int, n_folds: int, train:
         source, make = train_path, TrainFileDataset
     others = [k for k in range(n_folds) if k != fold]
     train_data = make(source, others, shuffle=True, seed=derive_seed(seed, "batches", fold), **options)
-    return train_data, make(source, [fold], shuffle=False, **options)
+    workers = train.get("loader_workers", 0)
+    return Loader(train_data, workers), Loader(make(source, [fold], shuffle=False, **options), workers)
 
 
 def train_fold(train_path: str | os.PathLike, fold: int, n_folds: int, train: Mapping[str, Any],

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from tracerflow.training import TrainFileDataset
+from tracerflow.training import Loader, TrainFileDataset
 
 N_JETS, N_JET_VARS, N_SLOTS, N_TRACK_VARS, N_FOLDS = 3000, 3, 6, 4, 4
 
@@ -97,3 +97,17 @@ def test_dataloader_workers_split_the_blocks(train_file):
     loader = DataLoader(data, batch_size=None, num_workers=2)
     rows = _rows(loader)
     assert len(rows) == data.n_rows == len(set(rows))
+
+
+def test_loader_with_workers_gives_every_jet_once_per_epoch_in_a_seeded_order(train_file):
+    def epoch_rows(epoch: int) -> np.ndarray:
+        loader = Loader(TrainFileDataset(train_file, folds=[0, 2], batch_size=128, seed=3, block_rows=256), workers=2)
+        loader.set_epoch(epoch)
+        assert len(loader) == len(loader.dataset)
+        return _rows(loader)
+
+    first = epoch_rows(0)
+    assert len(first) == len(set(first)) == TrainFileDataset(train_file, folds=[0, 2]).n_rows
+    assert np.array_equal(first, epoch_rows(0))
+    assert not np.array_equal(first, epoch_rows(1))
+    assert set(first) == set(epoch_rows(1))
