@@ -25,11 +25,10 @@ import h5py
 import numpy as np
 
 from tracerflow.config.load import Config
-from tracerflow.io.resampled_file import INDEX_COLUMNS, ResampledFile, write_resampled
+from tracerflow.io.resampled_file import INDEX_COLUMNS, write_resampled
 from tracerflow.resample import ResampleResult, ResampleSpec, resample, spec_from_config
 from tracerflow.resample.inputs import selection_chunks
 from tracerflow.tasks.resample import SPEC_KEYS
-from tracerflow.templates.loader import load_template
 from tracerflow.tfrecords.writer import write_tfrecords
 from tracerflow.write.gather import Columns, SourcePaths
 from tracerflow.write.train_sample import train_columns, write_train_sample
