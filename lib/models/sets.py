@@ -53,6 +53,9 @@ class DeepSets(nn.Module):
         (B, T, D) tensor is built: padding costs neither memory nor time.
         """
         valid = valid.to(torch.bool)
+        if not torch.jit.is_scripting():
+            if torch.compiler.is_exporting():
+                return self.rho(self._padded_pool(tracks, valid))
         where = valid.nonzero()
         jet = where[:, 0]
         h = self.phi(tracks[jet, where[:, 1]])
@@ -60,6 +63,11 @@ class DeepSets(nn.Module):
         if self.mean:
             pooled = pooled / valid.sum(dim=1, keepdim=True).clamp(min=1).to(pooled.dtype)
         return self.rho(pooled)
+
+    def _padded_pool(self, tracks: Tensor, valid: Tensor) -> Tensor:
+        """The same pooling over every slot, padding masked out: what graph exports (ONNX) run, since
+        onnxruntime's ScatterND with ``add`` loses updates when its threads hit the same jet."""
+        return masked_pool(self.phi(tracks), valid, self.mean)
 
 
 class TransformerEncoder(nn.Module):
