@@ -159,9 +159,10 @@ class TrainChunks:
             return np.zeros((0,) + tail, dtype) if columns is None else columns[name]
 
         track = (c.max_tracks,)
+        tracks = column("tracks", track + (len(c.track_vars),), np.float16) if c.track_vars else None
         return TrainChunk(
             jets={v: column(f"jet.{v}", (), np.float32) for v in c.jet_vars},
-            tracks={v: column(f"track.{v}", track, np.float32) for v in c.track_vars},
+            tracks={v: tracks[..., j] for j, v in enumerate(c.track_vars)},
             valid=column("valid", track, bool),
             label=self.rows["label"][lo:hi].astype(np.int64),
             weight=self.rows["weight"][lo:hi],
@@ -216,11 +217,11 @@ class _SourceReader:
         valid = slots[None, :] < counts[:, None]
         node = (self.offsets[graph][:, None] + slots[None, :])[valid] - n0
         out: dict[str, np.ndarray] = {"valid": valid}
-        features = self.graphs["nodes/x"][n0:n1] if self.feature_idx else None
-        for v, j in zip(c.track_vars, self.feature_idx):
-            padded = np.zeros(valid.shape, features.dtype)
-            padded[valid] = features[node, j]
-            out[f"track.{v}"] = padded
+        if self.feature_idx:
+            features = self.graphs["nodes/x"][n0:n1]
+            padded = np.zeros(valid.shape + (len(self.feature_idx),), features.dtype)
+            padded[valid] = features[node][:, self.feature_idx]
+            out["tracks"] = padded
         truth = self.graphs["truth/nodes"][n0:n1] if self.truth_idx else None
         for v, j in zip(c.track_labels, self.truth_idx):
             padded = np.full(valid.shape, -1, np.int16)
