@@ -54,6 +54,7 @@ from tracerflow.write.gather import SourcePaths
 from tracerflow.write.scaling import read_embedded_scale_dict
 from tracerflow.write.train_sample import train_columns, write_train_sample
 
+from anchor_venv import interpreter, runs_in
 from preprocessing import CachedFile, RowLike, resample_spec, run_resample
 
 HERE = Path(__file__).resolve().parent
@@ -250,20 +251,12 @@ def plain_mlp_epochs(cfg: Config, x: np.ndarray, y: np.ndarray, w: np.ndarray, p
 
 def lumin_python(venv: Path = LUMIN_VENV) -> Path:
     """The interpreter of the LUMIN virtualenv."""
-    return venv / "bin" / "python"
+    return interpreter(venv)
 
 
 def lumin_available(venv: Path = LUMIN_VENV) -> bool:
     """Whether ``lumin`` imports in its venv (it needs numpy<2 and pdpbox, so the probe imports it)."""
-    python = lumin_python(venv)
-    if not python.exists():
-        return False
-    probe = "from lumin.nn.models.model import Model"
-    try:
-        done = subprocess.run([str(python), "-c", probe], capture_output=True, timeout=300)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return done.returncode == 0
+    return runs_in(venv, "from lumin.nn.models.model import Model", timeout=300)
 
 
 def lumin_body(block: Mapping[str, Any]) -> dict[str, Any] | str:

@@ -55,6 +55,8 @@ import h5py
 import numpy as np
 import yaml
 
+from anchor_venv import interpreter, runs_in
+
 HERE = Path(__file__).resolve().parent
 UPP_VENV = HERE / ".upp-venv"
 UPP_REQUIREMENTS = HERE / "upp_requirements.txt"
@@ -86,7 +88,7 @@ Method = Literal["pdf", "countup"]
 
 def venv_python(venv: Path = UPP_VENV) -> Path:
     """The interpreter of the UPP virtualenv."""
-    return venv / "bin" / "python"
+    return interpreter(venv)
 
 
 def upp_available(venv: Path = UPP_VENV) -> bool:
@@ -95,15 +97,7 @@ def upp_available(venv: Path = UPP_VENV) -> bool:
     Asks the venv's interpreter whether the ``upp`` package can be found, without importing it
     (importing UPP pulls in matplotlib and takes seconds).
     """
-    python = venv_python(venv)
-    if not python.exists():
-        return False
-    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('upp') is None)"
-    try:
-        done = subprocess.run([str(python), "-c", probe], capture_output=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return done.returncode == 0
+    return runs_in(venv, "import importlib.util, sys; sys.exit(importlib.util.find_spec('upp') is None)", timeout=60)
 
 
 def upp_version(venv: Path = UPP_VENV) -> str:
