@@ -24,16 +24,12 @@ def tracks_to_graph(
     """
     valid = valid.to(torch.bool)
     n_graphs, n_slots = valid.shape[0], valid.shape[1]
-    flat_valid = valid.reshape(-1)
-    x = tracks.reshape(n_graphs * n_slots, tracks.shape[-1])[flat_valid]
-    node_of_slot = torch.cumsum(flat_valid.long(), dim=0) - 1
-    slot_jet = torch.arange(n_graphs, device=tracks.device).repeat_interleave(n_slots)
-    batch = slot_jet[flat_valid]
+    x, node_of_slot, batch = _nodes(tracks, valid)
     cols = edge_columns.to(tracks.device)
-    pairs = valid.unsqueeze(2) & valid.unsqueeze(1)
-    pairs = pairs & ~torch.eye(n_slots, dtype=torch.bool, device=tracks.device).unsqueeze(0)
+    pairs = _candidate_pairs(valid)
     if k is not None and n_slots > 1:
-        pairs = pairs & _nearest(tracks.index_select(2, cols), pairs, min(int(k), n_slots - 1))
+        nearest = _nearest(tracks.index_select(2, cols), pairs, min(int(k), n_slots - 1)).indices
+        pairs = pairs & torch.zeros_like(pairs).scatter(2, nearest, True)
     jet_dst_src = pairs.nonzero()
     first_slot = jet_dst_src[:, 0] * n_slots
     dst = node_of_slot[first_slot + jet_dst_src[:, 1]]
@@ -42,14 +38,6 @@ def tracks_to_graph(
     coords = x.index_select(1, cols)
     edge_attr = coords.index_select(0, src) - coords.index_select(0, dst)
     return x, edge_index, edge_attr, batch, n_graphs
-
-
-def _nearest(coords: Tensor, pairs: Tensor, k: int) -> Tensor:
-    """(B, T, T) mask of the ``k`` candidates (``pairs``) nearest each slot in ``coords`` (B, T, C)."""
-    dist = (coords.unsqueeze(2) - coords.unsqueeze(1)).square().sum(dim=-1)
-    dist = dist.masked_fill(~pairs, float("inf"))
-    nearest = dist.topk(k, dim=2, largest=False).indices
-    return torch.zeros_like(pairs).scatter(2, nearest, True)
 
 
 def tracks_to_knn(
@@ -64,10 +52,7 @@ def tracks_to_knn(
     """
     valid = valid.to(torch.bool)
     n_graphs, n_slots = valid.shape[0], valid.shape[1]
-    flat_valid = valid.reshape(-1)
-    x = tracks.reshape(n_graphs * n_slots, tracks.shape[-1])[flat_valid]
-    node_of_slot = torch.cumsum(flat_valid.long(), dim=0) - 1
-    batch = torch.arange(n_graphs, device=tracks.device).repeat_interleave(n_slots)[flat_valid]
+    x, node_of_slot, batch = _nodes(tracks, valid)
     cols = edge_columns.to(tracks.device)
     coords = x.index_select(1, cols)
     self_index = torch.arange(x.shape[0], device=tracks.device)
@@ -75,16 +60,35 @@ def tracks_to_knn(
     if n_near < 1:
         empty = self_index.unsqueeze(1)[:, :0]
         return x, empty, empty.to(torch.bool), coords.unsqueeze(1)[:, :0], batch, n_graphs
-    pairs = valid.unsqueeze(2) & valid.unsqueeze(1)
-    pairs = pairs & ~torch.eye(n_slots, dtype=torch.bool, device=tracks.device).unsqueeze(0)
-    padded = tracks.index_select(2, cols)
-    dist = (padded.unsqueeze(2) - padded.unsqueeze(1)).square().sum(dim=-1).masked_fill(~pairs, float("inf"))
-    nearest = dist.topk(n_near, dim=2, largest=False)
+    nearest = _nearest(tracks.index_select(2, cols), _candidate_pairs(valid), n_near)
     has = torch.isfinite(nearest.values)[valid]
     slots = batch.unsqueeze(1) * n_slots + nearest.indices[valid]
     neighbours = torch.where(has, node_of_slot[slots], self_index.unsqueeze(1))
     edge_attr = coords[neighbours] - coords.unsqueeze(1)
     return x, neighbours, has, edge_attr, batch, n_graphs
+
+
+def _nodes(tracks: Tensor, valid: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(x, node_of_slot, batch): valid tracks in jet-major order, each slot's node number, each node's jet."""
+    n_graphs, n_slots = valid.shape[0], valid.shape[1]
+    flat_valid = valid.reshape(-1)
+    x = tracks.reshape(n_graphs * n_slots, tracks.shape[-1])[flat_valid]
+    node_of_slot = torch.cumsum(flat_valid.long(), dim=0) - 1
+    batch = torch.arange(n_graphs, device=tracks.device).repeat_interleave(n_slots)[flat_valid]
+    return x, node_of_slot, batch
+
+
+def _candidate_pairs(valid: Tensor) -> Tensor:
+    """(B, T, T) mask of ordered pairs of distinct valid slots of the same jet."""
+    pairs = valid.unsqueeze(2) & valid.unsqueeze(1)
+    return pairs & ~torch.eye(valid.shape[1], dtype=torch.bool, device=valid.device).unsqueeze(0)
+
+
+def _nearest(coords: Tensor, pairs: Tensor, k: int):
+    """The ``k`` candidates (``pairs``) nearest each slot in ``coords`` (B, T, C), as ``topk`` values
+    (squared distances, inf where a slot has fewer candidates) and slot indices, each (B, T, k)."""
+    dist = (coords.unsqueeze(2) - coords.unsqueeze(1)).square().sum(dim=-1)
+    return dist.masked_fill(~pairs, float("inf")).topk(k, dim=2, largest=False)
 
 
 class MessagePassingLayer(nn.Module):
