@@ -14,6 +14,7 @@ from tracerflow.tasks.prepare_sample import PrepareSample
 from tracerflow.tasks.resample import resampled_samples
 from tracerflow.tasks.train_fold import TrainFold
 from tracerflow.tasks.write_train_sample import WriteTrainSample
+from tracerflow.write.train_sample import source_paths
 
 
 def trained_folds(cfg) -> list[int]:
@@ -80,8 +81,8 @@ class Predict(TracerflowTask):
         """Metrics, plots and ``report.html`` first, the predictions files (the target last)."""
         cfg, out = self.cfg, self.out_dir()
         plots = out / "plots"
-        selections = [cfg.output_root / "selections" / s / f"{f.logical[:-5] if f.logical.endswith('.root') else f.logical}.h5"
-                      for s in resampled_samples(cfg) for f in cfg.sample_files(s)]
+        sources = [(s, f.logical) for s in resampled_samples(cfg) for f in cfg.sample_files(s)]
+        selections = [paths.selections for paths in source_paths(cfg.output_root, sources)]
 
         def report(metrics: dict) -> None:
             write_report(out / "report.html", title=f"{cfg['project']['name']}: tracerflow report",
