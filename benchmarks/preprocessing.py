@@ -5,12 +5,11 @@ has just built and calls the same library functions the luigi tasks call, with t
 own settings, without luigi:
 
 - Resample (``pdf`` and ``countup``): ``resample(spec, selection_chunks(...))`` over every
-  selections file, timed against umami-preprocessing (UPP) resampling exactly those jets in the
-  same run (see ``upp_anchor.py``). UPP copies the tracks as it resamples; tracerflow's Resample
-  never reads tracks (it only decides copies and order, WriteTrainSample gathers the tracks
-  later), so the goal row compares with UPP run on the jets alone and the detail also reports
-  UPP with the 40 padded tracks of every jet.
-- WriteTrainSample (umami format, train split): TrainChunks gather, scale-dict pass and
+  selections file, then ``write_resampled`` of every split (each jet's selection outputs and
+  graph nodes gathered in final order), timed against umami-preprocessing (UPP) resampling
+  exactly those jets with their 40 padded tracks in the same run (see ``upp_anchor.py``): both
+  sides copy the tracks as they resample. UPP on the jets alone is reported in the detail.
+- WriteTrainSample (umami format, train split): scale-dict pass over the resampled file and
   ``write_umami``, against a bare h5py write of the very arrays that ended up in the file.
 - ConvertTFRecords: ``write_tfrecords`` of that train file.
 """
@@ -25,12 +24,13 @@ import h5py
 import numpy as np
 
 from tracerflow.config.load import Config
-from tracerflow.io.resampled_file import INDEX_COLUMNS, write_resampled
+from tracerflow.io.resampled_file import INDEX_COLUMNS
 from tracerflow.resample import ResampleResult, ResampleSpec, resample, spec_from_config
+from tracerflow.resample.gather import SourcePaths, write_resampled
 from tracerflow.resample.inputs import selection_chunks
 from tracerflow.tasks.resample import SPEC_KEYS
 from tracerflow.tfrecords.writer import write_tfrecords
-from tracerflow.write.gather import Columns, SourcePaths
+from tracerflow.write.train_chunks import Columns
 from tracerflow.write.train_sample import train_columns, write_train_sample
 
 import upp_anchor
@@ -89,14 +89,39 @@ def run_resample(cfg: Config, files: Sequence[CachedFile], method: str) -> dict[
     return resample(spec, chunks)
 
 
-def best_resample(cfg: Config, files: Sequence[CachedFile], method: str,
-                  repeats: int) -> tuple[float, dict[str, ResampleResult]]:
-    """Shortest wall time of ``repeats`` Resample calls with ``method`` and the last result."""
-    best, result = float("inf"), {}
+def write_split(cfg: Config, files: Sequence[CachedFile], method: str, result: ResampleResult, path: Path) -> int:
+    """Write one split's resampled file as the Resample task does (rows, jets, graph nodes); the node count."""
+    spec = resample_spec(cfg, method)
+    return write_resampled(path, {name: getattr(result, name) for name in (*INDEX_COLUMNS, "label", "weight")},
+                           split=result.split, classes=spec.class_names,
+                           sources=[(f.sample, f.source.logical) for f in files],
+                           paths=[SourcePaths(f.selections, f.graphs) for f in files], config_digest="benchmark",
+                           created_by=CREATED_BY, attrs={"method": method if result.resampled else "none"})
+
+
+def resample_and_write(cfg: Config, files: Sequence[CachedFile], method: str,
+                       out_dir: Path) -> tuple[dict[str, ResampleResult], dict[str, float]]:
+    """Resample with ``method`` and write every split to ``out_dir/<split>.h5``; results and phase seconds."""
+    start = time.perf_counter()
+    results = run_resample(cfg, files, method)
+    phases = {"resample": time.perf_counter() - start}
+    start = time.perf_counter()
+    for split, result in results.items():
+        write_split(cfg, files, method, result, out_dir / f"{split}.h5")
+    phases["write"] = time.perf_counter() - start
+    return results, phases
+
+
+def best_resample(cfg: Config, files: Sequence[CachedFile], method: str, repeats: int,
+                  out_dir: Path) -> tuple[float, dict[str, float], dict[str, ResampleResult]]:
+    """Shortest wall time of ``repeats`` Resample runs (all splits written) with ``method``, its phases,
+    and the last result."""
+    best, phases, result = float("inf"), {}, {}
     for _ in range(repeats):
-        seconds, result = timed(lambda: run_resample(cfg, files, method))
-        best = min(best, seconds)
-    return best, result
+        result, times = resample_and_write(cfg, files, method, out_dir)
+        if sum(times.values()) < best:
+            best, phases = sum(times.values()), times
+    return best, phases, result
 
 
 def selected_jet_count(files: Sequence[CachedFile]) -> int:
@@ -187,7 +212,7 @@ def upp_unsupported(cfg: Config) -> str | None:
 
 def run_upp_anchors(cfg: Config, files: Sequence[CachedFile], columns: Columns, upp_dir: Path,
                     repeats: int) -> tuple[dict[tuple[str, bool], dict[str, Any] | str], float]:
-    """UPP on Resample's jets: every method without tracks (best of ``repeats``) and with tracks (once).
+    """UPP on Resample's jets: every method with and without tracks, each the best of ``repeats`` runs.
 
     Returns the results keyed by (method, with_tracks), each a result dict or an "n/a" reason,
     and the seconds spent writing UPP's input file (not part of any measurement).
@@ -208,8 +233,7 @@ def run_upp_anchors(cfg: Config, files: Sequence[CachedFile], columns: Columns, 
     for with_tracks in (False, True):
         for method in UPP_METHODS:
             results[method, with_tracks] = measure_upp(upp_dir, method, variables, with_tracks=with_tracks,
-                                                       max_tracks=columns.max_tracks,
-                                                       repeats=1 if with_tracks else repeats)
+                                                       max_tracks=columns.max_tracks, repeats=repeats)
             print(f"  UPP {method} {'with' if with_tracks else 'without'} tracks done", flush=True)
     return results, export_seconds
 
@@ -232,36 +256,38 @@ def upp_text(result: dict[str, Any], ours: float) -> str:
 
 
 def resample_row(row_type: Callable[..., R], cfg: Config, method: str, n_jets: int, seconds: float,
-                 results: Mapping[str, ResampleResult], upp: Mapping[tuple[str, bool], dict[str, Any] | str]) -> R:
-    """Row of Resample with ``method`` against UPP's whole ``--resample`` run without tracks.
-
-    That is how UPP's reference rates (~293k jets/s pdf, ~47k/s with 40 tracks) were measured;
-    the time inside UPP's resampling call alone, and UPP with tracks, are in the detail.
+                 phases: Mapping[str, float], results: Mapping[str, ResampleResult],
+                 upp: Mapping[tuple[str, bool], dict[str, Any] | str]) -> R:
+    """Row of Resample with ``method`` (all splits written with their tracks) against UPP's whole
+    ``--resample`` run with the 40 padded tracks of every jet (the reference ~47k jets/s); UPP on
+    the jets alone (the reference ~293k jets/s) and the time inside UPP's resampling call are in the detail.
     """
     throughput = n_jets / seconds
     goal = RESAMPLE_GOALS[method]
     block = cfg["resample"]
     train = results.get(TRAIN_SPLIT)
     fraction = f"{train.sampling_fraction:.3g}" if train is not None else "-"
-    ours = (f"ours: {n_jets:,} selected jets (all splits) in -> {split_sizes(results)} rows out in one call, "
-            f"tracks never read (copies and order only; WriteTrainSample gathers tracks), "
+    ours = (f"ours: {n_jets:,} selected jets (all splits) in -> {split_sizes(results)} rows out, "
+            f"resample {phases['resample']:.2f} s + write_resampled of every split (selection outputs and "
+            f"graph nodes gathered in final order) {phases['write']:.2f} s, "
             f"chunk_size={block['chunk_size']}, sampling_fraction={block['sampling_fraction']} "
             f"(train: {fraction})")
-    plain, with_tracks = upp[method, False], upp[method, True]
-    if isinstance(plain, str):
-        return row_type(f"Resample {method}", n_jets, throughput, "jets/s", "UPP (not measured)", None, None,
-                        f">= {goal:g} x UPP (n/a)", None, seconds, f"{plain}; {ours}")
-    anchor = plain["jets_per_s"]
-    ratio = throughput / anchor
-    detail = [ours, f"UPP {plain['upp_version']} {method} (sampling_fraction 1, one pooled sample, no "
-                    f"train/val/test split, batch {upp_anchor.DEFAULT_BATCH_SIZE:,}) {upp_text(plain, throughput)}"]
+    with_tracks, plain = upp[method, True], upp[method, False]
     if isinstance(with_tracks, str):
-        detail.append(f"UPP with tracks: {with_tracks}")
+        return row_type(f"Resample {method}", n_jets, throughput, "jets/s", "UPP (not measured)", None, None,
+                        f">= {goal:g} x UPP (n/a)", None, seconds, f"{with_tracks}; {ours}")
+    anchor = with_tracks["jets_per_s"]
+    ratio = throughput / anchor
+    detail = [ours, f"UPP {with_tracks['upp_version']} {method} (sampling_fraction 1, one pooled sample, no "
+                    f"train/val/test split, batch {upp_anchor.DEFAULT_BATCH_SIZE:,}) with "
+                    f"{upp_text(with_tracks, throughput)}"]
+    if isinstance(plain, str):
+        detail.append(f"UPP without tracks: {plain}")
     else:
-        detail.append(f"UPP with {upp_text(with_tracks, throughput)}")
+        detail.append(f"UPP without tracks (jets only; ours always carries the tracks) {upp_text(plain, throughput)}")
     return row_type(f"Resample {method}", n_jets, throughput, "jets/s",
-                    f"UPP {plain['upp_version']} {method} --resample run, same jets, no tracks, this run "
-                    "(as the reference ~293k jets/s pdf was measured)",
+                    f"UPP {with_tracks['upp_version']} {method} --resample run, same jets with their "
+                    f"{with_tracks['tracks_per_jet']} padded tracks, this run (as the reference ~47k jets/s was measured)",
                     anchor, ratio, f">= {goal:g} x UPP", ratio >= goal, seconds, "; ".join(detail))
 
 
@@ -289,17 +315,16 @@ def bare_write(path: Path, datasets: Mapping[str, tuple[np.ndarray, dict[str, An
     return time.perf_counter() - start
 
 
-def write_row(row_type: Callable[..., R], cfg: Config, files: Sequence[CachedFile], resampled_path: Path,
-              columns: Columns, out_dir: Path) -> tuple[R, Path]:
+def write_row(row_type: Callable[..., R], cfg: Config, resampled_path: Path, columns: Columns,
+              out_dir: Path) -> tuple[R, Path]:
     """Row of WriteTrainSample (umami, train split) against a bare h5py write of the same arrays."""
     write = cfg["write"]
     out_path = out_dir / f"{TRAIN_SPLIT}.h5"
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    sources = [SourcePaths(f.selections, f.graphs) for f in files]
-    times = write_train_sample(resampled_path, sources, columns, cfg["write"], seed=cfg.seed, umami_path=out_path,
+    times = write_train_sample(resampled_path, columns, cfg["write"], seed=cfg.seed, umami_path=out_path,
                                folds_path=None, scale_dict_json=out_path.parent / "scale_dict.json",
-                               config_digest="benchmark", created_by=CREATED_BY, attrs={"split": TRAIN_SPLIT},
-                               tmp_dir=out_dir.parent).seconds
+                               config_digest="benchmark", created_by=CREATED_BY,
+                               attrs={"split": TRAIN_SPLIT}).seconds
     ours = sum(times.values())
     datasets = read_datasets(out_path)
     n_jets = int(datasets["jets/labels"][0].shape[0])
@@ -307,11 +332,12 @@ def write_row(row_type: Callable[..., R], cfg: Config, files: Sequence[CachedFil
     bare = bare_write(bare_path, datasets)
     del datasets
     ratio = ours / bare
-    detail = (f"ours {ours:.2f} s = gather {times['gather']:.2f} + scale pass {times['scale']:.2f} + "
-              f"write_umami {times['umami']:.2f} s; bare h5py {bare:.2f} s; ratio = time ours/bare; "
-              f"format umami only, precision={write['precision']}, compression={write['compression']}, "
-              f"chunk_size={write['chunk_size']}, {columns.max_tracks} tracks x {len(columns.track_vars)} features, "
-              f"file {out_path.stat().st_size / MIB:.0f} MiB (bare {bare_path.stat().st_size / MIB:.0f} MiB)")
+    detail = (f"ours {ours:.2f} s = scale pass {times['scale']:.2f} + write_umami {times['umami']:.2f} s, "
+              f"reading the resampled file ({resampled_path.stat().st_size / MIB:.0f} MiB); bare h5py {bare:.2f} s; "
+              f"ratio = time ours/bare; format umami only, precision={write['precision']}, "
+              f"compression={write['compression']}, chunk_size={write['chunk_size']}, {columns.max_tracks} tracks x "
+              f"{len(columns.track_vars)} features, file {out_path.stat().st_size / MIB:.0f} MiB "
+              f"(bare {bare_path.stat().st_size / MIB:.0f} MiB)")
     bare_path.unlink()
     return row_type("WriteTrainSample (umami, train)", n_jets, n_jets / ours, "jets/s",
                     "bare h5py create_dataset of the same arrays, same chunks and filters, this run",
@@ -340,36 +366,30 @@ def bench_preprocessing(cfg: Config, files: Sequence[CachedFile], work_dir: Path
 
     ``files`` are the input files whose selections and graphs files exist; ``row_type`` builds a
     row from (stage, work_size, throughput, unit, anchor, anchor_value, ratio, goal, met,
-    seconds, detail). Resample and UPP without tracks are best of ``repeats``; the rest run once.
-    The train split of the config's method is written as Resample would write it and feeds
+    seconds, detail). Resample and UPP are best of ``repeats``; the rest run once.
+    The config's method writes its splits where the Resample task would; its train split feeds
     WriteTrainSample, whose train file feeds ConvertTFRecords.
     """
     root = cfg.output_root
     n_jets = selected_jet_count(files)
-    resampled: dict[str, tuple[float, dict[str, ResampleResult]]] = {}
-    for method in UPP_METHODS:
-        resampled[method] = best_resample(cfg, files, method, repeats)
-        print(f"  Resample {method} {resampled[method][0]:.1f} s", flush=True)
-
     method = cfg["resample"]["method"]
-    results = resampled[method][1] if method in resampled else run_resample(cfg, files, method)
-    train = results[TRAIN_SPLIT]
-    resampled_path = root / "resample" / f"{TRAIN_SPLIT}.h5"
-    spec = resample_spec(cfg, method)
-    write_resampled(resampled_path, {name: getattr(train, name) for name in (*INDEX_COLUMNS, "label", "weight")},
-                    split=TRAIN_SPLIT, classes=spec.class_names,
-                    sources=[(f.sample, f.source.logical) for f in files], config_digest="benchmark",
-                    created_by=CREATED_BY, attrs={"method": method})
-    del results, train
+    resampled: dict[str, tuple[float, dict[str, float], dict[str, ResampleResult]]] = {}
+    for m in UPP_METHODS:
+        out_dir = root / "resample" if m == method else work_dir / f"resample_{m}"
+        resampled[m] = best_resample(cfg, files, m, repeats, out_dir)
+        print(f"  Resample {m} {resampled[m][0]:.1f} s", flush=True)
+    if method not in resampled:
+        resample_and_write(cfg, files, method, root / "resample")
 
     columns = train_columns(cfg)
-    write, train_path = write_row(row_type, cfg, files, resampled_path, columns, root / "train_sample")
+    write, train_path = write_row(row_type, cfg, root / "resample" / f"{TRAIN_SPLIT}.h5", columns,
+                                  root / "train_sample")
     print(f"  WriteTrainSample {write.seconds:.1f} s", flush=True)
     tfrecords = tfrecords_row(row_type, cfg, train_path, root / "tfrecords" / TRAIN_SPLIT, columns)
     print(f"  ConvertTFRecords {tfrecords.seconds:.1f} s", flush=True)
 
     upp, export_seconds = run_upp_anchors(cfg, files, columns, work_dir / "upp", repeats)
-    rows = [resample_row(row_type, cfg, m, n_jets, resampled[m][0], resampled[m][1], upp) for m in UPP_METHODS]
+    rows = [resample_row(row_type, cfg, m, n_jets, *resampled[m], upp) for m in UPP_METHODS]
     if export_seconds:
         for row in rows:
             row.detail += f"; UPP input file written in {export_seconds:.1f} s (not timed)"

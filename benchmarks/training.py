@@ -43,19 +43,17 @@ from torch.utils.data import DataLoader, TensorDataset
 from tracerflow.config.load import Config
 from tracerflow.evaluate.predict import fold_ensemble, jet_metrics, out_of_fold, write_predict_outputs
 from tracerflow.evaluate.report import REPORT_ROCS, summed_cutflow, write_report
-from tracerflow.io.resampled_file import INDEX_COLUMNS, write_resampled
 from tracerflow.models import ModelBuilder
 from tracerflow.seeding import derive_seed
 from tracerflow.training.data import TrainFileDataset
 from tracerflow.training.fit import Fitter
 from tracerflow.training.fold import model_builder, train_fold
 from tracerflow.training.optim import make_optimizer
-from tracerflow.write.gather import SourcePaths
 from tracerflow.write.scaling import read_embedded_scale_dict
 from tracerflow.write.train_sample import train_columns, write_train_sample
 
 from anchor_venv import interpreter, runs_in
-from preprocessing import CachedFile, RowLike, resample_spec, run_resample
+from preprocessing import CachedFile, RowLike, run_resample, write_split
 
 HERE = Path(__file__).resolve().parent
 CREATED_BY = "benchmarks/training.py"
@@ -428,18 +426,13 @@ def held_out_file(cfg: Config, files: Sequence[CachedFile], train_path: Path) ->
     root = cfg.output_root
     method = cfg["resample"]["method"]
     result = run_resample(cfg, files, method)[split]
-    spec = resample_spec(cfg, method)
     used = method if result.resampled else "none"
     resampled_path = root / "resample" / f"{split}.h5"
-    write_resampled(resampled_path, {name: getattr(result, name) for name in (*INDEX_COLUMNS, "label", "weight")},
-                    split=split, classes=spec.class_names, sources=[(f.sample, f.source.logical) for f in files],
-                    config_digest="benchmark", created_by=CREATED_BY,
-                    attrs={"method": used})
+    write_split(cfg, files, method, result, resampled_path)
     out_path = root / "train_sample" / f"{split}.h5"
-    write_train_sample(resampled_path, [SourcePaths(f.selections, f.graphs) for f in files], train_columns(cfg),
-                       cfg["write"], seed=cfg.seed, umami_path=out_path, folds_path=None,
-                       scale_dict=read_embedded_scale_dict(train_path), config_digest="benchmark",
-                       created_by=CREATED_BY, attrs={"split": split}, tmp_dir=root)
+    write_train_sample(resampled_path, train_columns(cfg), cfg["write"], seed=cfg.seed, umami_path=out_path,
+                       folds_path=None, scale_dict=read_embedded_scale_dict(train_path), config_digest="benchmark",
+                       created_by=CREATED_BY, attrs={"split": split})
     return split, out_path, used
 
 

@@ -13,6 +13,15 @@ import numpy as np
 EVENT = "event"
 
 
+
+def ragged_index(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``starts[i], starts[i] + 1, ..., starts[i] + counts[i] - 1`` for every row, back to back: the
+    flat positions of ragged rows, for gathering them from or scattering them into another array."""
+    starts = np.asarray(starts, dtype=np.int64)
+    counts = np.asarray(counts, dtype=np.int64)
+    before = np.cumsum(counts) - counts
+    return np.repeat(starts - before, counts) + np.arange(int(counts.sum()), dtype=np.int64)
+
 @dataclass
 class Table:
     """A ragged collection: ``fields`` hold flat content, ``counts`` its length per parent row."""

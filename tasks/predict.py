@@ -14,7 +14,7 @@ from tracerflow.tasks.prepare_sample import PrepareSample
 from tracerflow.tasks.resample import resampled_samples
 from tracerflow.tasks.train_fold import TrainFold
 from tracerflow.tasks.write_train_sample import WriteTrainSample
-from tracerflow.write.train_sample import source_paths
+from tracerflow.resample.gather import source_paths
 
 
 def trained_folds(cfg) -> list[int]:

@@ -26,7 +26,8 @@ class PrepareSample(TracerflowTask):
 
     def digest(self) -> str:
         needs = self.requires()
-        upstream = [t.digest() for t in needs["selections"]] + [needs["scaling"].digest()]
+        upstream = [d for t in needs["selections"] for d in (t.digest(), t.requires()["graphs"].digest())]
+        upstream.append(needs["scaling"].digest())
         return self.cfg.digest("project.seed", "resample.label", "resample.classes", "resample.weight", "write",
                                upstream=upstream, extra=self.sample)
 

@@ -1,4 +1,4 @@
-"""Resample[split]: the jets of one split, with copies and weights, globally shuffled."""
+"""Resample[split]: the jets of one split, with copies and weights, globally shuffled, with their tracks."""
 from __future__ import annotations
 
 import json
@@ -10,6 +10,7 @@ import luigi
 from tracerflow.config import Config
 from tracerflow.io import resampled_file
 from tracerflow.resample import plot_report, resample, resample_report, spec_from_config
+from tracerflow.resample.gather import source_paths, write_resampled
 from tracerflow.resample.inputs import only_split, selection_chunks
 from tracerflow.tasks.apply_selections import ApplySelections
 from tracerflow.tasks.base import H5Target, TracerflowTask
@@ -39,7 +40,8 @@ class Resample(TracerflowTask):
                 for s in resampled_samples(cfg) for f in cfg.sample_files(s)]
 
     def digest(self) -> str:
-        return self.cfg.digest("project.seed", "resample", upstream=[t.digest() for t in self.requires()])
+        upstream = [d for t in self.requires() for d in (t.digest(), t.requires()["graphs"].digest())]
+        return self.cfg.digest("project.seed", "resample", upstream=upstream)
 
     def output(self) -> H5Target:
         return H5Target(self.out_dir() / f"{self.split}.h5", self.digest(), resampled_file.SCHEMA)
@@ -64,9 +66,10 @@ class Resample(TracerflowTask):
         if block["plots"]:
             plot_report({self.split: result}, spec, out_dir / "plots")
         rows = {name: getattr(result, name) for name in (*resampled_file.INDEX_COLUMNS, "label", "weight")}
-        resampled_file.write_resampled(
+        self.set_status_message(f"Resample {self.split}: gathering {len(result):,} jets with their tracks")
+        write_resampled(
             self.output().path, rows, split=self.split, classes=spec.class_names, sources=sources,
-            config_digest=self.digest(), created_by=repr(self),
+            paths=source_paths(cfg.output_root, sources), config_digest=self.digest(), created_by=repr(self),
             attrs={"method": spec.method if result.resampled else "none",
                    "sampling_fraction": None if math.isnan(result.sampling_fraction) else result.sampling_fraction},
         )

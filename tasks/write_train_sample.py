@@ -5,11 +5,10 @@ from pathlib import Path
 
 import luigi
 
-from tracerflow.io.resampled_file import ResampledFile
 from tracerflow.tasks.base import H5Target, TracerflowTask
 from tracerflow.tasks.resample import Resample
 from tracerflow.write import fold_file, read_embedded_scale_dict, umami_file
-from tracerflow.write.train_sample import source_paths, train_columns, write_train_sample
+from tracerflow.write.train_sample import train_columns, write_train_sample
 
 SCALE_SPLIT = "train"
 
@@ -56,12 +55,11 @@ class WriteTrainSample(TracerflowTask):
         if self.split != SCALE_SPLIT:
             scale_dict = read_embedded_scale_dict(next(iter(self.input()["scaling"].values())).path)
         outputs = self.output()
-        self.set_status_message(f"WriteTrainSample {self.split}: gathering, scaling, writing")
+        self.set_status_message(f"WriteTrainSample {self.split}: scaling, writing")
         write_train_sample(
-            resampled, source_paths(cfg.output_root, ResampledFile(resampled).sources), train_columns(cfg), cfg["write"],
-            seed=cfg.seed, umami_path=outputs["umami"].path if "umami" in outputs else None,
+            resampled, train_columns(cfg), cfg["write"], seed=cfg.seed, umami_path=outputs["umami"].path if "umami" in outputs else None,
             folds_path=outputs["folds"].path if "folds" in outputs else None, scale_dict=scale_dict,
             scale_dict_json=self.scale_dict_path(), config_digest=self.digest(), created_by=repr(self),
-            attrs={"split": self.split}, tmp_dir=self.out_dir().parent,
+            attrs={"split": self.split},
         )
         self.set_progress_percentage(100)

@@ -2,21 +2,21 @@
 
 Every selected jet of the sample whose label is one of ``resample.classes`` is kept once, in file
 and row order, whatever split its event hash would draw, and scaled with the train split's scale
-dict. The jets are listed in the resampled-split layout, so WriteTrainSample's gather and writer
-make the file.
+dict. The jets are gathered into the resampled-split layout, so WriteTrainSample's reader and
+writer make the file.
 """
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from tracerflow.config.load import Config
-from tracerflow.io.resampled_file import INDEX_COLUMNS, write_resampled
+from tracerflow.io.resampled_file import INDEX_COLUMNS
+from tracerflow.resample.gather import source_paths, write_resampled
 from tracerflow.resample.inputs import selection_chunks
-from tracerflow.write.train_sample import source_paths, train_columns, write_train_sample
+from tracerflow.write.train_sample import train_columns, write_train_sample
 
 
 def sample_rows(selections: Sequence[str | os.PathLike], label: str, classes: Mapping[str, int], *,
@@ -45,9 +45,9 @@ def write_predict_sample(cfg: Config, sample: str, *, umami_path: str | os.PathL
     rows = sample_rows([p.selections for p in paths], block["label"], block["classes"],
                        chunk_size=block["chunk_size"], weight=block["weight"])
     attrs = {"sample": sample}
-    write_resampled(jets_path, rows, split="all", classes=list(block["classes"]), sources=sources,
+    write_resampled(jets_path, rows, split="all", classes=list(block["classes"]), sources=sources, paths=paths,
                     config_digest=config_digest, created_by=created_by, attrs={**attrs, "method": "none"})
-    write_train_sample(jets_path, paths, train_columns(cfg), cfg["write"], seed=cfg.seed, umami_path=umami_path,
+    write_train_sample(jets_path, train_columns(cfg), cfg["write"], seed=cfg.seed, umami_path=umami_path,
                        folds_path=None, scale_dict=scale_dict, config_digest=config_digest, created_by=created_by,
-                       attrs=attrs, tmp_dir=Path(umami_path).parent)
+                       attrs=attrs)
     return len(rows["row"])

@@ -1,54 +1,98 @@
-"""The resampled-split HDF5 layout: which selected jets a split holds, in final order.
+"""The resampled-split HDF5 layout: the jets of one split, with their tracks, in final order.
 
-``/index/{source, row, hash, item, copy}`` per output row (``source``: position in the
-``sources`` attribute, a JSON list of ``[sample, file]``; ``row``: row in that source's
-selections file; ``copy``: 0 for a jet's first copy); ``/label`` (class index, the
-``classes`` attribute names them) and ``/weight``. Rows are already globally shuffled.
+Per output row (rows are already globally shuffled):
+
+- ``/index/{source, row, hash, item, copy}``: ``source`` is the position in the ``sources``
+  attribute (a JSON list of ``[sample, file]``), ``row`` the row in that source's selections
+  file, ``copy`` 0 for a jet's first copy;
+- ``/label`` (class index; the ``classes`` attribute names them) and ``/weight``;
+- ``/jets/<name>``: every selection output (``derived/<name>`` of the selections file);
+- ``/nodes/counts``: graph nodes (tracks) of the row's jet; ``/nodes/x`` and ``/nodes/truth``:
+  the node features and node truth of all rows back to back, names in their ``names``
+  attribute (JSON list), as in the graphs file.
+
+A resampled file is self-contained: WriteTrainSample reads it front to back and never goes
+back to the selections and graphs files.
 """
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
-import h5py
 import numpy as np
 
-from tracerflow.io.h5target import H5Writer, check_schema
+from tracerflow.io.h5target import SchemaFile
 
 SCHEMA = "tracerflow.resampled"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 INDEX_COLUMNS = ("source", "row", "hash", "item", "copy")
-_DTYPES = {"source": np.uint32, "row": np.int64, "hash": np.uint64, "item": np.int32, "copy": np.int32}
+INDEX_DTYPES = {"source": np.uint32, "row": np.int64, "hash": np.uint64, "item": np.int32, "copy": np.int32}
+LABEL_DTYPE = np.int16
+WEIGHT_DTYPE = np.float32
+COUNT_DTYPE = np.uint32
 
 
-def write_resampled(path: str | os.PathLike, rows: Mapping[str, np.ndarray], *, split: str,
-                    classes: Sequence[str], sources: Sequence[tuple[str, str]], config_digest: str,
-                    created_by: str, attrs: Mapping[str, Any] | None = None) -> None:
-    """Write one split's output rows (``source``, ``row``, ``hash``, ``item``, ``copy``, ``label``, ``weight``)."""
-    with H5Writer(path, SCHEMA, SCHEMA_VERSION, config_digest, created_by, "gzip",
-                  attrs={"split": split, "classes": list(classes), "sources": [list(s) for s in sources],
-                         "n_rows": int(len(rows["row"])), **dict(attrs or {})}) as writer:
-        for name in INDEX_COLUMNS:
-            writer.append(f"index/{name}", np.asarray(rows[name], dtype=_DTYPES[name]))
-        writer.append("label", np.asarray(rows["label"], dtype=np.int16))
-        writer.append("weight", np.asarray(rows["weight"], dtype=np.float32))
+class ResampledFile(SchemaFile):
+    """Read a resampled split: names, index columns and row ranges of jets and their nodes."""
 
-
-class ResampledFile:
-    """Read a resampled split: its rows, class names and source list."""
+    SCHEMA, SCHEMA_VERSION = SCHEMA, SCHEMA_VERSION
 
     def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        with h5py.File(self.path, "r") as f:
-            check_schema(f, SCHEMA, SCHEMA_VERSION)
-            self.split = str(f.attrs["split"])
-            self.classes: list[str] = json.loads(f.attrs["classes"])
-            self.sources: list[tuple[str, str]] = [tuple(s) for s in json.loads(f.attrs["sources"])]
-            self.rows = {name: f[f"index/{name}"][:] for name in INDEX_COLUMNS}
-            self.rows["label"] = f["label"][:]
-            self.rows["weight"] = f["weight"][:]
+        super().__init__(path)
+        counts = self._file["nodes/counts"][:].astype(np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(counts)])
 
     def __len__(self) -> int:
-        return len(self.rows["row"])
+        return len(self.offsets) - 1
+
+    def _json_attr(self, obj: str, name: str) -> list:
+        return json.loads(self._file[obj].attrs[name] if obj != "/" else self._file.attrs[name])
+
+    @property
+    def split(self) -> str:
+        return str(self._file.attrs["split"])
+
+    @property
+    def classes(self) -> list[str]:
+        return self._json_attr("/", "classes")
+
+    @property
+    def sources(self) -> list[tuple[str, str]]:
+        return [tuple(s) for s in self._json_attr("/", "sources")]
+
+    @property
+    def jet_names(self) -> list[str]:
+        return sorted(self._file["jets"].keys())
+
+    @property
+    def node_features(self) -> list[str]:
+        return self._json_attr("nodes/x", "names")
+
+    @property
+    def node_truth(self) -> list[str]:
+        return self._json_attr("nodes/truth", "names")
+
+    def index(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Column ``name`` (an index column, ``label`` or ``weight``) of rows ``[start, stop)``."""
+        key = f"index/{name}" if name in INDEX_COLUMNS else name
+        return self._file[key][start:stop]
+
+    def jets(self, names: Sequence[str], start: int, stop: int) -> dict[str, np.ndarray]:
+        """Selection outputs ``names`` of rows ``[start, stop)``; a ``KeyError`` names a missing one."""
+        missing = [v for v in names if f"jets/{v}" not in self._file]
+        if missing:
+            raise KeyError(f"{self.path}: no selection output {missing[0]!r} (has {self.jet_names})")
+        return {v: self._file[f"jets/{v}"][start:stop] for v in names}
+
+    def nodes(self, which: str, names: Sequence[str], start: int, stop: int) -> np.ndarray:
+        """Columns ``names`` of ``nodes/x`` (``which="x"``) or ``nodes/truth`` for the nodes of rows
+        ``[start, stop)``, as ``(n_nodes, len(names))``; a ``KeyError`` names a missing one."""
+        known = self.node_features if which == "x" else self.node_truth
+        missing = [v for v in names if v not in known]
+        if missing:
+            kind = "node feature" if which == "x" else "node truth"
+            raise KeyError(f"{self.path}: no {kind} {missing[0]!r} (has {known})")
+        block = self._file[f"nodes/{which}"][int(self.offsets[start]):int(self.offsets[stop])]
+        idx = [known.index(v) for v in names]
+        return block if idx == list(range(len(known))) else block[:, idx]

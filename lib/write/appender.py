@@ -3,10 +3,13 @@
 Datasets are created with row-chunks of about 2 MiB (a few thousand jets for per-track
 arrays) and rows are buffered until whole chunks can be written, so HDF5 never reads back and
 recompresses a partly written chunk: every write but the last covers complete chunks.
+:class:`WriteBehind` writes one batch of rows on a second thread while the caller prepares the
+next: h5py lets go of the GIL while HDF5 copies the data into the file.
 """
 from __future__ import annotations
 
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Mapping
 
 import h5py
 import numpy as np
@@ -59,9 +62,16 @@ class RowAppender:
         self._rows: dict[str, int] = {}
         self._pending: dict[str, list[np.ndarray]] = {}
         self._count: dict[str, int] = {}
+        self._datasets: dict[str, h5py.Dataset] = {}
+        self._written: dict[str, int] = {}
 
-    def create(self, name: str, dtype: Any, shape_tail: tuple[int, ...] = (), **attrs: Any) -> None:
-        """Create ``name`` empty and resizable with row-chunks sized for its rows."""
+    def create(self, name: str, dtype: Any, shape_tail: tuple[int, ...] = (), expected_rows: int = 0,
+               **attrs: Any) -> None:
+        """Create ``name`` resizable with row-chunks sized for its rows.
+
+        With ``expected_rows`` the dataset starts that long, so appends write without growing it
+        (growing an HDF5 dataset at every append costs as much again as the write); :meth:`flush`
+        trims it to the rows actually added."""
         f = self.writer.file
         dtype = np.dtype(dtype)
         tail = tuple(int(d) for d in shape_tail)
@@ -69,9 +79,9 @@ class RowAppender:
         compression = self.writer.compression
         if "/" in name:
             ensure_group(f, name.rsplit("/", 1)[0])
-        f.create_dataset(
+        self._datasets[name] = f.create_dataset(
             name,
-            shape=(0,) + tail,
+            shape=(int(expected_rows),) + tail,
             dtype=dtype,
             maxshape=(None,) + tuple(d if d else None for d in tail),
             chunks=(rows,) + tuple(max(d, 1) for d in tail),
@@ -85,34 +95,96 @@ class RowAppender:
         self._rows[name] = rows
         self._pending[name] = []
         self._count[name] = 0
+        self._written[name] = 0
 
     def add(self, name: str, data: np.ndarray) -> None:
-        """Queue rows for ``name``; complete chunks go to the file at once."""
-        dset = self.writer.file[name]
+        """Queue rows for ``name``; complete chunks go to the file at once.
+
+        Rows that complete an open chunk are joined to it (one chunk's worth of copying); whole
+        chunks of ``data`` are written straight from it; the rest waits for the next call.
+        """
+        dset = self._datasets[name]
         data = np.asarray(data, dtype=dset.dtype)
         if data.shape[1:] != dset.shape[1:]:
             raise ValueError(f"{name}: adding rows of shape {data.shape[1:]} to {dset.shape[1:]}")
         if not len(data):
             return
-        self._pending[name].append(data)
-        self._count[name] += len(data)
         rows = self._rows[name]
-        if self._count[name] >= rows:
-            block = np.concatenate(self._pending[name]) if len(self._pending[name]) > 1 else data
-            full = len(block) // rows * rows
-            self.writer.append(name, block[:full])
-            rest = block[full:]
-            self._pending[name] = [rest.copy()] if len(rest) else []
-            self._count[name] = len(rest)
+        if self._count[name]:
+            need = rows - self._count[name]
+            self._pending[name].append(data[:need])
+            self._count[name] += min(need, len(data))
+            if self._count[name] < rows:
+                return
+            self._write(name, np.concatenate(self._pending[name]))
+            self._pending[name], self._count[name] = [], 0
+            data = data[need:]
+        full = len(data) // rows * rows
+        if full:
+            self._write(name, data[:full])
+        if len(data) > full:
+            self._pending[name] = [data[full:]]
+            self._count[name] = len(data) - full
+
+    def _write(self, name: str, data: np.ndarray) -> None:
+        """Grow ``name`` by ``data``'s rows and write them (the dataset handle is kept, not looked up)."""
+        dset = self._datasets[name]
+        start = self._written[name]
+        stop = start + len(data)
+        if stop > dset.shape[0]:
+            dset.resize(stop, axis=0)
+        dset[start:stop] = data
+        self._written[name] = stop
 
     def flush(self) -> None:
         """Write every queued row (the last, partial chunk of each dataset)."""
         for name, pending in self._pending.items():
             if pending:
-                self.writer.append(name, np.concatenate(pending))
+                self._write(name, np.concatenate(pending))
             self._pending[name] = []
             self._count[name] = 0
+            if self._datasets[name].shape[0] != self._written[name]:
+                self._datasets[name].resize(self._written[name], axis=0)
 
     def rows_written(self, name: str) -> int:
         """Rows of ``name`` added so far, queued or written."""
-        return int(self.writer.file[name].shape[0]) + self._count[name]
+        return self._written[name] + self._count[name]
+
+
+class WriteBehind:
+    """Add each batch of rows to a :class:`RowAppender` on one writer thread; use as a context manager.
+
+    At most one batch is being written while the caller computes the next, so memory holds two
+    batches. Rows reach the file in the order of :meth:`add` calls; a failed write is raised by
+    the next :meth:`add` or on leaving the block.
+    """
+
+    def __init__(self, rows: RowAppender) -> None:
+        self.rows = rows
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="h5-write")
+        self._pending: Future | None = None
+
+    def __enter__(self) -> "WriteBehind":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def add(self, batch: Mapping[str, np.ndarray]) -> None:
+        """Queue ``{dataset: rows}`` once the previous batch is written."""
+        self.wait()
+        self._pending = self._pool.submit(self._write, dict(batch))
+
+    def wait(self) -> None:
+        """Block until the batch being written is in the file."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def _write(self, batch: Mapping[str, np.ndarray]) -> None:
+        for name, data in batch.items():
+            self.rows.add(name, data)

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from tracerflow.io.h5target import H5Writer
-from tracerflow.write.appender import RowAppender, write_text
+from tracerflow.write.appender import RowAppender, WriteBehind, write_text
 from tracerflow.write.chunk import TrainChunk
 from tracerflow.write.scaling import apply_scaling, scale_dict_to_json
 
@@ -120,27 +120,41 @@ def write_folds(
                 rows.create(f"fold_{i}/matrix_valid", bool, (max_tracks,))
             rows.create(f"fold_{i}/hash", np.uint64)
 
-        for chunk in itertools.chain([first] if first is not None else [], it):
-            chunk.validate()
-            if matrix_feats and chunk.max_tracks != max_tracks:
-                raise ValueError(f"chunk has {chunk.max_tracks} track slots, the file {max_tracks}")
-            fold = np.asarray(chunk.fold)
-            if fold.size and (fold.min() < 0 or fold.max() >= n_folds):
-                raise ValueError(f"fold ids must lie in [0, {n_folds}), got [{fold.min()}, {fold.max()}]")
-            arrays = _fold_arrays(chunk, cont_feats, cat_feats, matrix_feats, scale_dict)
-            arrays["targets"] = _targets(chunk, targ_feats, targ_dtype)
-            order = np.argsort(fold, kind="stable")
-            bounds = np.searchsorted(fold[order], np.arange(n_folds + 1))
-            for i in range(n_folds):
-                idx = order[bounds[i] : bounds[i + 1]]
-                if not len(idx):
-                    continue
-                for name, arr in arrays.items():
-                    rows.add(f"fold_{i}/{name}", arr[idx])
-                counts[i] += len(idx)
+        matrix_row_bytes = max_tracks * (len(matrix_feats) * 4 + 1)
+        with WriteBehind(rows) as behind:
+            for whole in itertools.chain([first] if first is not None else [], it):
+                whole.validate()
+                if matrix_feats and whole.max_tracks != max_tracks:
+                    raise ValueError(f"chunk has {whole.max_tracks} track slots, the file {max_tracks}")
+                fold = np.asarray(whole.fold)
+                if fold.size and (fold.min() < 0 or fold.max() >= n_folds):
+                    raise ValueError(f"fold ids must lie in [0, {n_folds}), got [{fold.min()}, {fold.max()}]")
+                for chunk in whole.blocks(matrix_row_bytes):
+                    behind.add(_fold_rows(chunk, counts, cont_feats, cat_feats, matrix_feats, scale_dict,
+                                          targ_feats, targ_dtype))
         rows.flush()
         w.set_attrs("/", fold_sizes=counts, n_jets=sum(counts))
     return counts
+
+
+def _fold_rows(chunk: TrainChunk, counts: list[int], cont_feats: Sequence[str], cat_feats: Sequence[str],
+               matrix_feats: Sequence[str], scale_dict: Mapping[str, Any] | None, targ_feats: Sequence[str],
+               targ_dtype: np.dtype) -> dict[str, np.ndarray]:
+    """Every ``fold_i`` dataset's rows for the jets of ``chunk``, adding each fold's jets to ``counts``."""
+    arrays = _fold_arrays(chunk, cont_feats, cat_feats, matrix_feats, scale_dict)
+    arrays["targets"] = _targets(chunk, targ_feats, targ_dtype)
+    fold = np.asarray(chunk.fold)
+    order = np.argsort(fold, kind="stable")
+    bounds = np.searchsorted(fold[order], np.arange(len(counts) + 1))
+    batch = {}
+    for i in range(len(counts)):
+        idx = order[bounds[i] : bounds[i + 1]]
+        if not len(idx):
+            continue
+        for name, arr in arrays.items():
+            batch[f"fold_{i}/{name}"] = arr[idx]
+        counts[i] += len(idx)
+    return batch
 
 
 def _fold_arrays(
@@ -152,7 +166,7 @@ def _fold_arrays(
 ) -> dict[str, np.ndarray]:
     """Inputs, weights, matrix and hash of a chunk in fold-file dtypes (targets come separately)."""
     n = len(chunk)
-    valid = np.asarray(chunk.valid, dtype=bool)
+    valid = chunk.valid
     if scale_dict is not None:
         scaled = apply_scaling(chunk, scale_dict, cont_feats, matrix_feats)
         cont, matrix = scaled.jets, scaled.tracks
@@ -160,9 +174,10 @@ def _fold_arrays(
         cont = np.empty((n, len(cont_feats)), dtype=np.float32)
         for i, name in enumerate(cont_feats):
             cont[:, i] = chunk.jets[name]
-        matrix = np.empty((n, chunk.max_tracks, len(matrix_feats)), dtype=np.float32)
+        compact = np.empty((int(np.sum(chunk.counts)), len(matrix_feats)), dtype=np.float32)
         for i, name in enumerate(matrix_feats):
-            matrix[:, :, i] = chunk.tracks[name]
+            compact[:, i] = chunk.tracks[name]
+        matrix = chunk.padded(compact)
     cat = np.empty((n, len(cat_feats)), dtype=np.float32)
     for i, name in enumerate(cat_feats):
         cat[:, i] = chunk.jets[name]

@@ -1,4 +1,4 @@
-"""WriteTrainSample as one call: gather a resampled split, fix its scale dict, write its files.
+"""WriteTrainSample as one call: read a resampled split, fix its scale dict, write its files.
 
 The task and the benchmark both call :func:`write_train_sample`, so what is measured is what runs.
 """
@@ -7,14 +7,12 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from tracerflow.config.load import Config
-from tracerflow.io.resampled_file import ResampledFile
 from tracerflow.templates.loader import load_template
 from tracerflow.write.fold_file import write_folds
-from tracerflow.write.gather import Columns, SourcePaths, TrainChunks
+from tracerflow.write.train_chunks import Columns, TrainChunks
 from tracerflow.write.scaling import ScaleAccumulator, write_scale_dict
 from tracerflow.write.umami_file import write_umami
 
@@ -53,26 +51,23 @@ def scale_accumulator(write: Mapping[str, Any], columns: Columns) -> ScaleAccumu
                             no_norm=groups("no_norm"))
 
 
-def write_train_sample(resampled_path: str | os.PathLike, sources: Sequence[SourcePaths], columns: Columns,
-                       write: Mapping[str, Any], *, seed: int, umami_path: str | os.PathLike | None,
-                       folds_path: str | os.PathLike | None, scale_dict: Mapping[str, Any] | None = None,
-                       scale_dict_json: str | os.PathLike | None = None, config_digest: str, created_by: str,
-                       attrs: Mapping[str, Any] | None = None, tmp_dir: str | os.PathLike | None = None) -> WriteTimes:
+def write_train_sample(resampled_path: str | os.PathLike, columns: Columns, write: Mapping[str, Any], *, seed: int,
+                       umami_path: str | os.PathLike | None, folds_path: str | os.PathLike | None,
+                       scale_dict: Mapping[str, Any] | None = None, scale_dict_json: str | os.PathLike | None = None,
+                       config_digest: str, created_by: str, attrs: Mapping[str, Any] | None = None) -> WriteTimes:
     """Write the umami file and/or fold file of one resampled split, as the ``write`` block says.
 
     Without ``scale_dict`` the split's own jets define it (the train split), and it is also
     written to ``scale_dict_json`` when given; otherwise ``scale_dict`` (the train split's) is used.
     """
     times = WriteTimes()
-    resampled = ResampledFile(resampled_path)
-    start = time.perf_counter()
     common = {"config_digest": config_digest, "created_by": created_by, "compression": write["compression"],
               "attrs": {**dict(attrs or {}), "n_folds": write["n_folds"]}}
-    with TrainChunks(resampled, sources, columns, n_folds=write["n_folds"], seed=seed,
-                     chunk_size=write["chunk_size"], tmp_dir=tmp_dir) as chunks:
-        times.seconds["gather"] = time.perf_counter() - start
-        start = time.perf_counter()
+    with TrainChunks(resampled_path, columns, n_folds=write["n_folds"], seed=seed,
+                     chunk_size=write["chunk_size"]) as chunks:
+        classes = chunks.file.classes
         if scale_dict is None:
+            start = time.perf_counter()
             accumulator = scale_accumulator(write, columns)
             for chunk in chunks:
                 accumulator.update(chunk)
@@ -82,25 +77,17 @@ def write_train_sample(resampled_path: str | os.PathLike, sources: Sequence[Sour
             times.seconds["scale"] = time.perf_counter() - start
         if umami_path is not None:
             start = time.perf_counter()
-            write_umami(umami_path, chunks, class_names=resampled.classes, jet_vars=columns.jet_vars,
+            write_umami(umami_path, chunks, class_names=classes, jet_vars=columns.jet_vars,
                         track_vars=columns.track_vars, scale_dict=scale_dict, track_label_names=columns.track_labels,
                         add_label_names=columns.add_labels, precision=write["precision"],
-                        concat_jet_tracks=write["concat_jet_tracks"], max_tracks=columns.max_tracks, **common)
+                        concat_jet_tracks=write["concat_jet_tracks"], max_tracks=columns.max_tracks,
+                        expected_jets=len(chunks), **common)
             times.seconds["umami"] = time.perf_counter() - start
         if folds_path is not None:
             start = time.perf_counter()
             write_folds(folds_path, chunks, n_folds=write["n_folds"], cont_feats=columns.jet_vars,
                         targ_feats=("label", *columns.add_labels), matrix_feats=columns.track_vars,
-                        scale_dict=scale_dict, class_names=resampled.classes, max_tracks=columns.max_tracks, **common)
+                        scale_dict=scale_dict, class_names=classes, max_tracks=columns.max_tracks, **common)
             times.seconds["folds"] = time.perf_counter() - start
-    times.jets = len(resampled)
+        times.jets = len(chunks)
     return times
-
-
-def source_paths(output_root: Path, sources: Sequence[tuple[str, str]]) -> list[SourcePaths]:
-    """The selections and graphs files of each (sample, logical file) below ``output_root``."""
-    def stem(logical: str) -> str:
-        return logical[:-5] if logical.endswith(".root") else logical
-
-    return [SourcePaths(output_root / "selections" / s / f"{stem(f)}.h5", output_root / "graphs" / s / f"{stem(f)}.h5")
-            for s, f in sources]

@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from tracerflow.io.h5target import H5Writer, SchemaFile
-from tracerflow.write.appender import RowAppender, read_text, write_text
+from tracerflow.write.appender import RowAppender, WriteBehind, read_text, write_text
 from tracerflow.write.chunk import TrainChunk
 from tracerflow.write.scaling import apply_scaling, scale_dict_from_json, scale_dict_to_json, write_scale_dict
 
@@ -78,11 +78,13 @@ def write_umami(
     config_digest: str = "",
     created_by: str = "",
     attrs: Mapping[str, Any] | None = None,
+    expected_jets: int | None = None,
 ) -> int:
     """Write the scaled train file from chunks in their final order; return the number of jets.
 
     ``add_label_names`` defaults to the first chunk's ``add_labels``; ``max_tracks`` to its
-    track slots (it is needed only when ``chunks`` is empty).
+    track slots (it is needed only when ``chunks`` is empty). ``expected_jets``, when the caller
+    knows it, sizes the datasets up front so that writing never has to grow them.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -113,51 +115,67 @@ def write_umami(
         **dict(attrs or {}),
     }
     with H5Writer(path, SCHEMA, SCHEMA_VERSION, config_digest, created_by, compression, root_attrs) as w:
+        n = expected_jets or 0
         rows = RowAppender(w)
-        rows.create("jets/inputs", precision, (len(jet_vars),), variables=jet_vars)
-        rows.create("jets/labels", np.int64, (), label_classes=list(class_names))
-        rows.create("jets/labels_one_hot", np.uint8, (n_classes,), label_classes=list(class_names))
-        rows.create("jets/weight", np.float32)
-        rows.create("jets/fold", np.int16)
-        rows.create("jets/hash", np.uint64)
+        rows.create("jets/inputs", precision, (len(jet_vars),), n, variables=jet_vars)
+        rows.create("jets/labels", np.int64, (), n, label_classes=list(class_names))
+        rows.create("jets/labels_one_hot", np.uint8, (n_classes,), n, label_classes=list(class_names))
+        rows.create("jets/weight", np.float32, (), n)
+        rows.create("jets/fold", np.int16, (), n)
+        rows.create("jets/hash", np.uint64, (), n)
         for name in add_label_names:
-            rows.create(f"jets/add_labels/{name}", np.float32)
+            rows.create(f"jets/add_labels/{name}", np.float32, (), n)
         track_cols = root_attrs["track_variables"]
-        rows.create("tracks/inputs", precision, (max_tracks, len(track_cols)), variables=track_cols)
-        rows.create("tracks/valid", bool, (max_tracks,))
-        rows.create("tracks/labels", label_dtype, (max_tracks, len(track_label_names)), variables=track_label_names)
+        rows.create("tracks/inputs", precision, (max_tracks, len(track_cols)), n, variables=track_cols)
+        rows.create("tracks/valid", bool, (max_tracks,), n)
+        rows.create("tracks/labels", label_dtype, (max_tracks, len(track_label_names)), n, variables=track_label_names)
         write_text(w, "scale_dict", scale_dict_to_json(scale_dict))
 
         eye = np.eye(n_classes, dtype=np.uint8)
         n_jets = 0
-        for chunk in itertools.chain([first] if first is not None else [], it):
-            chunk.validate()
-            if chunk.max_tracks != max_tracks:
-                raise ValueError(f"chunk has {chunk.max_tracks} track slots, the file {max_tracks}")
-            label = np.asarray(chunk.label).astype(np.int64)
-            if label.size and (label.min() < 0 or label.max() >= n_classes):
-                raise ValueError(f"labels must lie in [0, {n_classes}), got [{label.min()}, {label.max()}]")
-            scaled = apply_scaling(chunk, scale_dict, jet_vars, track_vars, dtype=precision)
-            tracks = scaled.tracks
-            if concat:
-                valid = np.asarray(chunk.valid, dtype=bool)
-                rep = np.where(valid[:, :, None], scaled.jets[:, None, concat_idx], np.zeros((), precision))
-                tracks = np.concatenate([tracks, rep], axis=2)
-            rows.add("jets/inputs", scaled.jets)
-            rows.add("jets/labels", label)
-            rows.add("jets/labels_one_hot", eye[label])
-            rows.add("jets/weight", np.asarray(chunk.weight, dtype=np.float32))
-            rows.add("jets/fold", _int_dtype_for(np.asarray(chunk.fold), np.dtype(np.int16), "fold ids"))
-            rows.add("jets/hash", np.asarray(chunk.hash, dtype=np.uint64))
-            for name in add_label_names:
-                rows.add(f"jets/add_labels/{name}", _nan_to_zero(chunk.add_labels[name]))
-            rows.add("tracks/inputs", tracks)
-            rows.add("tracks/valid", np.asarray(chunk.valid, dtype=bool))
-            rows.add("tracks/labels", _track_labels(chunk, track_label_names, label_dtype))
-            n_jets += len(chunk)
+        track_row_bytes = max_tracks * (len(track_cols) * np.dtype(precision).itemsize + 1 + len(track_label_names))
+        with WriteBehind(rows) as behind:
+            for whole in itertools.chain([first] if first is not None else [], it):
+                whole.validate()
+                if whole.max_tracks != max_tracks:
+                    raise ValueError(f"chunk has {whole.max_tracks} track slots, the file {max_tracks}")
+                label = np.asarray(whole.label).astype(np.int64)
+                if label.size and (label.min() < 0 or label.max() >= n_classes):
+                    raise ValueError(f"labels must lie in [0, {n_classes}), got [{label.min()}, {label.max()}]")
+                for chunk in whole.blocks(track_row_bytes):
+                    behind.add(_umami_rows(chunk, scale_dict, jet_vars, track_vars, concat_idx, add_label_names,
+                                           track_label_names, label_dtype, eye, precision))
+                n_jets += len(whole)
         rows.flush()
         w.set_attrs("/", n_jets=n_jets)
     return n_jets
+
+
+def _umami_rows(chunk: TrainChunk, scale_dict: Mapping[str, Any], jet_vars: Sequence[str], track_vars: Sequence[str],
+                concat_idx: Sequence[int], add_label_names: Sequence[str], track_label_names: Sequence[str],
+                label_dtype: np.dtype, eye: np.ndarray, precision: str) -> dict[str, np.ndarray]:
+    """Every dataset's rows for the jets of ``chunk``: scaled inputs, labels, padded tracks."""
+    label = np.asarray(chunk.label).astype(np.int64)
+    scaled = apply_scaling(chunk, scale_dict, jet_vars, track_vars, dtype=precision)
+    tracks = scaled.tracks
+    valid = chunk.valid
+    if concat_idx:
+        rep = np.where(valid[:, :, None], scaled.jets[:, None, list(concat_idx)], np.zeros((), precision))
+        tracks = np.concatenate([tracks, rep], axis=2)
+    batch = {
+        "jets/inputs": scaled.jets,
+        "jets/labels": label,
+        "jets/labels_one_hot": eye[label],
+        "jets/weight": np.asarray(chunk.weight, dtype=np.float32),
+        "jets/fold": _int_dtype_for(np.asarray(chunk.fold), np.dtype(np.int16), "fold ids"),
+        "jets/hash": np.asarray(chunk.hash, dtype=np.uint64),
+    }
+    for name in add_label_names:
+        batch[f"jets/add_labels/{name}"] = _nan_to_zero(chunk.add_labels[name])
+    batch["tracks/inputs"] = tracks
+    batch["tracks/valid"] = valid
+    batch["tracks/labels"] = _track_labels(chunk, track_label_names, label_dtype)
+    return batch
 
 
 def _nan_to_zero(values: np.ndarray) -> np.ndarray:
@@ -169,12 +187,10 @@ def _nan_to_zero(values: np.ndarray) -> np.ndarray:
 
 def _track_labels(chunk: TrainChunk, names: Sequence[str], dtype: np.dtype) -> np.ndarray:
     """Stack the track labels along the last axis, -1 in padding slots."""
-    out = np.full(chunk.valid.shape + (len(names),), -1, dtype=dtype)
-    valid = np.asarray(chunk.valid, dtype=bool)
+    stacked = np.empty((int(np.sum(chunk.counts)), len(names)), dtype=dtype)
     for i, name in enumerate(names):
-        values = _int_dtype_for(np.asarray(chunk.track_labels[name]), dtype, f"track label {name!r}")
-        out[:, :, i] = np.where(valid, values, -1)
-    return out
+        stacked[:, i] = _int_dtype_for(np.asarray(chunk.track_labels[name]), dtype, f"track label {name!r}")
+    return chunk.padded(stacked, -1)
 
 
 class UmamiFile(SchemaFile):

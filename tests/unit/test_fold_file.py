@@ -55,7 +55,7 @@ def raw_inputs(whole, idx):
 
 
 def raw_matrix(whole, idx):
-    m = np.stack([whole.tracks[v][idx] for v in MATRIX], axis=2).astype(np.float32)
+    m = np.stack([whole.padded(whole.tracks[v])[idx] for v in MATRIX], axis=2).astype(np.float32)
     m[~whole.valid[idx]] = np.nan
     return m
 

@@ -64,7 +64,7 @@ def synthetic_chunks(n: int = 3000, chunk: int = 700, max_tracks: int = 20, seed
         "pt_true": np.where(rng.random(n) < 0.1, np.nan, jets["pt"] * rng.normal(1, 0.1, n)),
         "lxy": rng.exponential(2.0, n),
     }
-    whole = TrainChunk(
+    whole = TrainChunk.from_padded(
         jets=jets,
         tracks=tracks,
         valid=valid,
@@ -87,8 +87,9 @@ def concat(chunks: list[TrainChunk]) -> TrainChunk:
 
     return TrainChunk(
         jets={k: cat(lambda c: c.jets[k]) for k in first.jets},
+        counts=cat(lambda c: c.counts),
         tracks={k: cat(lambda c: c.tracks[k]) for k in first.tracks},
-        valid=cat(lambda c: c.valid),
+        max_tracks=first.max_tracks,
         track_labels={k: cat(lambda c: c.track_labels[k]) for k in first.track_labels},
         label=cat(lambda c: c.label),
         weight=cat(lambda c: c.weight),
@@ -145,14 +146,13 @@ def train_path(tmp_path_factory, chunks, scale_dict):
 
 
 def test_scale_dict_matches_numpy_over_valid_tracks(whole, scale_dict):
-    valid = whole.valid
     for var in ["eta", "mass"]:
         x = whole.jets[var]
         assert scale_dict["jets"][var]["shift"] == pytest.approx(np.nanmean(x), rel=1e-12, abs=1e-12)
         assert scale_dict["jets"][var]["scale"] == pytest.approx(np.nanstd(x), rel=1e-12)
         assert scale_dict["jets"][var]["log"] is False
     for var in ["d0", "z0", "dr"]:
-        x = whole.tracks[var][valid]
+        x = whole.tracks[var]
         assert scale_dict["tracks"][var]["shift"] == pytest.approx(np.nanmean(x), rel=1e-10, abs=1e-14)
         assert scale_dict["tracks"][var]["scale"] == pytest.approx(np.nanstd(x), rel=1e-10)
 
@@ -164,7 +164,7 @@ def test_log_group_drops_non_positive_and_non_finite(whole, scale_dict):
     expected = {"shift": pytest.approx(logs.mean()), "scale": pytest.approx(logs.std()), "log": True,
                 "asinh": False}
     assert scale_dict["jets"]["pt"] == expected
-    frac = whole.tracks["pt_frac"][whole.valid]
+    frac = whole.tracks["pt_frac"]
     assert (frac <= 0).any()
     logf = np.log(frac[frac > 0])
     assert scale_dict["tracks"]["pt_frac"]["shift"] == pytest.approx(logf.mean(), rel=1e-10)
@@ -175,7 +175,7 @@ def test_log_group_drops_non_positive_and_non_finite(whole, scale_dict):
 def test_no_norm_and_degenerate_variables():
     chunk = synthetic_chunks(n=50, chunk=50)[0]
     chunk.jets["eta"] = np.full(50, 3.0)
-    chunk.tracks["dr"] = np.full(chunk.valid.shape, np.nan)
+    chunk.tracks["dr"] = np.full(int(chunk.counts.sum()), np.nan)
     acc = ScaleAccumulator(JET_VARS, TRACK_VARS, no_norm=NO_NORM)
     acc.update(chunk)
     result = acc.result()
@@ -189,13 +189,13 @@ def test_asinh_group_scales_signed_tails(whole):
     acc = ScaleAccumulator(JET_VARS, TRACK_VARS, asinh={"tracks": ["d0"]})
     acc.update(whole)
     entry = acc.result()["tracks"]["d0"]
-    x = np.arcsinh(whole.tracks["d0"][whole.valid])
+    x = np.arcsinh(whole.tracks["d0"])
     x = x[np.isfinite(x)]
     assert (entry["asinh"], entry["log"]) == (True, False)
     assert entry["shift"] == pytest.approx(x.mean(), rel=1e-10, abs=1e-14)
     assert entry["scale"] == pytest.approx(x.std(), rel=1e-10)
     scaled = apply_scaling(whole, acc.result()).tracks[..., list(TRACK_VARS).index("d0")]
-    raw = whole.tracks["d0"]
+    raw = whole.padded(whole.tracks["d0"], np.nan)
     expected = (np.arcsinh(raw.astype(np.float32)) - np.float32(entry["shift"])) / np.float32(entry["scale"])
     ok = whole.valid & np.isfinite(raw)
     np.testing.assert_allclose(scaled[ok], expected[ok], rtol=1e-5, atol=1e-6)
@@ -227,7 +227,7 @@ def test_large_offset_stays_accurate():
     x = 1e9 + rng.normal(0, 1, 200_000)
     acc = ScaleAccumulator(["x"], [])
     for part in np.array_split(x, 7):
-        acc.update(TrainChunk({"x": part}, {}, np.zeros((len(part), 0), bool), np.zeros(len(part), int),
+        acc.update(TrainChunk({"x": part}, np.zeros(len(part), int), {}, 0, np.zeros(len(part), int),
                               np.ones(len(part)), np.zeros(len(part), int), np.zeros(len(part), np.uint64)))
     entry = acc.result()["jets"]["x"]
     assert entry["shift"] == pytest.approx(x.mean(), rel=1e-15)
@@ -252,10 +252,11 @@ def test_apply_scaling_nan_padding_and_log(chunks, scale_dict):
     assert nan_mass.any() and (scaled.jets[nan_mass, 2] == 0).all()
     np.testing.assert_array_equal(scaled.jets[:, 3], chunk.jets["n_trk"].astype(np.float32))
     z0 = scale_dict["tracks"]["z0"]
-    ok = chunk.valid & np.isfinite(chunk.tracks["z0"])
-    expected = (chunk.tracks["z0"][ok].astype(np.float32) - np.float32(z0["shift"])) / np.float32(z0["scale"])
+    raw = chunk.padded(chunk.tracks["z0"], np.nan)
+    ok = chunk.valid & np.isfinite(raw)
+    expected = (raw[ok].astype(np.float32) - np.float32(z0["shift"])) / np.float32(z0["scale"])
     np.testing.assert_allclose(scaled.tracks[..., 1][ok], expected, rtol=1e-6)
-    assert (scaled.tracks[..., 1][chunk.valid & ~np.isfinite(chunk.tracks["z0"])] == 0).all()
+    assert (scaled.tracks[..., 1][chunk.valid & ~np.isfinite(raw)] == 0).all()
 
 
 def test_half_precision_scaling_is_the_cast_of_float32(chunks, scale_dict):
@@ -340,7 +341,7 @@ def test_read_back_equals_scaled_inputs(train_path, whole, scale_dict):
     np.testing.assert_array_equal(data["jets/fold"], whole.fold)
     np.testing.assert_array_equal(data["jets/hash"], whole.hash)
     for i, name in enumerate(TRACK_LABELS):
-        np.testing.assert_array_equal(data["tracks/labels"][..., i], whole.track_labels[name])
+        np.testing.assert_array_equal(data["tracks/labels"][..., i], whole.padded(whole.track_labels[name], -1))
     assert (data["tracks/labels"][~whole.valid] == -1).all()
 
 

@@ -521,14 +521,14 @@ def test_bad_preprocessing_config_file_exits_2_through_the_command(tmp_path):
 
 @pytest.mark.slow
 def test_failing_write_train_sample_keeps_what_was_written(work, tmp_path):
-    """A selections file loses an output after Resample: WriteTrainSample fails, the run exits 1,
-    and nothing is rewritten or left behind (no train file, no temporary file or gather directory)."""
+    """The train split's resampled file loses a jet variable: WriteTrainSample fails, the run exits 1,
+    and nothing is rewritten or left behind (no train file, no temporary file)."""
     out = _copy_run(work, tmp_path)
     shutil.rmtree(out / "train_sample")
     shutil.rmtree(out / "tfrecords")
-    broken = out / "selections" / "zprime" / "zprime_0001.h5"
+    broken = out / "resample" / "train.h5"
     with h5py.File(broken, "r+") as f:
-        del f["derived/pt"]
+        del f["jets/pt"]
     before = file_mtimes(out)
     proc = tracerflow("run", *PRE, cwd=tmp_path)
     assert proc.returncode == 1

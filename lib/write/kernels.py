@@ -1,0 +1,113 @@
+"""Compiled loops of WriteTrainSample: padding compact tracks, float16 lookups and counts.
+
+A train file stores tracks padded to ``max_tracks`` slots, about four in five of them empty.
+Spreading the compact tracks into that layout with numpy takes a fill pass, an index build and
+a scatter; a compiled loop writes each output byte once, which keeps the writer near the speed
+of a bare write. The loops release the GIL, so they run while another thread writes the
+previous block to HDF5. Compiled code is cached beside this module after the first call.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+HALF_PATTERNS = 1 << 16
+
+
+@numba.njit(nogil=True, cache=True)
+def _pad(values: np.ndarray, counts: np.ndarray, row: int, width: int, fill, out: np.ndarray) -> None:  # pragma: no cover
+    # values: all tracks' items back to back, ``width`` per track; out: flat, ``row`` items per jet
+    t = 0
+    o = 0
+    for i in range(counts.shape[0]):
+        stop = counts[i] * width
+        out[o:o + stop] = values[t:t + stop]
+        out[o + stop:o + row] = fill
+        t += stop
+        o += row
+
+
+@numba.njit(nogil=True, cache=True)
+def _pad_lookup(columns, tables: np.ndarray, counts: np.ndarray, row: int, out: np.ndarray) -> None:  # pragma: no cover
+    # out: flat, ``row`` items per jet, ``len(columns)`` per track
+    width = tables.shape[0]
+    t = 0
+    o = 0
+    for i in range(counts.shape[0]):
+        c = counts[i]
+        for s in range(c):
+            j = 0
+            for col in columns:
+                out[o + s * width + j] = tables[j, col[t + s]]
+                j += 1
+        out[o + c * width:o + row] = 0
+        t += c
+        o += row
+
+
+@numba.njit(nogil=True, cache=True)
+def _count_patterns(columns, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    j = 0
+    for col in columns:
+        for t in range(col.shape[0]):
+            out[j, col[t]] += 1
+        j += 1
+
+
+def pad_tracks(values: np.ndarray, counts: np.ndarray, max_tracks: int, fill: float | int = 0) -> np.ndarray:
+    """Compact per-track ``values`` (tracks back to back, ``counts`` per jet, any trailing axes) as
+    ``(n_jets, max_tracks, ...)`` with ``fill`` in the slots after each jet's tracks."""
+    values = np.asarray(values)
+    tail = values.shape[1:]
+    counts = _checked_counts(counts, len(values), max_tracks)
+    out = np.empty((len(counts), max_tracks) + tail, dtype=values.dtype)
+    width = int(np.prod(tail, dtype=np.int64))
+    if out.size:
+        _pad(_as_integers(np.ascontiguousarray(values).reshape(-1)), counts, max_tracks * width, width,
+             _as_integers(np.asarray(fill, dtype=values.dtype))[()], _as_integers(out.reshape(-1)))
+    return out
+
+
+def pad_lookup(columns: list[np.ndarray], tables: np.ndarray, counts: np.ndarray, max_tracks: int) -> np.ndarray:
+    """Float16 track ``columns`` mapped through ``tables[j]`` (one table per column over every float16
+    bit pattern) and padded with zeros to ``(n_jets, max_tracks, len(columns))`` of the tables' dtype."""
+    counts = _checked_counts(counts, len(columns[0]) if columns else 0, max_tracks)
+    out = np.empty((len(counts), max_tracks, len(columns)), dtype=tables.dtype)
+    if out.size and columns:
+        _pad_lookup(_bit_columns(columns), _as_integers(tables), counts, max_tracks * len(columns),
+                    _as_integers(out.reshape(-1)))
+    elif out.size:
+        out[...] = 0
+    return out
+
+
+def count_half_patterns(columns: list[np.ndarray]) -> np.ndarray:
+    """``(len(columns), 65536)`` counts of each float16 bit pattern in each float16 column."""
+    out = np.zeros((len(columns), HALF_PATTERNS), dtype=np.int64)
+    if columns:
+        _count_patterns(_bit_columns(columns), out)
+    return out
+
+
+def _bit_columns(columns: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Float16 columns as uint16 views, all of one memory layout (the loops take a tuple of one type)."""
+    bits = [np.asarray(c).reshape(-1).view(np.uint16) for c in columns]
+    if len({b.flags.c_contiguous for b in bits}) > 1:
+        bits = [np.ascontiguousarray(b) for b in bits]
+    return tuple(bits)
+
+
+def _checked_counts(counts: np.ndarray, n_tracks: int, max_tracks: int) -> np.ndarray:
+    counts = np.ascontiguousarray(counts, dtype=np.int64)
+    if counts.size and (counts.min() < 0 or counts.max() > max_tracks):
+        raise ValueError(f"track counts must lie in [0, {max_tracks}], got [{counts.min()}, {counts.max()}]")
+    if int(counts.sum()) != n_tracks:
+        raise ValueError(f"track counts add up to {int(counts.sum())}, but {n_tracks} tracks were given")
+    return counts
+
+
+def _as_integers(array: np.ndarray) -> np.ndarray:
+    """The same bytes as unsigned integers of the same width: the loops copy bits, never convert,
+    and so work alike for float16 (which they cannot compute with), floats, ints and bools."""
+    array = np.asarray(array)
+    return array.view(f"u{array.dtype.itemsize}") if array.dtype.kind in "fb" else array

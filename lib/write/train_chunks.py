@@ -1,0 +1,82 @@
+"""Read a resampled split front to back as train chunks: the columns the ``write`` block asks for.
+
+A jet keeps its first ``max_tracks`` graph nodes as tracks (graph nodes come in the order the
+graph template gives them); fold ids are ``fold_of(hash, n_folds, seed)``, so a jet's fold
+follows its event.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from tracerflow.columns import ragged_index
+from tracerflow.hashing import fold_of
+from tracerflow.io.resampled_file import ResampledFile
+from tracerflow.write.chunk import TrainChunk
+
+
+@dataclass(frozen=True)
+class Columns:
+    """What a train chunk carries: jet variables and add_labels (selection outputs), track
+    variables and labels (graph node features and node truth), and the track slots per jet."""
+
+    jet_vars: tuple[str, ...]
+    add_labels: tuple[str, ...]
+    track_vars: tuple[str, ...]
+    track_labels: tuple[str, ...]
+    max_tracks: int
+
+
+class TrainChunks:
+    """Re-iterable train chunks of ``chunk_size`` jets of one resampled split; use as a context manager."""
+
+    def __init__(self, path: str | os.PathLike, columns: Columns, *, n_folds: int, seed: int,
+                 chunk_size: int) -> None:
+        self.file = ResampledFile(path)
+        self.columns = columns
+        self.n_folds, self.seed = int(n_folds), int(seed)
+        self.chunk_size = int(chunk_size)
+
+    def __enter__(self) -> "TrainChunks":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __len__(self) -> int:
+        return len(self.file)
+
+    def __iter__(self) -> Iterator[TrainChunk]:
+        for start in range(0, len(self), self.chunk_size):
+            yield self.read(start, min(len(self), start + self.chunk_size))
+
+    def read(self, start: int, stop: int) -> TrainChunk:
+        """Jets ``[start, stop)`` as a train chunk, tracks cut to ``max_tracks`` per jet."""
+        c, f = self.columns, self.file
+        jets = f.jets([*c.jet_vars, *c.add_labels], start, stop)
+        nodes = np.diff(f.offsets[start:stop + 1])
+        kept = np.minimum(nodes, c.max_tracks)
+        features = f.nodes("x", c.track_vars, start, stop)
+        truth = f.nodes("truth", c.track_labels, start, stop)
+        if (kept < nodes).any():
+            keep = ragged_index(f.offsets[start:stop] - f.offsets[start], kept)
+            features, truth = features[keep], truth[keep]
+        hashes = f.index("hash", start, stop)
+        return TrainChunk(
+            jets={v: jets[v].astype(np.float32) for v in c.jet_vars},
+            counts=kept,
+            tracks={v: features[:, j] for j, v in enumerate(c.track_vars)},
+            max_tracks=c.max_tracks,
+            label=f.index("label", start, stop).astype(np.int64),
+            weight=f.index("weight", start, stop),
+            fold=fold_of(hashes, self.n_folds, self.seed),
+            hash=hashes,
+            track_labels={v: truth[:, j].astype(np.int16) for j, v in enumerate(c.track_labels)},
+            add_labels={v: jets[v].astype(np.float32) for v in c.add_labels},
+        )
