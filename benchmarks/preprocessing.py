@@ -10,12 +10,14 @@ own settings, without luigi:
   exactly those jets with their 40 padded tracks in the same run (see ``upp_anchor.py``): both
   sides copy the tracks as they resample. UPP on the jets alone is reported in the detail.
 - WriteTrainSample (umami format, train split): scale-dict pass over the resampled file and
-  ``write_umami``, against a bare h5py write of the very arrays that ended up in the file.
+  ``write_umami``, against a bare h5py write of the very arrays that ended up in the file; both
+  start with no file at their path and no dirty pages (``os.sync``).
 - ConvertTFRecords: ``write_tfrecords`` of that train file.
 """
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence, TypeVar
@@ -30,6 +32,7 @@ from tracerflow.resample.gather import SourcePaths, write_resampled
 from tracerflow.resample.inputs import selection_chunks
 from tracerflow.tasks.resample import SPEC_KEYS
 from tracerflow.tfrecords.writer import write_tfrecords
+from tracerflow.write.kernels import pad_tracks
 from tracerflow.write.train_chunks import Columns
 from tracerflow.write.train_sample import train_columns, write_train_sample
 
@@ -306,8 +309,16 @@ def read_datasets(path: Path) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
     return out
 
 
+def settled(path: Path) -> None:
+    """Remove ``path`` and write every dirty page out: each timed write then starts from the same
+    state (no earlier file to unlink, no other file's pages being flushed while it writes)."""
+    path.unlink(missing_ok=True)
+    os.sync()
+
+
 def bare_write(path: Path, datasets: Mapping[str, tuple[np.ndarray, dict[str, Any]]]) -> float:
     """Seconds to write ``datasets`` with plain ``h5py.File.create_dataset``, file closed."""
+    settled(path)
     start = time.perf_counter()
     with h5py.File(path, "w") as f:
         for name, (data, settings) in datasets.items():
@@ -321,6 +332,8 @@ def write_row(row_type: Callable[..., R], cfg: Config, resampled_path: Path, col
     write = cfg["write"]
     out_path = out_dir / f"{TRAIN_SPLIT}.h5"
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    startup, _ = timed(lambda: pad_tracks(np.zeros((1, 1), np.int8), np.ones(1, np.int64), 1))
+    settled(out_path)
     times = write_train_sample(resampled_path, columns, cfg["write"], seed=cfg.seed, umami_path=out_path,
                                folds_path=None, scale_dict_json=out_path.parent / "scale_dict.json",
                                config_digest="benchmark", created_by=CREATED_BY,
@@ -333,7 +346,9 @@ def write_row(row_type: Callable[..., R], cfg: Config, resampled_path: Path, col
     del datasets
     ratio = ours / bare
     detail = (f"ours {ours:.2f} s = scale pass {times['scale']:.2f} + write_umami {times['umami']:.2f} s, "
-              f"reading the resampled file ({resampled_path.stat().st_size / MIB:.0f} MiB); bare h5py {bare:.2f} s; "
+              f"reading the resampled file ({resampled_path.stat().st_size / MIB:.0f} MiB), after numba's "
+              f"start-up in this process ({startup:.2f} s, once per process, not in the row, as imports are "
+              f"not); bare h5py {bare:.2f} s; "
               f"ratio = time ours/bare; format umami only, precision={write['precision']}, "
               f"compression={write['compression']}, chunk_size={write['chunk_size']}, {columns.max_tracks} tracks x "
               f"{len(columns.track_vars)} features, file {out_path.stat().st_size / MIB:.0f} MiB "

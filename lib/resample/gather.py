@@ -82,6 +82,7 @@ def write_resampled(path: str | os.PathLike, rows: Mapping[str, np.ndarray], *, 
         counts[s.positions] = s.node_count
     offsets = np.concatenate([[0], np.cumsum(counts)])
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".gather-", dir=tmp_dir or path.parent) as tmp:
         scratch = _Scratch(Path(tmp))
         jets = {v: scratch.array(f"jets.{v}", (n,), dtype) for v, dtype in names["jets"].items()}

@@ -118,7 +118,11 @@ class ScaleAccumulator:
 
     def update(self, chunk: TrainChunk) -> None:
         """Add a chunk's jets and its tracks (real tracks only: chunks carry no padding)."""
-        for group, columns in (("jets", chunk.jets), ("tracks", chunk.tracks)):
+        self.update_columns(chunk.jets, chunk.tracks)
+
+    def update_columns(self, jets: Mapping[str, np.ndarray], tracks: Mapping[str, np.ndarray]) -> None:
+        """Add jet variables ``(n,)`` and track variables (one value per real track)."""
+        for group, columns in (("jets", jets), ("tracks", tracks)):
             wanted = {v: np.asarray(columns[v]).reshape(-1) for v in self.variables[group] if v not in self.no_norm[group]}
             half = [v for v, values in wanted.items() if values.dtype == np.float16]
             held = self._half_counts[group]

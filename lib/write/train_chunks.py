@@ -56,22 +56,24 @@ class TrainChunks:
         for start in range(0, len(self), self.chunk_size):
             yield self.read(start, min(len(self), start + self.chunk_size))
 
+    def inputs(self) -> Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+        """``(jet variables, track variables)`` of each chunk, reading nothing else: what a scale pass needs."""
+        for start in range(0, len(self), self.chunk_size):
+            stop = min(len(self), start + self.chunk_size)
+            jets = self.file.jets(self.columns.jet_vars, start, stop)
+            yield {v: jets[v].astype(np.float32) for v in self.columns.jet_vars}, self._tracks(start, stop)[1]
+
     def read(self, start: int, stop: int) -> TrainChunk:
         """Jets ``[start, stop)`` as a train chunk, tracks cut to ``max_tracks`` per jet."""
         c, f = self.columns, self.file
         jets = f.jets([*c.jet_vars, *c.add_labels], start, stop)
-        nodes = np.diff(f.offsets[start:stop + 1])
-        kept = np.minimum(nodes, c.max_tracks)
-        features = f.nodes("x", c.track_vars, start, stop)
-        truth = f.nodes("truth", c.track_labels, start, stop)
-        if (kept < nodes).any():
-            keep = ragged_index(f.offsets[start:stop] - f.offsets[start], kept)
-            features, truth = features[keep], truth[keep]
+        kept, tracks = self._tracks(start, stop)
+        truth = self._cut(f.nodes("truth", c.track_labels, start, stop), start, stop)
         hashes = f.index("hash", start, stop)
         return TrainChunk(
             jets={v: jets[v].astype(np.float32) for v in c.jet_vars},
             counts=kept,
-            tracks={v: features[:, j] for j, v in enumerate(c.track_vars)},
+            tracks=tracks,
             max_tracks=c.max_tracks,
             label=f.index("label", start, stop).astype(np.int64),
             weight=f.index("weight", start, stop),
@@ -80,3 +82,18 @@ class TrainChunks:
             track_labels={v: truth[:, j].astype(np.int16) for j, v in enumerate(c.track_labels)},
             add_labels={v: jets[v].astype(np.float32) for v in c.add_labels},
         )
+
+    def _tracks(self, start: int, stop: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Tracks kept per jet of ``[start, stop)`` and their track variables, back to back."""
+        c = self.columns
+        features = self._cut(self.file.nodes("x", c.track_vars, start, stop), start, stop)
+        kept = np.minimum(np.diff(self.file.offsets[start:stop + 1]), c.max_tracks)
+        return kept, {v: features[:, j] for j, v in enumerate(c.track_vars)}
+
+    def _cut(self, nodes: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """The rows of ``nodes`` (of jets ``[start, stop)``) within each jet's first ``max_tracks``."""
+        offsets = self.file.offsets[start:stop + 1]
+        counts = np.diff(offsets)
+        if not (counts > self.columns.max_tracks).any():
+            return nodes
+        return nodes[ragged_index(offsets[:-1] - offsets[0], np.minimum(counts, self.columns.max_tracks))]

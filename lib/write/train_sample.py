@@ -69,8 +69,8 @@ def write_train_sample(resampled_path: str | os.PathLike, columns: Columns, writ
         if scale_dict is None:
             start = time.perf_counter()
             accumulator = scale_accumulator(write, columns)
-            for chunk in chunks:
-                accumulator.update(chunk)
+            for jets, tracks in chunks.inputs():
+                accumulator.update_columns(jets, tracks)
             scale_dict = accumulator.result()
             if scale_dict_json is not None:
                 write_scale_dict(scale_dict_json, scale_dict)

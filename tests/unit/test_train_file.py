@@ -222,6 +222,52 @@ def test_chunking_and_merge_agree(chunks, whole, scale_dict):
                 assert result[group][var]["scale"] == pytest.approx(entry["scale"], rel=1e-12)
 
 
+def half_tracks(chunk: TrainChunk) -> TrainChunk:
+    """``chunk`` with its track inputs stored in float16 (as graph node features are)."""
+    out = chunk.take(np.arange(len(chunk)))
+    out.tracks = {v: x.astype(np.float16) for v, x in chunk.tracks.items()}
+    return out
+
+
+def test_float16_tracks_give_the_float64_moments_of_their_values(chunks):
+    halves = [half_tracks(c) for c in chunks]
+    acc = ScaleAccumulator(JET_VARS, TRACK_VARS, log=LOG, no_norm=NO_NORM, asinh={"tracks": ["d0"]})
+    for c in halves:
+        acc.update(c)
+    result = acc.result()
+    whole = concat(halves)
+    for var in TRACK_VARS:
+        x = whole.tracks[var].astype(np.float64)
+        x = np.log(np.where(x > 0, x, np.nan)) if var in LOG["tracks"] else np.arcsinh(x) if var == "d0" else x
+        x = x[np.isfinite(x)]
+        assert result["tracks"][var]["shift"] == pytest.approx(x.mean(), rel=1e-12, abs=1e-15), var
+        assert result["tracks"][var]["scale"] == pytest.approx(x.std(), rel=1e-12), var
+        assert acc.counts()["tracks"][var] == x.size
+    split = ScaleAccumulator(JET_VARS, TRACK_VARS, log=LOG, no_norm=NO_NORM, asinh={"tracks": ["d0"]})
+    other = ScaleAccumulator(JET_VARS, TRACK_VARS, log=LOG, no_norm=NO_NORM, asinh={"tracks": ["d0"]})
+    for i, c in enumerate(halves):
+        (split if i % 2 else other).update(c)
+    split.merge(other)
+    assert split.result()["tracks"] == result["tracks"]
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_float16_tracks_scale_through_tables_as_through_arithmetic(chunks, scale_dict, dtype):
+    """The lookup tables give the bits the float32 arithmetic gives, NaN, infinities and log of x <= 0 included."""
+    chunk = half_tracks(chunks[2])
+    chunk.tracks["dr"][:7] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 300.0, -1e-7]
+    chunk.tracks["pt_frac"][:3] = [0.0, -0.01, np.nan]
+    entries = dict(scale_dict["tracks"], d0={**scale_dict["tracks"]["d0"], "asinh": True})
+    sd = {"jets": scale_dict["jets"], "tracks": entries}
+    tables = apply_scaling(chunk, sd, JET_VARS, TRACK_VARS, dtype=dtype).tracks
+    widened = chunk.take(np.arange(len(chunk)))
+    widened.tracks = {v: x.astype(np.float32) for v, x in chunk.tracks.items()}
+    arithmetic = apply_scaling(widened, sd, JET_VARS, TRACK_VARS, dtype=dtype).tracks
+    assert tables.dtype == arithmetic.dtype == dtype
+    np.testing.assert_array_equal(tables.view(np.uint8), arithmetic.view(np.uint8))
+    assert np.isfinite(tables).all() and not tables[~chunk.valid].any()
+
+
 def test_large_offset_stays_accurate():
     rng = np.random.default_rng(3)
     x = 1e9 + rng.normal(0, 1, 200_000)

@@ -96,7 +96,7 @@ def _json_attr(path: Path, name: str) -> list:
 
 
 def _selected(root: Path, split: str, names: list[str]) -> dict[str, np.ndarray]:
-    """The selection outputs ``names`` and the track count of every row of resample/<split>.h5.
+    """The selection outputs ``names``, track count and graphs-file row of every row of resample/<split>.h5.
 
     Looked up by the row's (source, row) in the selections file, and through the selection's
     events row in the graphs file, independently of WriteTrainSample's gathering code.
@@ -106,6 +106,7 @@ def _selected(root: Path, split: str, names: list[str]) -> dict[str, np.ndarray]
     n = len(rows["index/row"])
     out = {name: np.full(n, np.nan) for name in names}
     out["ntracks"] = np.full(n, -1, np.int64)
+    out["graph"] = np.full(n, -1, np.int64)
     for s, (sample, file) in enumerate(sources):
         mine = rows["index/source"] == s
         stem = Path(file).stem
@@ -121,6 +122,7 @@ def _selected(root: Path, split: str, names: list[str]) -> dict[str, np.ndarray]
         graph = order[np.searchsorted(graphs["index/row"], events_row, sorter=order)]
         assert np.array_equal(graphs["index/row"][graph], events_row)
         out["ntracks"][mine] = graphs["nodes/counts"][graph]
+        out["graph"][mine] = graph
     assert (out["ntracks"] >= 0).all()
     return out
 
@@ -261,6 +263,35 @@ def test_train_file_holds_the_resampled_rows_in_their_order(root, split):
         expected = (x - scale[name]["shift"]) / scale[name]["scale"]
         np.testing.assert_allclose(train["jets/inputs"][:, i].astype(np.float64), expected, rtol=2e-3, atol=2e-3,
                                    err_msg=name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("split", CONVERTED)
+def test_resampled_file_carries_each_rows_selection_outputs_and_graph_nodes(root, split):
+    """Row i of resample/<split>.h5 holds the selection outputs of the jet it points at and, back to
+    back with the other rows', that jet's graph nodes: features and truth, as in the graphs file."""
+    path = root / "resample" / f"{split}.h5"
+    data = datasets(path)
+    names = sorted(name.split("/", 1)[1] for name in data if name.startswith("jets/"))
+    assert {*JET_VARS, *ADD_LABELS} <= set(names)
+    values = _selected(root, split, names)
+    for name in names:
+        np.testing.assert_array_equal(data[f"jets/{name}"], values[name], err_msg=name)
+    assert np.array_equal(data["nodes/counts"], values["ntracks"])
+    offsets = np.concatenate([[0], np.cumsum(data["nodes/counts"].astype(np.int64))])
+    rows = data["index/source"]
+    for s, (sample, file) in enumerate(_json_attr(path, "sources")):
+        graphs = datasets(root / "graphs" / sample / f"{Path(file).stem}.h5")
+        node_start = np.concatenate([[0], np.cumsum(graphs["nodes/counts"].astype(np.int64))])
+        for i in np.flatnonzero(rows == s)[:200]:
+            g, n = values["graph"][i], values["ntracks"][i]
+            ours = slice(offsets[i], offsets[i] + n)
+            theirs = slice(node_start[g], node_start[g] + n)
+            assert np.array_equal(data["nodes/x"][ours], graphs["nodes/x"][theirs]), (s, i)
+            assert np.array_equal(data["nodes/truth"][ours], graphs["truth/nodes"][theirs]), (s, i)
+        with h5py.File(path) as ours, h5py.File(root / "graphs" / sample / f"{Path(file).stem}.h5") as theirs:
+            assert ours["nodes/x"].attrs["names"] == theirs["nodes/x"].attrs["names"]
+            assert ours["nodes/truth"].attrs["names"] == theirs["truth/nodes"].attrs["names"]
 
 
 @pytest.mark.slow

@@ -1,0 +1,137 @@
+"""Compact tracks: the compiled padding loops, float16 counts, ragged indices and TrainChunk's views."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tracerflow.columns import ragged_index
+from tracerflow.write import TrainChunk
+from tracerflow.write.kernels import count_half_patterns, pad_lookup, pad_tracks
+
+MAX_TRACKS = 7
+
+
+@pytest.fixture(scope="module")
+def counts():
+    rng = np.random.default_rng(5)
+    counts = rng.integers(0, MAX_TRACKS + 1, 400)
+    counts[:3] = [0, MAX_TRACKS, 0]
+    return counts
+
+
+def padded_reference(values: np.ndarray, counts: np.ndarray, fill) -> np.ndarray:
+    """``(n, MAX_TRACKS, ...)`` built jet by jet in Python: the slow, obvious way."""
+    out = np.full((len(counts), MAX_TRACKS) + values.shape[1:], fill, dtype=values.dtype)
+    start = 0
+    for i, c in enumerate(counts):
+        out[i, :c] = values[start:start + c]
+        start += c
+    return out
+
+
+@pytest.mark.parametrize("dtype,tail,fill", [
+    (np.float16, (5,), 0), (np.float32, (), np.nan), (np.int8, (2,), -1), (np.bool_, (), False),
+    (np.float64, (2, 3), 0.5), (np.int64, (), 7),
+])
+def test_pad_tracks_matches_the_jet_by_jet_loop(counts, dtype, tail, fill):
+    rng = np.random.default_rng(1)
+    values = (rng.normal(size=(int(counts.sum()),) + tail) * 20).astype(dtype)
+    got = pad_tracks(values, counts, MAX_TRACKS, fill)
+    expected = padded_reference(values, counts, fill)
+    assert got.dtype == values.dtype and got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_pad_tracks_rejects_counts_that_do_not_fit(counts):
+    values = np.zeros(int(counts.sum()), np.float32)
+    with pytest.raises(ValueError, match=r"add up to"):
+        pad_tracks(values[1:], counts, MAX_TRACKS)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 3\]"):
+        pad_tracks(values, counts, 3)
+
+
+def test_pad_tracks_of_no_jets_and_of_jets_without_tracks():
+    assert pad_tracks(np.zeros((0, 4), np.float16), np.zeros(0, int), 5).shape == (0, 5, 4)
+    out = pad_tracks(np.zeros(0, np.int8), np.zeros(3, int), 4, -1)
+    assert out.shape == (3, 4) and (out == -1).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_pad_lookup_maps_every_track_through_its_columns_table(counts, dtype):
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(int(counts.sum()), 3)).astype(np.float16)
+    features[::11, 1] = np.nan
+    tables = rng.normal(size=(3, 1 << 16)).astype(dtype)
+    got = pad_lookup([features[:, j] for j in range(3)], tables, counts, MAX_TRACKS)
+    mapped = np.stack([tables[j][features[:, j].view(np.uint16)] for j in range(3)], axis=1)
+    np.testing.assert_array_equal(got, padded_reference(mapped, counts, 0))
+
+
+def test_pad_lookup_takes_columns_of_mixed_memory_layout(counts):
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(int(counts.sum()), 2)).astype(np.float16)
+    tables = np.stack([np.arange(1 << 16, dtype=np.uint16).view(np.float16)] * 2)
+    got = pad_lookup([features[:, 0], np.ascontiguousarray(features[:, 1])], tables, counts, MAX_TRACKS)
+    np.testing.assert_array_equal(got, padded_reference(features, counts, 0))
+
+
+def test_count_half_patterns_is_a_bincount_per_column():
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(5000, 2)).astype(np.float16)
+    got = count_half_patterns([a[:, 0], a[:, 1]])
+    assert got.shape == (2, 1 << 16)
+    for j in range(2):
+        np.testing.assert_array_equal(got[j], np.bincount(a[:, j].view(np.uint16), minlength=1 << 16))
+
+
+def test_ragged_index():
+    np.testing.assert_array_equal(ragged_index(np.array([10, 0, 5]), np.array([2, 0, 3])), [10, 11, 5, 6, 7])
+    assert ragged_index(np.zeros(0, int), np.zeros(0, int)).shape == (0,)
+
+
+def make_chunk(counts: np.ndarray, seed: int = 0) -> TrainChunk:
+    rng = np.random.default_rng(seed)
+    n, t = len(counts), int(counts.sum())
+    return TrainChunk(jets={"pt": rng.normal(size=n)}, counts=counts, tracks={"d0": rng.normal(size=t)},
+                      max_tracks=MAX_TRACKS, label=rng.integers(0, 3, n), weight=rng.random(n),
+                      fold=rng.integers(0, 4, n), hash=rng.integers(0, 2**62, n).astype(np.uint64),
+                      track_labels={"origin": rng.integers(0, 5, t)}, add_labels={"lxy": rng.random(n)})
+
+
+def test_from_padded_keeps_the_valid_slots_and_refuses_gaps(counts):
+    chunk = make_chunk(counts)
+    again = TrainChunk.from_padded(jets=chunk.jets, tracks={"d0": chunk.padded(chunk.tracks["d0"], 99.0)},
+                                   valid=chunk.valid, label=chunk.label, weight=chunk.weight, fold=chunk.fold,
+                                   hash=chunk.hash, track_labels={"origin": chunk.padded(chunk.track_labels["origin"])},
+                                   add_labels=chunk.add_labels)
+    np.testing.assert_array_equal(again.counts, counts)
+    np.testing.assert_array_equal(again.tracks["d0"], chunk.tracks["d0"])
+    np.testing.assert_array_equal(again.track_labels["origin"], chunk.track_labels["origin"])
+    gap = np.zeros((2, 3), bool)
+    gap[0, 1] = True
+    with pytest.raises(ValueError, match="come first"):
+        TrainChunk.from_padded(jets={}, tracks={}, valid=gap, label=np.zeros(2), weight=np.ones(2),
+                               fold=np.zeros(2), hash=np.zeros(2, np.uint64))
+
+
+def test_take_rows_and_blocks_carry_each_jets_own_tracks(counts):
+    chunk = make_chunk(counts)
+    padded = chunk.padded(chunk.tracks["d0"], np.nan)
+    index = np.random.default_rng(9).permutation(len(chunk))[:150]
+    taken = chunk.take(index)
+    taken.validate()
+    np.testing.assert_array_equal(taken.padded(taken.tracks["d0"], np.nan), padded[index])
+    np.testing.assert_array_equal(taken.jets["pt"], chunk.jets["pt"][index])
+    part = chunk.rows(37, 211)
+    part.validate()
+    np.testing.assert_array_equal(part.padded(part.tracks["d0"], np.nan), padded[37:211])
+    blocks = list(chunk.blocks(padded_row_bytes=MAX_TRACKS * 8, block_bytes=MAX_TRACKS * 8 * 300))
+    assert [len(b) for b in blocks] == [300, 100]
+    np.testing.assert_array_equal(np.concatenate([b.padded(b.tracks["d0"], np.nan) for b in blocks]), padded)
+
+
+def test_validate_names_the_array_that_does_not_fit(counts):
+    chunk = make_chunk(counts)
+    chunk.tracks["d0"] = chunk.tracks["d0"][:-1]
+    with pytest.raises(ValueError, match=r"tracks\['d0'\].*one value per track"):
+        chunk.validate()
