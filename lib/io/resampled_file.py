@@ -9,7 +9,10 @@ Per output row (rows are already globally shuffled):
 - ``/jets/<name>``: every selection output (``derived/<name>`` of the selections file);
 - ``/nodes/counts``: graph nodes (tracks) of the row's jet; ``/nodes/x`` and ``/nodes/truth``:
   the node features and node truth of all rows back to back, names in their ``names``
-  attribute (JSON list), as in the graphs file.
+  attribute (JSON list), as in the graphs file;
+- ``/nodes/x_half_counts`` (float16 node features only): ``(n_features, 65536)`` counts of each
+  float16 bit pattern per feature over every node of the split, from which WriteTrainSample
+  takes the tracks' means and standard deviations without reading the nodes again.
 
 A resampled file is self-contained: WriteTrainSample reads it front to back and never goes
 back to the selections and graphs files.
@@ -72,6 +75,18 @@ class ResampledFile(SchemaFile):
     @property
     def node_truth(self) -> list[str]:
         return self._json_attr("nodes/truth", "names")
+
+    def half_counts(self, names: Sequence[str]) -> np.ndarray | None:
+        """``(len(names), 65536)`` float16 bit-pattern counts of node features ``names`` over every
+        node, or None when the file has none (node features not float16)."""
+        if "nodes/x_half_counts" not in self._file:
+            return None
+        known = self.node_features
+        missing = [v for v in names if v not in known]
+        if missing:
+            raise KeyError(f"{self.path}: no node feature {missing[0]!r} (has {known})")
+        counts = self._file["nodes/x_half_counts"][()]
+        return counts[[known.index(v) for v in names]]
 
     def index(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Column ``name`` (an index column, ``label`` or ``weight``) of rows ``[start, stop)``."""

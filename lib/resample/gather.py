@@ -25,6 +25,7 @@ from tracerflow.io import graphs_file, selections_file
 from tracerflow.io.h5target import H5Writer, check_schema
 from tracerflow.io.resampled_file import (COUNT_DTYPE, INDEX_COLUMNS, INDEX_DTYPES, LABEL_DTYPE, SCHEMA,
                                           SCHEMA_VERSION, WEIGHT_DTYPE)
+from tracerflow.write.kernels import count_half_patterns
 
 BLOCK_ROWS = 32768
 WRITE_BLOCK_BYTES = 4 << 20
@@ -102,6 +103,9 @@ def write_resampled(path: str | os.PathLike, rows: Mapping[str, np.ndarray], *, 
             _write_blocks(writer, {"nodes/x": x, "nodes/truth": truth})
             writer.set_attrs("nodes/x", names=names["x"])
             writer.set_attrs("nodes/truth", names=names["truth"])
+            if x.dtype == np.float16:
+                writer.write("nodes/x_half_counts", count_half_patterns([x[:, j] for j in range(x.shape[1])]))
+                writer.set_attrs("nodes/x_half_counts", names=names["x"])
     return int(offsets[-1])
 
 

@@ -22,9 +22,11 @@ MAX_CHUNK_ROWS = 32768
 
 
 def chunk_rows_for(row_bytes: int) -> int:
-    """Rows per HDF5 chunk for rows of ``row_bytes``: ~2 MiB, a multiple of 256, at most 32768."""
+    """Rows per HDF5 chunk for rows of ``row_bytes``: the power of two that keeps a chunk within
+    ~2 MiB, between 256 and 32768. Powers of two divide one another, so blocks of a power-of-two
+    number of jets fill whole chunks of every dataset and nothing has to be joined before writing."""
     rows = TARGET_CHUNK_BYTES // max(int(row_bytes), 1)
-    return int(min(MAX_CHUNK_ROWS, max(MIN_CHUNK_ROWS, rows // 256 * 256)))
+    return int(min(MAX_CHUNK_ROWS, max(MIN_CHUNK_ROWS, 1 << max(0, rows.bit_length() - 1))))
 
 
 def ensure_group(f: h5py.File, path: str) -> None:

@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 
 from tracerflow.columns import ragged_index
-from tracerflow.write.kernels import pad_tracks
+from tracerflow.write.kernels import pad_tracks, valid_slots
 
 BLOCK_BYTES = 8 << 20
 MIN_BLOCK_JETS = 256
@@ -63,7 +63,7 @@ class TrainChunk:
     @property
     def valid(self) -> np.ndarray:
         """``(n, max_tracks)`` bool: which slots hold a track."""
-        return np.arange(self.max_tracks)[None, :] < np.asarray(self.counts)[:, None]
+        return valid_slots(self.counts, self.max_tracks)
 
     def padded(self, values: np.ndarray, fill: float | int = 0) -> np.ndarray:
         """Per-track ``values`` of this chunk as ``(n, max_tracks, ...)``, ``fill`` in padding slots."""
@@ -109,10 +109,12 @@ class TrainChunk:
         )
 
     def blocks(self, padded_row_bytes: int, block_bytes: int = BLOCK_BYTES) -> Iterator["TrainChunk"]:
-        """The chunk in consecutive pieces whose padded track arrays, ``padded_row_bytes`` per jet, stay
-        near ``block_bytes``: buffers that small are reused by the allocator, so padding them does not
-        fault in fresh pages every time, and a writer thread can store one while the next is made."""
+        """The chunk in consecutive pieces of a power-of-two number of jets whose padded track arrays,
+        ``padded_row_bytes`` per jet, stay within ``block_bytes``: buffers that small are reused by the
+        allocator, so padding them does not fault in fresh pages every time, a writer thread can store
+        one while the next is made, and they fill whole HDF5 chunks (see ``chunk_rows_for``)."""
         step = max(MIN_BLOCK_JETS, block_bytes // max(1, padded_row_bytes))
+        step = 1 << (step.bit_length() - 1)
         for start in range(0, len(self), step):
             yield self.rows(start, min(len(self), start + step))
 

@@ -46,6 +46,13 @@ def _pad_lookup(columns, tables: np.ndarray, counts: np.ndarray, row: int, out: 
 
 
 @numba.njit(nogil=True, cache=True)
+def _valid(counts: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    for i in range(counts.shape[0]):
+        out[i, :counts[i]] = 1
+        out[i, counts[i]:] = 0
+
+
+@numba.njit(nogil=True, cache=True)
 def _count_patterns(columns, out: np.ndarray) -> None:  # pragma: no cover - compiled
     j = 0
     for col in columns:
@@ -65,6 +72,15 @@ def pad_tracks(values: np.ndarray, counts: np.ndarray, max_tracks: int, fill: fl
     if out.size:
         _pad(_as_integers(np.ascontiguousarray(values).reshape(-1)), counts, max_tracks * width, width,
              _as_integers(np.asarray(fill, dtype=values.dtype))[()], _as_integers(out.reshape(-1)))
+    return out
+
+
+def valid_slots(counts: np.ndarray, max_tracks: int) -> np.ndarray:
+    """``(n_jets, max_tracks)`` bool, true in each jet's first ``counts`` slots."""
+    counts = np.ascontiguousarray(counts, dtype=np.int64)
+    out = np.empty((len(counts), max_tracks), dtype=bool)
+    if out.size:
+        _valid(counts, out.view(np.uint8))
     return out
 
 

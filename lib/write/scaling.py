@@ -121,18 +121,28 @@ class ScaleAccumulator:
         self.update_columns(chunk.jets, chunk.tracks)
 
     def update_columns(self, jets: Mapping[str, np.ndarray], tracks: Mapping[str, np.ndarray]) -> None:
-        """Add jet variables ``(n,)`` and track variables (one value per real track)."""
+        """Add jet variables ``(n,)`` and track variables (one value per real track); a group's
+        mapping may leave variables out (counted elsewhere, as with :meth:`add_half_counts`)."""
         for group, columns in (("jets", jets), ("tracks", tracks)):
-            wanted = {v: np.asarray(columns[v]).reshape(-1) for v in self.variables[group] if v not in self.no_norm[group]}
+            wanted = {v: np.asarray(columns[v]).reshape(-1) for v in self.variables[group]
+                      if v in columns and v not in self.no_norm[group]}
             half = [v for v, values in wanted.items() if values.dtype == np.float16]
-            held = self._half_counts[group]
             for var, counts in zip(half, count_half_patterns([wanted[v] for v in half])):
-                held[var] = held[var] + counts if var in held else counts
+                self.add_half_counts(group, var, counts)
             for var, values in wanted.items():
                 if var not in half:
                     n, mean, m2 = _moments(_transformed(values.astype(np.float64), self._flags(group, var)))
                     if n:
                         self._merge_moments(group, var, n, mean, m2)
+
+    def add_half_counts(self, group: str, var: str, counts: np.ndarray) -> None:
+        """Add float16 values of ``var`` given as counts of each of the 65,536 bit patterns."""
+        if var in self.no_norm[group]:
+            return
+        if var not in self.variables[group]:
+            raise KeyError(f"{var!r} is not a {group} variable of this accumulator")
+        held = self._half_counts[group]
+        held[var] = held[var] + counts if var in held else np.array(counts, dtype=np.int64)
 
     def _flags(self, group: str, var: str) -> dict[str, bool]:
         return {"log": var in self.log[group], "asinh": var in self.asinh[group]}

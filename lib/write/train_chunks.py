@@ -16,6 +16,7 @@ from tracerflow.columns import ragged_index
 from tracerflow.hashing import fold_of
 from tracerflow.io.resampled_file import ResampledFile
 from tracerflow.write.chunk import TrainChunk
+from tracerflow.write.kernels import count_half_patterns
 
 
 @dataclass(frozen=True)
@@ -56,12 +57,32 @@ class TrainChunks:
         for start in range(0, len(self), self.chunk_size):
             yield self.read(start, min(len(self), start + self.chunk_size))
 
-    def inputs(self) -> Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
-        """``(jet variables, track variables)`` of each chunk, reading nothing else: what a scale pass needs."""
+    def inputs(self, tracks: bool = True) -> Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+        """``(jet variables, track variables)`` of each chunk, reading nothing else: what a scale pass
+        needs. With ``tracks=False`` the track variables are left out (empty)."""
         for start in range(0, len(self), self.chunk_size):
             stop = min(len(self), start + self.chunk_size)
             jets = self.file.jets(self.columns.jet_vars, start, stop)
-            yield {v: jets[v].astype(np.float32) for v in self.columns.jet_vars}, self._tracks(start, stop)[1]
+            yield ({v: jets[v].astype(np.float32) for v in self.columns.jet_vars},
+                   self._tracks(start, stop)[1] if tracks else {})
+
+    def track_half_counts(self) -> dict[str, np.ndarray] | None:
+        """Float16 bit-pattern counts of each track variable over the tracks the chunks carry, from
+        the counts the resampled file stores (less the nodes beyond ``max_tracks``, read from the
+        chunks that have such jets); None when the file stores none."""
+        c, f = self.columns, self.file
+        counts = f.half_counts(c.track_vars)
+        if counts is None or not c.track_vars:
+            return None
+        nodes = np.diff(f.offsets)
+        cut = np.flatnonzero(nodes > c.max_tracks)
+        for start in np.unique(cut // self.chunk_size) * self.chunk_size:
+            stop = min(len(self), start + self.chunk_size)
+            jets = cut[(cut >= start) & (cut < stop)]
+            beyond = ragged_index(f.offsets[jets] + c.max_tracks - f.offsets[start], nodes[jets] - c.max_tracks)
+            dropped = f.nodes("x", c.track_vars, start, stop)[beyond]
+            counts = counts - count_half_patterns([dropped[:, j] for j in range(len(c.track_vars))])
+        return dict(zip(c.track_vars, counts))
 
     def read(self, start: int, stop: int) -> TrainChunk:
         """Jets ``[start, stop)`` as a train chunk, tracks cut to ``max_tracks`` per jet."""

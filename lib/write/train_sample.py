@@ -69,8 +69,11 @@ def write_train_sample(resampled_path: str | os.PathLike, columns: Columns, writ
         if scale_dict is None:
             start = time.perf_counter()
             accumulator = scale_accumulator(write, columns)
-            for jets, tracks in chunks.inputs():
+            counted = chunks.track_half_counts()
+            for jets, tracks in chunks.inputs(tracks=counted is None):
                 accumulator.update_columns(jets, tracks)
+            for var, counts in (counted or {}).items():
+                accumulator.add_half_counts("tracks", var, counts)
             scale_dict = accumulator.result()
             if scale_dict_json is not None:
                 write_scale_dict(scale_dict_json, scale_dict)

@@ -6,7 +6,7 @@ import pytest
 
 from tracerflow.columns import ragged_index
 from tracerflow.write import TrainChunk
-from tracerflow.write.kernels import count_half_patterns, pad_lookup, pad_tracks
+from tracerflow.write.kernels import count_half_patterns, pad_lookup, pad_tracks, valid_slots
 
 MAX_TRACKS = 7
 
@@ -75,6 +75,11 @@ def test_pad_lookup_takes_columns_of_mixed_memory_layout(counts):
     np.testing.assert_array_equal(got, padded_reference(features, counts, 0))
 
 
+def test_valid_slots_mark_each_jets_first_slots(counts):
+    np.testing.assert_array_equal(valid_slots(counts, MAX_TRACKS), np.arange(MAX_TRACKS)[None, :] < counts[:, None])
+    assert valid_slots(np.zeros(0, int), 3).shape == (0, 3)
+
+
 def test_count_half_patterns_is_a_bincount_per_column():
     rng = np.random.default_rng(4)
     a = rng.normal(size=(5000, 2)).astype(np.float16)
@@ -126,7 +131,7 @@ def test_take_rows_and_blocks_carry_each_jets_own_tracks(counts):
     part.validate()
     np.testing.assert_array_equal(part.padded(part.tracks["d0"], np.nan), padded[37:211])
     blocks = list(chunk.blocks(padded_row_bytes=MAX_TRACKS * 8, block_bytes=MAX_TRACKS * 8 * 300))
-    assert [len(b) for b in blocks] == [300, 100]
+    assert [len(b) for b in blocks] == [256, 144]
     np.testing.assert_array_equal(np.concatenate([b.padded(b.tracks["d0"], np.nan) for b in blocks]), padded)
 
 
