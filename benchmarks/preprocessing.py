@@ -353,8 +353,8 @@ def write_row(row_type: Callable[..., R], cfg: Config, resampled_path: Path, col
     ratio = ours / bare
     detail = (f"ours {ours:.2f} s = scale pass {times['scale']:.2f} + write_umami {times['umami']:.2f} s "
               f"(runs {', '.join(f'{sum(t.values()):.2f}' for t in runs)} s), reading the resampled file "
-              f"({resampled_path.stat().st_size / MIB:.0f} MiB), after numba's start-up in this process "
-              f"({startup:.2f} s, once per process, not in the row, as imports are not); bare h5py {bare:.2f} s "
+              f"({resampled_path.stat().st_size / MIB:.0f} MiB), kernels warmed before timing ({startup:.2f} s; "
+              f"numba's start-up, ~0.5 s once per process like an import, is not in the row); bare h5py {bare:.2f} s "
               f"(runs {', '.join(f'{b:.2f}' for b in bares)} s); ratio = fastest ours / fastest bare; format umami "
               f"only, precision={write['precision']}, compression={write['compression']}, "
               f"chunk_size={write['chunk_size']}, {columns.max_tracks} tracks x {len(columns.track_vars)} features, "

@@ -15,7 +15,7 @@ HALF_PATTERNS = 1 << 16
 
 
 @numba.njit(nogil=True, cache=True)
-def _pad(values: np.ndarray, counts: np.ndarray, row: int, width: int, fill, out: np.ndarray) -> None:  # pragma: no cover
+def _pad(values: np.ndarray, counts: np.ndarray, row: int, width: int, fill, out: np.ndarray) -> None:
     # values: all tracks' items back to back, ``width`` per track; out: flat, ``row`` items per jet
     t = 0
     o = 0
@@ -28,7 +28,7 @@ def _pad(values: np.ndarray, counts: np.ndarray, row: int, width: int, fill, out
 
 
 @numba.njit(nogil=True, cache=True)
-def _pad_lookup(columns, tables: np.ndarray, counts: np.ndarray, row: int, out: np.ndarray) -> None:  # pragma: no cover
+def _pad_lookup(columns, tables: np.ndarray, counts: np.ndarray, row: int, out: np.ndarray) -> None:
     # out: flat, ``row`` items per jet, ``len(columns)`` per track
     width = tables.shape[0]
     t = 0
@@ -46,14 +46,14 @@ def _pad_lookup(columns, tables: np.ndarray, counts: np.ndarray, row: int, out: 
 
 
 @numba.njit(nogil=True, cache=True)
-def _valid(counts: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+def _valid(counts: np.ndarray, out: np.ndarray) -> None:
     for i in range(counts.shape[0]):
         out[i, :counts[i]] = 1
         out[i, counts[i]:] = 0
 
 
 @numba.njit(nogil=True, cache=True)
-def _count_patterns(columns, out: np.ndarray) -> None:  # pragma: no cover - compiled
+def _count_patterns(columns, out: np.ndarray) -> None:
     j = 0
     for col in columns:
         for t in range(col.shape[0]):
