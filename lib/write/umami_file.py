@@ -139,9 +139,6 @@ def write_umami(
                 whole.validate()
                 if whole.max_tracks != max_tracks:
                     raise ValueError(f"chunk has {whole.max_tracks} track slots, the file {max_tracks}")
-                label = np.asarray(whole.label).astype(np.int64)
-                if label.size and (label.min() < 0 or label.max() >= n_classes):
-                    raise ValueError(f"labels must lie in [0, {n_classes}), got [{label.min()}, {label.max()}]")
                 for chunk in whole.blocks(track_row_bytes):
                     behind.add(_umami_rows(chunk, scale_dict, jet_vars, track_vars, concat_idx, add_label_names,
                                            track_label_names, label_dtype, eye, precision))
@@ -156,6 +153,8 @@ def _umami_rows(chunk: TrainChunk, scale_dict: Mapping[str, Any], jet_vars: Sequ
                 label_dtype: np.dtype, eye: np.ndarray, precision: str) -> dict[str, np.ndarray]:
     """Every dataset's rows for the jets of ``chunk``: scaled inputs, labels, padded tracks."""
     label = np.asarray(chunk.label).astype(np.int64)
+    if label.size and (label.min() < 0 or label.max() >= len(eye)):
+        raise ValueError(f"labels must lie in [0, {len(eye)}), got [{label.min()}, {label.max()}]")
     scaled = apply_scaling(chunk, scale_dict, jet_vars, track_vars, dtype=precision)
     tracks = scaled.tracks
     valid = chunk.valid
