@@ -18,6 +18,11 @@ class ApplySelections(FileTask):
     def digest(self) -> str:
         return self.cfg.digest("selection", upstream=[self.requires()["events"].digest()])
 
+    def gathered_digests(self) -> list[str]:
+        """The digests a task that gathers this file's jets with their graph nodes depends on: the
+        selections' (which cover only the events) and the graphs'."""
+        return [self.digest(), self.requires()["graphs"].digest()]
+
     def output(self) -> H5Target:
         return H5Target(self.target_path("selections"), self.digest(), selections_file.SCHEMA)
 

@@ -26,7 +26,7 @@ class PrepareSample(TracerflowTask):
 
     def digest(self) -> str:
         needs = self.requires()
-        upstream = [d for t in needs["selections"] for d in (t.digest(), t.requires()["graphs"].digest())]
+        upstream = [d for t in needs["selections"] for d in t.gathered_digests()]
         upstream.append(needs["scaling"].digest())
         return self.cfg.digest("project.seed", "resample.label", "resample.classes", "resample.weight", "write",
                                upstream=upstream, extra=self.sample)

@@ -40,7 +40,7 @@ class Resample(TracerflowTask):
                 for s in resampled_samples(cfg) for f in cfg.sample_files(s)]
 
     def digest(self) -> str:
-        upstream = [d for t in self.requires() for d in (t.digest(), t.requires()["graphs"].digest())]
+        upstream = [d for t in self.requires() for d in t.gathered_digests()]
         return self.cfg.digest("project.seed", "resample", upstream=upstream)
 
     def output(self) -> H5Target:
