@@ -66,13 +66,13 @@ class _Source:
 
 def write_resampled(path: str | os.PathLike, rows: Mapping[str, np.ndarray], *, split: str,
                     classes: Sequence[str], sources: Sequence[tuple[str, str]], paths: Sequence[SourcePaths],
-                    config_digest: str, created_by: str, attrs: Mapping[str, Any] | None = None,
-                    tmp_dir: str | os.PathLike | None = None) -> int:
+                    config_digest: str, created_by: str, attrs: Mapping[str, Any] | None = None) -> int:
     """Write one split's output rows (``source``, ``row``, ``hash``, ``item``, ``copy``, ``label``,
     ``weight``, in final order) with their jets' selection outputs and graph nodes; return the node count.
 
     ``paths[i]`` are the files of ``sources[i]``. A graphs file that does not line up with its
     selections file, or sources that disagree on their outputs or node names, raise naming the file.
+    Scratch files (large splits only) live in a temporary directory beside ``path``.
     """
     if len(paths) != len(sources):
         raise ValueError(f"{path}: {len(sources)} sources, {len(paths)} paths given")
@@ -84,7 +84,7 @@ def write_resampled(path: str | os.PathLike, rows: Mapping[str, np.ndarray], *, 
     offsets = np.concatenate([[0], np.cumsum(counts)])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".gather-", dir=tmp_dir or path.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=".gather-", dir=path.parent) as tmp:
         scratch = _Scratch(Path(tmp))
         jets = {v: scratch.array(f"jets.{v}", (n,), dtype) for v, dtype in names["jets"].items()}
         x = scratch.array("x", (int(offsets[-1]), len(names["x"])), names["x_dtype"])

@@ -574,6 +574,26 @@ def test_failing_write_train_sample_keeps_what_was_written(work, tmp_path):
 
 
 @pytest.mark.slow
+def test_graphs_that_do_not_line_up_stop_resample_naming_the_file(work, tmp_path):
+    """A graphs file whose events no longer match its selections file (hashes rewritten in place, so
+    its target still looks done): Resample fails naming it, the run exits 1, no file that was there
+    changes and no resampled split is written (its report and plots, written first, may be)."""
+    out = _copy_run(work, tmp_path)
+    for name in ("resample", "train_sample", "tfrecords"):
+        shutil.rmtree(out / name)
+    broken = out / "graphs" / "zprime" / "zprime_0001.h5"
+    with h5py.File(broken, "r+") as f:
+        f["index/hash"][...] = f["index/hash"][()][::-1]
+    before = file_mtimes(out)
+    proc = tracerflow("run", *PRE, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "Resample" in proc.stdout and str(broken) in proc.stderr and "do not line up" in proc.stderr
+    after = file_mtimes(out)
+    assert {path: after.get(path) for path in before} == before
+    assert not list(out.glob("resample/**/*.h5")) and not list(out.glob("resample/**/.*"))
+
+
+@pytest.mark.slow
 def test_a_lost_scale_dict_does_not_block_the_other_splits(work, tmp_path):
     out = _copy_run(work, tmp_path)
     for name in ("scale_dict.json", "val.h5", "val_folds.h5"):
