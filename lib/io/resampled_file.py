@@ -45,6 +45,8 @@ class ResampledFile(SchemaFile):
         super().__init__(path)
         counts = self._file["nodes/counts"][:].astype(np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(counts)])
+        self.node_features: list[str] = self._json_attr("nodes/x", "names")
+        self.node_truth: list[str] = self._json_attr("nodes/truth", "names")
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -68,25 +70,22 @@ class ResampledFile(SchemaFile):
     def jet_names(self) -> list[str]:
         return sorted(self._file["jets"].keys())
 
-    @property
-    def node_features(self) -> list[str]:
-        return self._json_attr("nodes/x", "names")
-
-    @property
-    def node_truth(self) -> list[str]:
-        return self._json_attr("nodes/truth", "names")
+    def _node_columns(self, which: str, names: Sequence[str]) -> list[int]:
+        """Column of each of ``names`` in ``nodes/x`` (``which="x"``) or ``nodes/truth``; a ``KeyError``
+        names a missing one."""
+        known = self.node_features if which == "x" else self.node_truth
+        missing = [v for v in names if v not in known]
+        if missing:
+            kind = "node feature" if which == "x" else "node truth"
+            raise KeyError(f"{self.path}: no {kind} {missing[0]!r} (has {known})")
+        return [known.index(v) for v in names]
 
     def half_counts(self, names: Sequence[str]) -> np.ndarray | None:
         """``(len(names), 65536)`` float16 bit-pattern counts of node features ``names`` over every
         node, or None when the file has none (node features not float16)."""
         if "nodes/x_half_counts" not in self._file:
             return None
-        known = self.node_features
-        missing = [v for v in names if v not in known]
-        if missing:
-            raise KeyError(f"{self.path}: no node feature {missing[0]!r} (has {known})")
-        counts = self._file["nodes/x_half_counts"][()]
-        return counts[[known.index(v) for v in names]]
+        return self._file["nodes/x_half_counts"][()][self._node_columns("x", names)]
 
     def index(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Column ``name`` (an index column, ``label`` or ``weight``) of rows ``[start, stop)``."""
@@ -102,12 +101,11 @@ class ResampledFile(SchemaFile):
 
     def nodes(self, which: str, names: Sequence[str], start: int, stop: int) -> np.ndarray:
         """Columns ``names`` of ``nodes/x`` (``which="x"``) or ``nodes/truth`` for the nodes of rows
-        ``[start, stop)``, as ``(n_nodes, len(names))``; a ``KeyError`` names a missing one."""
-        known = self.node_features if which == "x" else self.node_truth
-        missing = [v for v in names if v not in known]
-        if missing:
-            kind = "node feature" if which == "x" else "node truth"
-            raise KeyError(f"{self.path}: no {kind} {missing[0]!r} (has {known})")
-        block = self._file[f"nodes/{which}"][int(self.offsets[start]):int(self.offsets[stop])]
-        idx = [known.index(v) for v in names]
-        return block if idx == list(range(len(known))) else block[:, idx]
+        ``[start, stop)``, as ``(n_nodes, len(names))``; nothing is read when ``names`` is empty."""
+        idx = self._node_columns(which, names)
+        dset = self._file[f"nodes/{which}"]
+        n0, n1 = int(self.offsets[start]), int(self.offsets[stop])
+        if not idx:
+            return np.zeros((n1 - n0, 0), dtype=dset.dtype)
+        block = dset[n0:n1]
+        return block if idx == list(range(dset.shape[1])) else block[:, idx]
