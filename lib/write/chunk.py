@@ -65,9 +65,10 @@ class TrainChunk:
         """``(n, max_tracks)`` bool: which slots hold a track."""
         return valid_slots(self.counts, self.max_tracks)
 
-    def padded(self, values: np.ndarray, fill: float | int = 0) -> np.ndarray:
-        """Per-track ``values`` of this chunk as ``(n, max_tracks, ...)``, ``fill`` in padding slots."""
-        return pad_tracks(values, self.counts, self.max_tracks, fill)
+    def padded(self, values: np.ndarray, fill: float | int = 0, out: np.ndarray | None = None) -> np.ndarray:
+        """Per-track ``values`` of this chunk as ``(n, max_tracks, ...)``, ``fill`` in padding slots
+        (written into ``out`` when given)."""
+        return pad_tracks(values, self.counts, self.max_tracks, fill, out)
 
     def validate(self) -> None:
         """Raise ``ValueError`` when an array's shape does not fit the chunk's jets and tracks."""

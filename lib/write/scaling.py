@@ -65,7 +65,8 @@ def _transformed(x: np.ndarray, entry: Mapping[str, Any]) -> np.ndarray:
 
 def _moments(values: np.ndarray, counts: np.ndarray | None = None) -> tuple[float, float, float]:
     """(n, mean, sum of squared deviations) of the finite ``values`` in float64, each counted
-    ``counts`` times when given."""
+    ``counts`` times when given. Sums, not ``np.dot``: a BLAS dot product leaves its threads
+    spinning for a while afterwards, on the cores the writer's threads need next."""
     x = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(x)
     weights = np.ones(x.shape) if counts is None else np.asarray(counts, dtype=np.float64)
@@ -73,8 +74,8 @@ def _moments(values: np.ndarray, counts: np.ndarray | None = None) -> tuple[floa
     n = float(weights.sum())
     if not n:
         return 0.0, 0.0, 0.0
-    mean = float(np.dot(weights, x)) / n
-    return n, mean, float(np.dot(weights, np.square(x - mean)))
+    mean = float(np.sum(weights * x)) / n
+    return n, mean, float(np.sum(weights * np.square(x - mean)))
 
 
 #: Every float16 value, in the order of its bit pattern: float16 inputs are scaled and counted
@@ -217,13 +218,16 @@ def _scale_stack(
     entries: Sequence[Mapping[str, Any]],
     n: int,
     dtype: Any = np.float32,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Scaled columns of ``n`` values stacked as ``(n, len(columns))``, computed in float32 and stored as ``dtype``.
+    """Scaled columns of ``n`` values stacked as ``(n, len(columns))``, computed in float32 and stored as
+    ``dtype`` (in ``out`` when given).
 
     A float16 column is looked up in its variable's table over every float16 value (computed
     once, by the float32 arithmetic below), which gives the same numbers at a fraction of the cost.
     """
-    out = np.empty((n, len(columns)), dtype=dtype)
+    if out is None:
+        out = np.empty((n, len(columns)), dtype=dtype)
     if not columns or not out.size:
         return out
     other = []
@@ -306,8 +310,13 @@ def apply_scaling(
     jet_vars: Sequence[str] | None = None,
     track_vars: Sequence[str] | None = None,
     dtype: Any = np.float32,
+    jets_out: np.ndarray | None = None,
+    tracks_out: np.ndarray | None = None,
+    stale: np.ndarray | None = None,
 ) -> ScaledInputs:
-    """Scale a chunk's inputs into ``(n, n_jet_vars)`` and ``(n, max_tracks, n_track_vars)`` arrays.
+    """Scale a chunk's inputs into ``(n, n_jet_vars)`` and ``(n, max_tracks, n_track_vars)`` arrays,
+    ``jets_out`` and ``tracks_out`` when given (C-contiguous, of ``dtype``; ``stale`` as for
+    :func:`~tracerflow.write.kernels.pad_lookup` when ``tracks_out`` is a reused buffer).
 
     Tracks are scaled compactly and then padded: padding slots are 0.
 
@@ -321,13 +330,15 @@ def apply_scaling(
         track_vars = [v for v in chunk.tracks if v in scale_dict.get("tracks", {})]
     jet_entries = [scale_entry(scale_dict, "jets", v) for v in jet_vars]
     track_entries = [scale_entry(scale_dict, "tracks", v) for v in track_vars]
-    jets = _scale_stack([_column(chunk.jets, "jets", v) for v in jet_vars], jet_entries, len(chunk), dtype)
+    jets = _scale_stack([_column(chunk.jets, "jets", v) for v in jet_vars], jet_entries, len(chunk), dtype,
+                        jets_out)
     columns = [np.asarray(_column(chunk.tracks, "tracks", v)) for v in track_vars]
     if columns and all(c.dtype == np.float16 for c in columns):
         tables = _half_tables(tuple(_table_key(e) for e in track_entries), np.dtype(dtype).str)
-        tracks = pad_lookup(columns, tables, chunk.counts, chunk.max_tracks)
+        tracks = pad_lookup(columns, tables, chunk.counts, chunk.max_tracks, tracks_out, stale)
     else:
-        tracks = chunk.padded(_scale_stack(columns, track_entries, int(np.sum(chunk.counts)), dtype))
+        tracks = chunk.padded(_scale_stack(columns, track_entries, int(np.sum(chunk.counts)), dtype),
+                              out=tracks_out)
     return ScaledInputs(jets, tracks, tuple(jet_vars), tuple(track_vars))
 
 

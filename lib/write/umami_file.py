@@ -9,14 +9,19 @@ Inputs are scaled with the scale dict and stored in ``precision``. Column names 
 ``variables`` attribute of each matrix (JSON list); class names are ``label_classes`` on the
 label datasets and ``class_names`` on the root. Jet variables concatenated to the tracks
 (umami's ``concat_jet_tracks``) follow the track variables and are named ``jet_<var>``.
+Uncompressed files of a known length have contiguous datasets, written in place by several
+threads (:mod:`tracerflow.write.placed`); compressed ones have row-chunked datasets.
 """
 from __future__ import annotations
 
 import itertools
 import json
 import os
+import threading
+from dataclasses import dataclass
+from functools import cached_property, partial
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -24,12 +29,18 @@ import numpy as np
 from tracerflow.io.h5target import H5Writer, SchemaFile
 from tracerflow.write.appender import RowAppender, WriteBehind, read_text, write_text
 from tracerflow.write.chunk import TrainChunk
+from tracerflow.write.kernels import check_fits, pad_columns, valid_slots
+from tracerflow.write.placed import PlacedDatasets
 from tracerflow.write.scaling import apply_scaling, scale_dict_from_json, scale_dict_to_json, write_scale_dict
+from tracerflow.write.workers import run_all
 
 SCHEMA = "tracerflow.train_umami"
 SCHEMA_VERSION = 1
 PRECISIONS = ("float16", "float32")
 READ_CACHE_BYTES = 64 << 20
+#: Track rows per block a worker pads and stores at once: large writes cost the kernel less per
+#: byte, and the buffers are reused, so their size costs no page faults after the first block.
+PLACED_BLOCK_BYTES = 32 << 20
 
 
 def scale_dict_path(train_path: str | os.PathLike) -> Path:
@@ -53,11 +64,124 @@ def _concat_names(concat_jet_tracks: bool | Sequence[str], jet_vars: Sequence[st
     return names
 
 
-def _int_dtype_for(values: np.ndarray, dtype: np.dtype, what: str) -> np.ndarray:
-    info = np.iinfo(dtype)
-    if values.size and (values.min() < info.min or values.max() > info.max):
-        raise ValueError(f"{what} outside the range of {dtype} [{info.min}, {info.max}]")
-    return values.astype(dtype)
+@dataclass(frozen=True)
+class _UmamiRows:
+    """How jets become rows of the train file's datasets: per-jet rows a chunk at a time
+    (:meth:`jet_rows`, vectorised numpy on the reading thread) and track rows a block at a time
+    (:meth:`fill_tracks`, compiled loops that release the GIL, on worker threads)."""
+
+    scale_dict: Mapping[str, Any]
+    class_names: tuple[str, ...]
+    jet_vars: tuple[str, ...]
+    track_vars: tuple[str, ...]
+    concat: tuple[str, ...]
+    add_label_names: tuple[str, ...]
+    track_label_names: tuple[str, ...]
+    label_dtype: np.dtype
+    precision: str
+    max_tracks: int
+
+    @cached_property
+    def datasets(self) -> dict[str, tuple[np.dtype, tuple[int, ...], dict[str, Any]]]:
+        """``{path: (dtype, shape after the jet axis, attributes)}`` of every per-jet dataset, in file order."""
+        classes = list(self.class_names)
+        track_cols = list(self.track_vars) + [f"jet_{v}" for v in self.concat]
+        out = {
+            "jets/inputs": (self.precision, (len(self.jet_vars),), {"variables": list(self.jet_vars)}),
+            "jets/labels": (np.int64, (), {"label_classes": classes}),
+            "jets/labels_one_hot": (np.uint8, (len(classes),), {"label_classes": classes}),
+            "jets/weight": (np.float32, (), {}),
+            "jets/fold": (np.int16, (), {}),
+            "jets/hash": (np.uint64, (), {}),
+            **{f"jets/add_labels/{name}": (np.float32, (), {}) for name in self.add_label_names},
+            "tracks/inputs": (self.precision, (self.max_tracks, len(track_cols)), {"variables": track_cols}),
+            "tracks/valid": (bool, (self.max_tracks,), {}),
+            "tracks/labels": (self.label_dtype, (self.max_tracks, len(self.track_label_names)),
+                              {"variables": list(self.track_label_names)}),
+        }
+        return {name: (np.dtype(dtype), tail, attrs) for name, (dtype, tail, attrs) in out.items()}
+
+    @cached_property
+    def track_row_bytes(self) -> int:
+        """Bytes of one jet's track rows (inputs, valid, labels): what sizes a block."""
+        return sum(dtype.itemsize * int(np.prod(tail)) for name, (dtype, tail, _) in self.datasets.items()
+                   if name.startswith("tracks/"))
+
+    def jet_rows(self, chunk: TrainChunk) -> dict[str, np.ndarray]:
+        """Rows of every ``jets/`` dataset for the jets of ``chunk`` (checked and scaled), and a check
+        that its track labels fit their dtype, so that :meth:`fill_tracks` needs no checks."""
+        label = np.asarray(chunk.label)
+        n_classes = len(self.class_names)
+        if label.size and (label.min() < 0 or label.max() >= n_classes):
+            raise ValueError(f"labels must lie in [0, {n_classes}), got [{label.min()}, {label.max()}]")
+        fold = np.asarray(chunk.fold)
+        if fold.size and (fold.min() < 0 or fold.max() > np.iinfo(np.int16).max):
+            raise ValueError(f"fold ids outside [0, {np.iinfo(np.int16).max}]: [{fold.min()}, {fold.max()}]")
+        check_fits({name: chunk.track_labels[name] for name in self.track_label_names}, self.label_dtype)
+        one_hot = np.zeros((len(label), n_classes), dtype=np.uint8)
+        one_hot[np.arange(len(label)), label] = 1
+        rows = {
+            "jets/inputs": apply_scaling(chunk, self.scale_dict, self.jet_vars, (), dtype=self.precision).jets,
+            "jets/labels": label.astype(np.int64),
+            "jets/labels_one_hot": one_hot,
+            "jets/weight": np.asarray(chunk.weight, dtype=np.float32),
+            "jets/fold": fold.astype(np.int16),
+            "jets/hash": np.asarray(chunk.hash, dtype=np.uint64),
+        }
+        for name in self.add_label_names:
+            rows[f"jets/add_labels/{name}"] = _nan_to_zero(chunk.add_labels[name])
+        return rows
+
+    def fill_tracks(self, block: TrainChunk, scaled_jets: np.ndarray, out: "TrackRows") -> dict[str, np.ndarray]:
+        """The padded ``tracks/`` rows of ``block``'s jets, written into ``out``'s buffers;
+        ``scaled_jets`` are the block's ``jets/inputs`` rows, for concatenated jet variables."""
+        rows, stale = out.take(len(block))
+        tracks = rows["tracks/inputs"]
+        valid = valid_slots(block.counts, self.max_tracks, out=rows["tracks/valid"], stale=stale)
+        if self.concat:
+            scaled = apply_scaling(block, self.scale_dict, (), self.track_vars, dtype=self.precision)
+            n_tracks = len(self.track_vars)
+            tracks[:, :, :n_tracks] = scaled.tracks
+            concat = [self.jet_vars.index(v) for v in self.concat]
+            tracks[:, :, n_tracks:] = np.where(valid[:, :, None], scaled_jets[:, None, concat],
+                                               np.zeros((), self.precision))
+        else:
+            apply_scaling(block, self.scale_dict, (), self.track_vars, dtype=self.precision, tracks_out=tracks,
+                          stale=stale)
+        pad_columns({name: block.track_labels[name] for name in self.track_label_names}, block.counts,
+                    self.max_tracks, -1, rows["tracks/labels"], checked=True, stale=stale)
+        out.taken(block.counts)
+        return rows
+
+
+class TrackRows:
+    """Reused ``tracks/`` buffers of up to ``n`` jets that remember how many slots of each row the
+    last block filled: padding is written once, when the buffer is made, and afterwards only
+    where an earlier jet had more tracks (in the toy sample four slots in five are never touched)."""
+
+    def __init__(self, layout: _UmamiRows, n: int) -> None:
+        fills = {"tracks/inputs": 0, "tracks/valid": False, "tracks/labels": -1}
+        self.arrays = {name: np.full((n,) + tail, fills[name], dtype)
+                       for name, (dtype, tail, _) in layout.datasets.items() if name in fills}
+        self.stale = np.zeros(n, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.stale)
+
+    def take(self, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Views of the first ``n`` rows, and how many slots of each may hold an earlier block's tracks."""
+        return {name: array[:n] for name, array in self.arrays.items()}, self.stale[:n]
+
+    def taken(self, counts: np.ndarray) -> None:
+        """Record that the first ``len(counts)`` rows now hold ``counts`` tracks each."""
+        self.stale[:len(counts)] = counts
+
+
+def _nan_to_zero(values: np.ndarray) -> np.ndarray:
+    """float32 copy with NaN replaced by 0 (infinities are kept: they are not missing values)."""
+    out = np.asarray(values, dtype=np.float32).copy()
+    out[np.isnan(out)] = 0.0
+    return out
 
 
 def write_umami(
@@ -83,113 +207,111 @@ def write_umami(
     """Write the scaled train file from chunks in their final order; return the number of jets.
 
     ``add_label_names`` defaults to the first chunk's ``add_labels``; ``max_tracks`` to its
-    track slots (it is needed only when ``chunks`` is empty). ``expected_jets``, when the caller
-    knows it, sizes the datasets up front so that writing never has to grow them.
+    track slots (it is needed only when ``chunks`` is empty). With ``expected_jets`` (the exact
+    number of jets the chunks hold) and no compression, datasets are contiguous and filled in
+    place through a memory map by several threads; otherwise they are chunked, and one thread
+    appends each block while the next is made.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    jet_vars, track_vars = list(jet_vars), list(track_vars)
-    concat = _concat_names(concat_jet_tracks, jet_vars)
-    concat_idx = [jet_vars.index(v) for v in concat]
-    n_classes = len(class_names)
+    jet_vars, track_vars = tuple(jet_vars), tuple(track_vars)
     it = iter(chunks)
     first = next(it, None)
     if max_tracks is None:
         max_tracks = first.max_tracks if first is not None else 0
     if add_label_names is None:
         add_label_names = list(first.add_labels) if first is not None else []
-    add_label_names, track_label_names = list(add_label_names), list(track_label_names)
     label_dtype = np.dtype(track_label_dtype)
     if label_dtype.kind != "i":
         raise ValueError(f"track_label_dtype must be a signed integer type, got {track_label_dtype!r}")
-
+    layout = _UmamiRows(scale_dict, tuple(class_names), jet_vars, track_vars,
+                        tuple(_concat_names(concat_jet_tracks, jet_vars)), tuple(add_label_names),
+                        tuple(track_label_names), label_dtype, precision, int(max_tracks))
     root_attrs = {
         "class_names": list(class_names),
-        "jet_variables": jet_vars,
-        "track_variables": track_vars + [f"jet_{v}" for v in concat],
-        "track_label_names": track_label_names,
-        "add_label_names": add_label_names,
-        "concat_jet_tracks": concat,
+        "jet_variables": list(jet_vars),
+        "track_variables": layout.datasets["tracks/inputs"][2]["variables"],
+        "track_label_names": list(track_label_names),
+        "add_label_names": list(add_label_names),
+        "concat_jet_tracks": list(layout.concat),
         "precision": precision,
         "max_tracks": int(max_tracks),
         **dict(attrs or {}),
     }
+    chunks = _checked(itertools.chain([first] if first is not None else [], it), layout)
     with H5Writer(path, SCHEMA, SCHEMA_VERSION, config_digest, created_by, compression, root_attrs) as w:
-        n = expected_jets or 0
-        rows = RowAppender(w)
-        rows.create("jets/inputs", precision, (len(jet_vars),), n, variables=jet_vars)
-        rows.create("jets/labels", np.int64, (), n, label_classes=list(class_names))
-        rows.create("jets/labels_one_hot", np.uint8, (n_classes,), n, label_classes=list(class_names))
-        rows.create("jets/weight", np.float32, (), n)
-        rows.create("jets/fold", np.int16, (), n)
-        rows.create("jets/hash", np.uint64, (), n)
-        for name in add_label_names:
-            rows.create(f"jets/add_labels/{name}", np.float32, (), n)
-        track_cols = root_attrs["track_variables"]
-        rows.create("tracks/inputs", precision, (max_tracks, len(track_cols)), n, variables=track_cols)
-        rows.create("tracks/valid", bool, (max_tracks,), n)
-        rows.create("tracks/labels", label_dtype, (max_tracks, len(track_label_names)), n, variables=track_label_names)
+        if compression is None and expected_jets is not None:
+            n_jets = _write_placed(w, chunks, layout, int(expected_jets))
+        else:
+            n_jets = _append_chunked(w, chunks, layout, expected_jets or 0)
         write_text(w, "scale_dict", scale_dict_to_json(scale_dict))
-
-        eye = np.eye(n_classes, dtype=np.uint8)
-        n_jets = 0
-        track_row_bytes = max_tracks * (len(track_cols) * np.dtype(precision).itemsize + 1 + len(track_label_names))
-        with WriteBehind(rows) as behind:
-            for whole in itertools.chain([first] if first is not None else [], it):
-                whole.validate()
-                if whole.max_tracks != max_tracks:
-                    raise ValueError(f"chunk has {whole.max_tracks} track slots, the file {max_tracks}")
-                for chunk in whole.blocks(track_row_bytes):
-                    behind.add(_umami_rows(chunk, scale_dict, jet_vars, track_vars, concat_idx, add_label_names,
-                                           track_label_names, label_dtype, eye, precision))
-                n_jets += len(whole)
-        rows.flush()
         w.set_attrs("/", n_jets=n_jets)
     return n_jets
 
 
-def _umami_rows(chunk: TrainChunk, scale_dict: Mapping[str, Any], jet_vars: Sequence[str], track_vars: Sequence[str],
-                concat_idx: Sequence[int], add_label_names: Sequence[str], track_label_names: Sequence[str],
-                label_dtype: np.dtype, eye: np.ndarray, precision: str) -> dict[str, np.ndarray]:
-    """Every dataset's rows for the jets of ``chunk``: scaled inputs, labels, padded tracks."""
-    label = np.asarray(chunk.label).astype(np.int64)
-    if label.size and (label.min() < 0 or label.max() >= len(eye)):
-        raise ValueError(f"labels must lie in [0, {len(eye)}), got [{label.min()}, {label.max()}]")
-    scaled = apply_scaling(chunk, scale_dict, jet_vars, track_vars, dtype=precision)
-    tracks = scaled.tracks
-    valid = chunk.valid
-    if concat_idx:
-        rep = np.where(valid[:, :, None], scaled.jets[:, None, list(concat_idx)], np.zeros((), precision))
-        tracks = np.concatenate([tracks, rep], axis=2)
-    batch = {
-        "jets/inputs": scaled.jets,
-        "jets/labels": label,
-        "jets/labels_one_hot": eye[label],
-        "jets/weight": np.asarray(chunk.weight, dtype=np.float32),
-        "jets/fold": _int_dtype_for(np.asarray(chunk.fold), np.dtype(np.int16), "fold ids"),
-        "jets/hash": np.asarray(chunk.hash, dtype=np.uint64),
-    }
-    for name in add_label_names:
-        batch[f"jets/add_labels/{name}"] = _nan_to_zero(chunk.add_labels[name])
-    batch["tracks/inputs"] = tracks
-    batch["tracks/valid"] = valid
-    batch["tracks/labels"] = _track_labels(chunk, track_label_names, label_dtype)
-    return batch
+def _checked(chunks: Iterable[TrainChunk], layout: _UmamiRows) -> Iterator[TrainChunk]:
+    """``chunks``, each checked for consistent shapes and the file's track slots."""
+    for chunk in chunks:
+        chunk.validate()
+        if chunk.max_tracks != layout.max_tracks:
+            raise ValueError(f"chunk has {chunk.max_tracks} track slots, the file {layout.max_tracks}")
+        yield chunk
 
 
-def _nan_to_zero(values: np.ndarray) -> np.ndarray:
-    """float32 copy with NaN replaced by 0 (infinities are kept: they are not missing values)."""
-    out = np.asarray(values, dtype=np.float32).copy()
-    out[np.isnan(out)] = 0.0
-    return out
+def _write_placed(w: H5Writer, chunks: Iterable[TrainChunk], layout: _UmamiRows, n_jets: int) -> int:
+    """Contiguous datasets of ``n_jets`` rows. The reading thread makes each chunk's per-jet rows;
+    worker threads pad blocks of its tracks in buffers of their own, and every piece is stored
+    at its place in the file by whichever thread made it."""
+    placed = PlacedDatasets(w, n_jets)
+    for name, (dtype, tail, attrs) in layout.datasets.items():
+        placed.create(name, dtype, tail, **attrs)
+    local = threading.local()
+
+    def store_tracks(block: TrainChunk, scaled_jets: np.ndarray, start: int) -> None:
+        buffers = getattr(local, "buffers", None)
+        if buffers is None or len(buffers) < len(block):
+            buffers = local.buffers = TrackRows(layout, len(block))
+        placed.write(start, layout.fill_tracks(block, scaled_jets, buffers))
+
+    def tasks() -> Iterator[Callable[[], None]]:
+        start = 0
+        for chunk in chunks:
+            if start + len(chunk) > n_jets:
+                raise ValueError(f"the chunks hold more than the {n_jets} jets expected")
+            jets = layout.jet_rows(chunk)
+            yield partial(placed.write, start, jets)
+            offset = start
+            for block in chunk.blocks(layout.track_row_bytes, PLACED_BLOCK_BYTES):
+                yield partial(store_tracks, block, jets["jets/inputs"][offset - start:offset - start + len(block)],
+                              offset)
+                offset += len(block)
+            start += len(chunk)
+        if start != n_jets:
+            raise ValueError(f"the chunks hold {start} jets, {n_jets} were expected")
+
+    with placed:
+        run_all(tasks())
+    return n_jets
 
 
-def _track_labels(chunk: TrainChunk, names: Sequence[str], dtype: np.dtype) -> np.ndarray:
-    """Stack the track labels along the last axis, -1 in padding slots."""
-    stacked = np.empty((int(np.sum(chunk.counts)), len(names)), dtype=dtype)
-    for i, name in enumerate(names):
-        stacked[:, i] = _int_dtype_for(np.asarray(chunk.track_labels[name]), dtype, f"track label {name!r}")
-    return chunk.padded(stacked, -1)
+def _append_chunked(w: H5Writer, chunks: Iterable[TrainChunk], layout: _UmamiRows, expected_jets: int) -> int:
+    """Chunked (compressible) datasets, each block appended on a writer thread while the next is made."""
+    rows = RowAppender(w)
+    for name, (dtype, tail, attrs) in layout.datasets.items():
+        rows.create(name, dtype, tail, expected_jets, **attrs)
+    n_jets = 0
+    with WriteBehind(rows) as behind:
+        for chunk in chunks:
+            jets = layout.jet_rows(chunk)
+            offset = 0
+            for block in chunk.blocks(layout.track_row_bytes):
+                out = {name: values[offset:offset + len(block)] for name, values in jets.items()}
+                out.update(layout.fill_tracks(block, out["jets/inputs"], TrackRows(layout, len(block))))
+                behind.add(out)
+                offset += len(block)
+            n_jets += len(chunk)
+    rows.flush()
+    return n_jets
 
 
 class UmamiFile(SchemaFile):

@@ -6,7 +6,14 @@ import pytest
 
 from tracerflow.columns import ragged_index
 from tracerflow.write import TrainChunk
-from tracerflow.write.kernels import count_half_patterns, pad_lookup, pad_tracks, valid_slots
+from tracerflow.write.kernels import (
+    check_fits,
+    count_half_patterns,
+    pad_columns,
+    pad_lookup,
+    pad_tracks,
+    valid_slots,
+)
 
 MAX_TRACKS = 7
 
@@ -73,6 +80,66 @@ def test_pad_lookup_takes_columns_of_mixed_memory_layout(counts):
     tables = np.stack([np.arange(1 << 16, dtype=np.uint16).view(np.float16)] * 2)
     got = pad_lookup([features[:, 0], np.ascontiguousarray(features[:, 1])], tables, counts, MAX_TRACKS)
     np.testing.assert_array_equal(got, padded_reference(features, counts, 0))
+
+
+def test_pad_columns_sets_named_columns_side_by_side(counts):
+    rng = np.random.default_rng(6)
+    n = int(counts.sum())
+    columns = {"origin": rng.integers(0, 8, n).astype(np.int16), "vertex": rng.integers(-1, 5, n).astype(np.int64)}
+    out = np.empty((len(counts), MAX_TRACKS, 2), np.int8)
+    pad_columns(columns, counts, MAX_TRACKS, -1, out)
+    stacked = np.stack([columns["origin"], columns["vertex"]], axis=1).astype(np.int8)
+    np.testing.assert_array_equal(out, padded_reference(stacked, counts, -1))
+
+
+def test_a_value_the_output_cannot_hold_is_named(counts):
+    n = int(counts.sum())
+    columns = {"origin": np.zeros(n, np.int16), "vertex": np.full(n, 200, np.int16)}
+    out = np.empty((len(counts), MAX_TRACKS, 2), np.int8)
+    with pytest.raises(ValueError, match=r"'vertex'.*int8.*\[200, 200\]"):
+        pad_columns(columns, counts, MAX_TRACKS, -1, out)
+    with pytest.raises(ValueError, match="'vertex'"):
+        check_fits(columns, np.dtype(np.int8))
+    check_fits(columns, np.dtype(np.int16))
+
+
+def test_outputs_of_another_shape_or_type_are_refused(counts):
+    features = [np.zeros(int(counts.sum()), np.float16)]
+    tables = np.zeros((1, 1 << 16), np.float16)
+    with pytest.raises(ValueError, match="output array"):
+        pad_lookup(features, tables, counts, MAX_TRACKS, out=np.empty((len(counts), MAX_TRACKS, 1), np.float32))
+    with pytest.raises(ValueError, match="output array"):
+        valid_slots(counts, MAX_TRACKS, out=np.empty((len(counts), MAX_TRACKS + 1), bool))
+
+
+def test_a_reused_buffer_is_cleared_only_where_the_last_block_left_tracks(counts):
+    """Block after block into one buffer with ``stale`` = the previous counts gives exactly what a
+    fresh buffer gets, while slots no block ever reached are not written at all."""
+    rng = np.random.default_rng(8)
+    tables = rng.normal(size=(2, 1 << 16)).astype(np.float16)
+    n = len(counts)
+    lookups = np.full((n, MAX_TRACKS, 2), 0, np.float16)
+    valid = np.zeros((n, MAX_TRACKS), bool)
+    labels = np.full((n, MAX_TRACKS, 1), -1, np.int8)
+    stale = np.zeros(n, np.int64)
+    for seed in range(4):
+        block = np.random.default_rng(seed).permutation(counts)[: n - 3 * seed]
+        features = rng.normal(size=(int(block.sum()), 2)).astype(np.float16)
+        label = rng.integers(0, 5, int(block.sum())).astype(np.int16)
+        m = len(block)
+        pad_lookup([features[:, 0], features[:, 1]], tables, block, MAX_TRACKS, lookups[:m], stale[:m])
+        valid_slots(block, MAX_TRACKS, valid[:m], stale[:m])
+        pad_columns({"label": label}, block, MAX_TRACKS, -1, labels[:m], stale=stale[:m])
+        stale[:m] = block
+        np.testing.assert_array_equal(lookups[:m], pad_lookup([features[:, 0], features[:, 1]], tables, block, MAX_TRACKS))
+        np.testing.assert_array_equal(valid[:m], valid_slots(block, MAX_TRACKS))
+        np.testing.assert_array_equal(labels[:m, :, 0], pad_tracks(label.astype(np.int8), block, MAX_TRACKS, -1))
+    untouched = np.full((n, MAX_TRACKS), 123, np.float16)
+    pad_lookup([np.zeros(0, np.float16)], np.zeros((1, 1 << 16), np.float16), np.zeros(n, int), MAX_TRACKS,
+               untouched[:, :, None], np.zeros(n, np.int64))
+    assert (untouched == 123).all()
+    with pytest.raises(ValueError, match="stale"):
+        valid_slots(counts, MAX_TRACKS, valid, np.full(n, MAX_TRACKS + 1))
 
 
 def test_valid_slots_mark_each_jets_first_slots(counts):

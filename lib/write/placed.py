@@ -1,0 +1,108 @@
+"""Uncompressed HDF5 datasets of a known length, written at their byte offsets by several threads.
+
+h5py appends a block of rows through HDF5's chunk machinery on one thread at a time. A dataset
+stored contiguously, its space allocated when it is created and never filled by HDF5, is
+instead one byte range of the file at an offset HDF5 reports (``H5Dget_offset``, there for
+tools that read raw data directly). Rows ``[start, stop)`` of it are then one ``pwrite`` at
+``offset + start * row_bytes``: any thread can store any block, in any order, with the GIL
+released, straight from the small buffers its rows were computed in. The file stays a plain
+HDF5 file. The byte ranges are reserved with ``posix_fallocate`` first, so a full disk is an
+``OSError`` before any row is written.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import h5py
+import numpy as np
+
+from tracerflow.io.h5target import H5Writer
+from tracerflow.write.appender import ensure_group
+
+
+@dataclass(frozen=True)
+class _Layout:
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    offset: int | None
+    row_bytes: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.shape[0] * self.row_bytes
+
+
+class PlacedDatasets:
+    """Datasets of ``n_rows`` rows in the open file of ``writer``, written row block by row block.
+
+    :meth:`create` every dataset first, then enter the context and :meth:`write` blocks of rows
+    (from any thread) until it is left. Rows nobody writes read as zeros.
+    """
+
+    def __init__(self, writer: H5Writer, n_rows: int) -> None:
+        assert writer.file is not None, "H5Writer used outside its context"
+        self.writer = writer
+        self.n_rows = int(n_rows)
+        self._layouts: dict[str, _Layout] = {}
+        self._fd: int | None = None
+        self._one_writer = threading.Lock()
+
+    def create(self, name: str, dtype: Any, shape_tail: tuple[int, ...] = (), **attrs: Any) -> None:
+        """Create ``name`` contiguous, ``(n_rows,) + shape_tail`` of ``dtype``, its space allocated now."""
+        assert self._fd is None, "create every dataset before writing rows"
+        f = self.writer.file
+        dtype = np.dtype(dtype)
+        shape = (self.n_rows,) + tuple(int(d) for d in shape_tail)
+        if "/" in name:
+            ensure_group(f, name.rsplit("/", 1)[0])
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+        dset = f.create_dataset(name, shape=shape, dtype=dtype, dcpl=dcpl, fill_time="never", track_times=False)
+        if attrs:
+            self.writer.set_attrs(name, **attrs)
+        layout = _Layout(dtype, shape, dset.id.get_offset(), int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize)
+        if layout.nbytes and layout.offset is None:
+            raise RuntimeError(f"HDF5 allocated no contiguous storage for {name} in {self.writer.tmp_path}")
+        self._layouts[name] = layout
+
+    def __enter__(self) -> "PlacedDatasets":
+        self.writer.file.flush()
+        self._fd = os.open(self.writer.tmp_path, os.O_WRONLY)
+        try:
+            for layout in self._layouts.values():
+                if layout.nbytes:
+                    os.posix_fallocate(self._fd, layout.offset, layout.nbytes)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def write(self, start: int, rows: Mapping[str, np.ndarray]) -> None:
+        """Store ``rows[name]`` (C-contiguous, of the dataset's dtype and row shape) as rows
+        ``start, start + 1, ...`` of each dataset ``name``; safe to call from several threads.
+
+        One thread writes at a time: writes to one file take the same lock in the kernel, where a
+        waiting thread spins on a core; waiting here lets it sleep and leaves the core to others."""
+        assert self._fd is not None, "PlacedDatasets.write used outside its context"
+        for name, data in rows.items():
+            layout = self._layouts[name]
+            if data.dtype != layout.dtype or data.shape[1:] != layout.shape[1:] or not data.flags.c_contiguous:
+                raise ValueError(f"{name}: rows are {data.shape} {data.dtype}, the dataset {layout.shape} {layout.dtype}")
+            if start < 0 or start + len(data) > self.n_rows:
+                raise ValueError(f"{name}: rows [{start}, {start + len(data)}) outside [0, {self.n_rows})")
+            if not data.nbytes:
+                continue
+            view = memoryview(data.reshape(-1).view(np.uint8))
+            position = layout.offset + start * layout.row_bytes
+            with self._one_writer:
+                while view:
+                    written = os.pwrite(self._fd, view, position)
+                    view, position = view[written:], position + written
