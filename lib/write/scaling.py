@@ -69,8 +69,14 @@ def _moments(values: np.ndarray, counts: np.ndarray | None = None) -> tuple[floa
     spinning for a while afterwards, on the cores the writer's threads need next."""
     x = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(x)
-    weights = np.ones(x.shape) if counts is None else np.asarray(counts, dtype=np.float64)
-    x, weights = x[finite], weights[finite]
+    if counts is None:
+        x = x if finite.all() else x[finite]
+        n = float(len(x))
+        if not n:
+            return 0.0, 0.0, 0.0
+        mean = float(np.sum(x)) / n
+        return n, mean, float(np.sum(np.square(x - mean)))
+    x, weights = x[finite], np.asarray(counts, dtype=np.float64)[finite]
     n = float(weights.sum())
     if not n:
         return 0.0, 0.0, 0.0

@@ -63,7 +63,7 @@ class TrainChunks:
         for start in range(0, len(self), self.chunk_size):
             stop = min(len(self), start + self.chunk_size)
             jets = self.file.jets(self.columns.jet_vars, start, stop)
-            yield ({v: jets[v].astype(np.float32) for v in self.columns.jet_vars},
+            yield ({v: jets[v].astype(np.float32, copy=False) for v in self.columns.jet_vars},
                    self._tracks(start, stop)[1] if tracks else {})
 
     def track_half_counts(self) -> dict[str, np.ndarray] | None:
@@ -92,7 +92,7 @@ class TrainChunks:
         truth = self._cut(f.nodes("truth", c.track_labels, start, stop), start, stop)
         hashes = f.index("hash", start, stop)
         return TrainChunk(
-            jets={v: jets[v].astype(np.float32) for v in c.jet_vars},
+            jets={v: jets[v].astype(np.float32, copy=False) for v in c.jet_vars},
             counts=kept,
             tracks=tracks,
             max_tracks=c.max_tracks,
@@ -101,7 +101,7 @@ class TrainChunks:
             fold=fold_of(hashes, self.n_folds, self.seed),
             hash=hashes,
             track_labels={v: truth[:, j].astype(np.int16) for j, v in enumerate(c.track_labels)},
-            add_labels={v: jets[v].astype(np.float32) for v in c.add_labels},
+            add_labels={v: jets[v].astype(np.float32, copy=False) for v in c.add_labels},
         )
 
     def _tracks(self, start: int, stop: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
