@@ -25,6 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tracerflow.io.contiguous_views import ContiguousViews
 from tracerflow.io.h5target import SchemaFile
 
 SCHEMA = "tracerflow.resampled"
@@ -43,13 +44,25 @@ class ResampledFile(SchemaFile):
 
     def __init__(self, path: str | os.PathLike) -> None:
         super().__init__(path)
-        counts = self._file["nodes/counts"][:].astype(np.int64)
+        self._views = ContiguousViews(self._file, self.path)
+        counts = self._rows("nodes/counts").astype(np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(counts)])
         self.node_features: list[str] = self._json_attr("nodes/x", "names")
         self.node_truth: list[str] = self._json_attr("nodes/truth", "names")
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
+
+    def close(self) -> None:
+        self._views.close()
+        super().close()
+
+    def _rows(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Rows ``[start, stop)`` of dataset ``name``: a read-only view into the mapped file when the
+        dataset is stored contiguously (as :func:`~tracerflow.resample.gather.write_resampled`
+        writes it), read through h5py otherwise."""
+        view = self._views.get(name)
+        return view[start:stop] if view is not None else self._file[name][start:stop]
 
     def _json_attr(self, obj: str, name: str) -> list:
         return json.loads(self._file[obj].attrs[name] if obj != "/" else self._file.attrs[name])
@@ -89,15 +102,14 @@ class ResampledFile(SchemaFile):
 
     def index(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Column ``name`` (an index column, ``label`` or ``weight``) of rows ``[start, stop)``."""
-        key = f"index/{name}" if name in INDEX_COLUMNS else name
-        return self._file[key][start:stop]
+        return self._rows(f"index/{name}" if name in INDEX_COLUMNS else name, start, stop)
 
     def jets(self, names: Sequence[str], start: int, stop: int) -> dict[str, np.ndarray]:
         """Selection outputs ``names`` of rows ``[start, stop)``; a ``KeyError`` names a missing one."""
         missing = [v for v in names if f"jets/{v}" not in self._file]
         if missing:
             raise KeyError(f"{self.path}: no selection output {missing[0]!r} (has {self.jet_names})")
-        return {v: self._file[f"jets/{v}"][start:stop] for v in names}
+        return {v: self._rows(f"jets/{v}", start, stop) for v in names}
 
     def nodes(self, which: str, names: Sequence[str], start: int, stop: int) -> np.ndarray:
         """Columns ``names`` of ``nodes/x`` (``which="x"``) or ``nodes/truth`` for the nodes of rows
@@ -107,5 +119,5 @@ class ResampledFile(SchemaFile):
         n0, n1 = int(self.offsets[start]), int(self.offsets[stop])
         if not idx:
             return np.zeros((n1 - n0, 0), dtype=dset.dtype)
-        block = dset[n0:n1]
+        block = self._rows(f"nodes/{which}", n0, n1)
         return block if idx == list(range(dset.shape[1])) else block[:, idx]

@@ -26,6 +26,7 @@ from tracerflow.io.h5target import H5Writer, check_schema
 from tracerflow.io.resampled_file import (COUNT_DTYPE, INDEX_COLUMNS, INDEX_DTYPES, LABEL_DTYPE, SCHEMA,
                                           SCHEMA_VERSION, WEIGHT_DTYPE)
 from tracerflow.write.kernels import count_half_patterns
+from tracerflow.write.placed import PlacedDatasets
 
 BLOCK_ROWS = 32768
 WRITE_BLOCK_BYTES = 4 << 20
@@ -189,12 +190,17 @@ def _copy_rows(out: np.ndarray, dst: np.ndarray, values: np.ndarray, src: np.nda
 
 
 def _write_blocks(writer: H5Writer, columns: Mapping[str, np.ndarray]) -> None:
-    """Append each column to the target in blocks of about ``WRITE_BLOCK_BYTES`` (HDF5 chunks of that size)."""
+    """Write each column, all of one length, as a contiguous dataset in blocks of about
+    ``WRITE_BLOCK_BYTES``: contiguous datasets are what readers map without copying
+    (:class:`~tracerflow.io.contiguous_views.ContiguousViews`)."""
+    lengths = {len(values) for values in columns.values()}
+    assert len(lengths) == 1, "columns of one call share their length"
+    placed = PlacedDatasets(writer, lengths.pop())
     for name, values in columns.items():
-        if not len(values):
-            writer.ensure(name, values.dtype, values.shape[1:])
-            continue
-        row_bytes = max(1, values.dtype.itemsize * int(np.prod(values.shape[1:], dtype=np.int64)))
-        step = max(1, WRITE_BLOCK_BYTES // row_bytes)
-        for lo in range(0, len(values), step):
-            writer.append(name, np.asarray(values[lo:lo + step]))
+        placed.create(name, values.dtype, values.shape[1:])
+    with placed:
+        for name, values in columns.items():
+            row_bytes = max(1, values.dtype.itemsize * int(np.prod(values.shape[1:], dtype=np.int64)))
+            step = max(1, WRITE_BLOCK_BYTES // row_bytes)
+            for lo in range(0, len(values), step):
+                placed.write(lo, {name: np.ascontiguousarray(values[lo:lo + step])})

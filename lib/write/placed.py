@@ -12,7 +12,6 @@ HDF5 file. The byte ranges are reserved with ``posix_fallocate`` first, so a ful
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -48,7 +47,6 @@ class PlacedDatasets:
         self.n_rows = int(n_rows)
         self._layouts: dict[str, _Layout] = {}
         self._fd: int | None = None
-        self._one_writer = threading.Lock()
 
     def create(self, name: str, dtype: Any, shape_tail: tuple[int, ...] = (), **attrs: Any) -> None:
         """Create ``name`` contiguous, ``(n_rows,) + shape_tail`` of ``dtype``, its space allocated now."""
@@ -87,10 +85,9 @@ class PlacedDatasets:
 
     def write(self, start: int, rows: Mapping[str, np.ndarray]) -> None:
         """Store ``rows[name]`` (C-contiguous, of the dataset's dtype and row shape) as rows
-        ``start, start + 1, ...`` of each dataset ``name``; safe to call from several threads.
-
-        One thread writes at a time: writes to one file take the same lock in the kernel, where a
-        waiting thread spins on a core; waiting here lets it sleep and leaves the core to others."""
+        ``start, start + 1, ...`` of each dataset ``name``; safe to call from several threads
+        (though writes to one file queue in the kernel, where a waiting thread spins: one writing
+        thread is best)."""
         assert self._fd is not None, "PlacedDatasets.write used outside its context"
         for name, data in rows.items():
             layout = self._layouts[name]
@@ -102,7 +99,6 @@ class PlacedDatasets:
                 continue
             view = memoryview(data.reshape(-1).view(np.uint8))
             position = layout.offset + start * layout.row_bytes
-            with self._one_writer:
-                while view:
-                    written = os.pwrite(self._fd, view, position)
-                    view, position = view[written:], position + written
+            while view:
+                written = os.pwrite(self._fd, view, position)
+                view, position = view[written:], position + written

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import threading
+import queue
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
@@ -32,7 +32,7 @@ from tracerflow.write.chunk import TrainChunk
 from tracerflow.write.kernels import check_fits, pad_columns, valid_slots
 from tracerflow.write.placed import PlacedDatasets
 from tracerflow.write.scaling import apply_scaling, scale_dict_from_json, scale_dict_to_json, write_scale_dict
-from tracerflow.write.workers import run_all
+from tracerflow.write.workers import WriteQueue, run_all, worker_threads
 
 SCHEMA = "tracerflow.train_umami"
 SCHEMA_VERSION = 1
@@ -208,9 +208,9 @@ def write_umami(
 
     ``add_label_names`` defaults to the first chunk's ``add_labels``; ``max_tracks`` to its
     track slots (it is needed only when ``chunks`` is empty). With ``expected_jets`` (the exact
-    number of jets the chunks hold) and no compression, datasets are contiguous and filled in
-    place through a memory map by several threads; otherwise they are chunked, and one thread
-    appends each block while the next is made.
+    number of jets the chunks hold) and no compression, datasets are contiguous and written in
+    place by several threads (:mod:`tracerflow.write.placed`); otherwise they are chunked, and one
+    thread appends each block while the next is made.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -260,37 +260,45 @@ def _checked(chunks: Iterable[TrainChunk], layout: _UmamiRows) -> Iterator[Train
 
 def _write_placed(w: H5Writer, chunks: Iterable[TrainChunk], layout: _UmamiRows, n_jets: int) -> int:
     """Contiguous datasets of ``n_jets`` rows. The reading thread makes each chunk's per-jet rows;
-    worker threads pad blocks of its tracks in buffers of their own, and every piece is stored
-    at its place in the file by whichever thread made it."""
+    worker threads pad blocks of its tracks into reused buffers; one writer thread stores every
+    piece at its place in the file, back to back, so the copy into the file never waits for work."""
     placed = PlacedDatasets(w, n_jets)
     for name, (dtype, tail, attrs) in layout.datasets.items():
         placed.create(name, dtype, tail, **attrs)
-    local = threading.local()
+    threads = worker_threads()
+    free: queue.Queue[TrackRows | None] = queue.Queue()
+    for _ in range(threads + 1):
+        free.put(None)
 
-    def store_tracks(block: TrainChunk, scaled_jets: np.ndarray, start: int) -> None:
-        buffers = getattr(local, "buffers", None)
-        if buffers is None or len(buffers) < len(block):
-            buffers = local.buffers = TrackRows(layout, len(block))
-        placed.write(start, layout.fill_tracks(block, scaled_jets, buffers))
+    with placed, WriteQueue() as writes:
+        def store_tracks(block: TrainChunk, scaled_jets: np.ndarray, start: int) -> None:
+            buffers = free.get()
+            if buffers is None or len(buffers) < len(block):
+                buffers = TrackRows(layout, len(block))
+            try:
+                rows = layout.fill_tracks(block, scaled_jets, buffers)
+            except BaseException:
+                free.put(buffers)
+                raise
+            writes.submit(placed.write, start, rows, then=lambda: free.put(buffers))
 
-    def tasks() -> Iterator[Callable[[], None]]:
-        start = 0
-        for chunk in chunks:
-            if start + len(chunk) > n_jets:
-                raise ValueError(f"the chunks hold more than the {n_jets} jets expected")
-            jets = layout.jet_rows(chunk)
-            yield partial(placed.write, start, jets)
-            offset = start
-            for block in chunk.blocks(layout.track_row_bytes, PLACED_BLOCK_BYTES):
-                yield partial(store_tracks, block, jets["jets/inputs"][offset - start:offset - start + len(block)],
-                              offset)
-                offset += len(block)
-            start += len(chunk)
-        if start != n_jets:
-            raise ValueError(f"the chunks hold {start} jets, {n_jets} were expected")
+        def tasks() -> Iterator[Callable[[], None]]:
+            start = 0
+            for chunk in chunks:
+                if start + len(chunk) > n_jets:
+                    raise ValueError(f"the chunks hold more than the {n_jets} jets expected")
+                jets = layout.jet_rows(chunk)
+                writes.submit(placed.write, start, jets)
+                offset = start
+                for block in chunk.blocks(layout.track_row_bytes, PLACED_BLOCK_BYTES):
+                    yield partial(store_tracks, block,
+                                  jets["jets/inputs"][offset - start:offset - start + len(block)], offset)
+                    offset += len(block)
+                start += len(chunk)
+            if start != n_jets:
+                raise ValueError(f"the chunks hold {start} jets, {n_jets} were expected")
 
-    with placed:
-        run_all(tasks())
+        run_all(tasks(), threads)
     return n_jets
 
 

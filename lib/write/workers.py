@@ -1,8 +1,9 @@
-"""Run one action per block on a few threads: the writers' compiled loops release the GIL, so
-blocks of rows are padded and scaled on every core the process may use."""
+"""Threads for the writers: tasks per block on every core the process may use (the compiled
+loops release the GIL), and one thread that writes, in submission order."""
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable
@@ -45,3 +46,51 @@ def run_all(tasks: Iterable[Callable[[], object]], threads: int | None = None) -
                 future.cancel()
             raise
     return done
+
+
+class WriteQueue:
+    """One thread that runs writes in the order they are submitted; use as a context manager.
+
+    Leaving the block waits for every write and raises the first that failed; a failure is also
+    raised by the next :meth:`submit`, so producers stop early.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="write")
+        self._futures: deque[Future] = deque()
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> "WriteQueue":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self._raise_failed(wait=True)
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def submit(self, write: Callable[..., object], *args: object, then: Callable[[], object] | None = None) -> None:
+        """Queue ``write(*args)``, then ``then()`` whether it succeeded or not (to hand back a buffer)."""
+        self._raise_failed(wait=False)
+
+        def run() -> None:
+            try:
+                write(*args)
+            finally:
+                if then is not None:
+                    then()
+
+        future = self._pool.submit(run)
+        with self._lock:
+            self._futures.append(future)
+
+    def _raise_failed(self, wait: bool) -> None:
+        with self._lock:
+            futures = list(self._futures)
+        for future in futures:
+            if wait or future.done():
+                future.result()
+        with self._lock:
+            while self._futures and self._futures[0].done():
+                self._futures.popleft()

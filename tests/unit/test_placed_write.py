@@ -13,7 +13,7 @@ from tracerflow.io.h5target import H5Writer
 from tracerflow.write import read_umami
 from tracerflow.write import umami_file
 from tracerflow.write.placed import PlacedDatasets
-from tracerflow.write.workers import run_all
+from tracerflow.write.workers import WriteQueue, run_all
 from .test_train_file import CLASSES, JET_VARS, TRACK_LABELS, TRACK_VARS, make_scale_dict, synthetic_chunks, write
 
 
@@ -184,3 +184,27 @@ def test_every_class_name_and_column_is_kept(tmp_path):
     names = umami_file.read_umami_names(tmp_path / "p.h5")
     assert names["class_names"] == CLASSES and names["jet_variables"] == JET_VARS
     assert names["track_variables"] == TRACK_VARS and names["track_label_names"] == TRACK_LABELS
+
+
+# ---------------------------------------------------------------- WriteQueue
+
+def test_write_queue_runs_writes_in_order_and_hands_back_every_buffer():
+    seen, returned = [], []
+    with WriteQueue() as writes:
+        for i in range(20):
+            writes.submit(seen.append, i, then=lambda i=i: returned.append(i))
+    assert seen == list(range(20)) and sorted(returned) == list(range(20))
+
+
+def test_a_failed_write_is_raised_and_its_buffer_still_handed_back():
+    returned = []
+
+    def fail(i):
+        raise OSError(f"disk full at write {i}")
+
+    with pytest.raises(OSError, match="disk full at write 0"):
+        with WriteQueue() as writes:
+            writes.submit(fail, 0, then=lambda: returned.append(0))
+            for _ in range(100):
+                writes.submit(lambda: None)
+    assert returned == [0]

@@ -1,0 +1,60 @@
+"""Zero-copy read views of the contiguous, uncompressed datasets of an HDF5 file.
+
+Such a dataset is one byte range of the file at an offset HDF5 reports (``H5Dget_offset``).
+Mapping the file read-only turns each into a numpy array over the file's page cache: slicing
+it reads nothing until the values are used, and nothing is copied into fresh memory, which is
+most of the cost of reading a large file through h5py. Chunked or filtered datasets have no
+such view and are read through h5py as usual. Views are read-only.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+
+class ContiguousViews:
+    """Read-only arrays over the contiguous datasets of the open file ``f``; use as a context manager."""
+
+    def __init__(self, f: h5py.File, path: str | os.PathLike) -> None:
+        self._file = f
+        self._views: dict[str, np.ndarray | None] = {}
+        size = Path(path).stat().st_size
+        self._map: mmap.mmap | None = None
+        if size:
+            with open(path, "rb") as handle:
+                self._map = mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ)
+
+    def __enter__(self) -> "ContiguousViews":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def get(self, name: str) -> np.ndarray | None:
+        """The whole dataset ``name`` as a read-only array over the mapped file, or None when it
+        is chunked, filtered, empty or not a plain numeric type (read it through h5py then)."""
+        if name not in self._views:
+            self._views[name] = self._view(self._file[name])
+        return self._views[name]
+
+    def _view(self, dset: h5py.Dataset) -> np.ndarray | None:
+        if self._map is None or dset.chunks is not None or dset.dtype.kind not in "biuf" or not dset.size:
+            return None
+        offset = dset.id.get_offset()
+        nbytes = dset.size * dset.dtype.itemsize
+        if offset is None or offset + nbytes > len(self._map):
+            return None
+        if not dset.dtype.isnative:
+            return None
+        return np.ndarray(dset.shape, dset.dtype, buffer=self._map, offset=offset)
+
+    def close(self) -> None:
+        """Forget the views and the mapping. The file is unmapped when the last array over it goes:
+        numpy keeps the mapping object alive but holds no buffer export that would stop an explicit
+        ``close``, so closing it here would leave arrays still in use pointing at unmapped memory."""
+        self._views = {}
+        self._map = None
