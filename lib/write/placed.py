@@ -92,7 +92,8 @@ class PlacedDatasets:
         for name, data in rows.items():
             layout = self._layouts[name]
             if data.dtype != layout.dtype or data.shape[1:] != layout.shape[1:] or not data.flags.c_contiguous:
-                raise ValueError(f"{name}: rows are {data.shape} {data.dtype}, the dataset {layout.shape} {layout.dtype}")
+                raise ValueError(f"{name}: rows are {data.shape} {data.dtype}, "
+                                 f"the dataset {layout.shape} {layout.dtype}")
             if start < 0 or start + len(data) > self.n_rows:
                 raise ValueError(f"{name}: rows [{start}, {start + len(data)}) outside [0, {self.n_rows})")
             if not data.nbytes:

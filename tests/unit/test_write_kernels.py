@@ -131,7 +131,8 @@ def test_a_reused_buffer_is_cleared_only_where_the_last_block_left_tracks(counts
         valid_slots(block, MAX_TRACKS, valid[:m], stale[:m])
         pad_columns({"label": label}, block, MAX_TRACKS, -1, labels[:m], stale=stale[:m])
         stale[:m] = block
-        np.testing.assert_array_equal(lookups[:m], pad_lookup([features[:, 0], features[:, 1]], tables, block, MAX_TRACKS))
+        fresh = pad_lookup([features[:, 0], features[:, 1]], tables, block, MAX_TRACKS)
+        np.testing.assert_array_equal(lookups[:m], fresh)
         np.testing.assert_array_equal(valid[:m], valid_slots(block, MAX_TRACKS))
         np.testing.assert_array_equal(labels[:m, :, 0], pad_tracks(label.astype(np.int8), block, MAX_TRACKS, -1))
     untouched = np.full((n, MAX_TRACKS), 123, np.float16)
