@@ -26,7 +26,10 @@ class ContiguousViews:
         self._map: mmap.mmap | None = None
         if size:
             with open(path, "rb") as handle:
-                self._map = mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ)
+                try:
+                    self._map = mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ)
+                except OSError:
+                    self._map = None  # a file system that cannot map files: read through h5py
 
     def __enter__(self) -> "ContiguousViews":
         return self

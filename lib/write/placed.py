@@ -11,6 +11,7 @@ HDF5 file. The byte ranges are reserved with ``posix_fallocate`` first, so a ful
 """
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -72,7 +73,7 @@ class PlacedDatasets:
         try:
             for layout in self._layouts.values():
                 if layout.nbytes:
-                    os.posix_fallocate(self._fd, layout.offset, layout.nbytes)
+                    _reserve(self._fd, layout.offset, layout.nbytes)
         except BaseException:
             self.__exit__()
             raise
@@ -103,3 +104,13 @@ class PlacedDatasets:
             while view:
                 written = os.pwrite(self._fd, view, position)
                 view, position = view[written:], position + written
+
+
+def _reserve(fd: int, offset: int, nbytes: int) -> None:
+    """Reserve ``nbytes`` of disk at ``offset`` so that a full disk fails now; a file system that
+    cannot reserve space (``EOPNOTSUPP``, ``EINVAL``) is left to fail at the write instead."""
+    try:
+        os.posix_fallocate(fd, offset, nbytes)
+    except OSError as err:
+        if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise

@@ -132,9 +132,9 @@ class _UmamiRows:
             rows[f"jets/add_labels/{name}"] = _nan_to_zero(chunk.add_labels[name])
         return rows
 
-    def fill_tracks(self, block: TrainChunk, scaled_jets: np.ndarray, out: "TrackRows") -> dict[str, np.ndarray]:
+    def fill_tracks(self, block: TrainChunk, scaled_jets: np.ndarray | None, out: "TrackRows") -> dict[str, np.ndarray]:
         """The padded ``tracks/`` rows of ``block``'s jets, written into ``out``'s buffers;
-        ``scaled_jets`` are the block's ``jets/inputs`` rows, for concatenated jet variables."""
+        ``scaled_jets`` are the block's ``jets/inputs`` rows, needed only for concatenated jet variables."""
         rows, stale = out.take(len(block))
         tracks = rows["tracks/inputs"]
         valid = valid_slots(block.counts, self.max_tracks, out=rows["tracks/valid"], stale=stale)
@@ -271,7 +271,7 @@ def _write_placed(w: H5Writer, chunks: Iterable[TrainChunk], layout: _UmamiRows,
         free.put(None)
 
     with placed, WriteQueue() as writes:
-        def store_tracks(block: TrainChunk, scaled_jets: np.ndarray, start: int) -> None:
+        def store_tracks(block: TrainChunk, scaled_jets: np.ndarray | None, start: int) -> None:
             buffers = free.get()
             if buffers is None or len(buffers) < len(block):
                 buffers = TrackRows(layout, len(block))
@@ -287,13 +287,13 @@ def _write_placed(w: H5Writer, chunks: Iterable[TrainChunk], layout: _UmamiRows,
             for chunk in chunks:
                 if start + len(chunk) > n_jets:
                     raise ValueError(f"the chunks hold more than the {n_jets} jets expected")
-                jets = layout.jet_rows(chunk)
-                writes.submit(placed.write, start, jets)
+                jets = layout.jet_rows(chunk) if layout.concat else None
                 offset = start
                 for block in chunk.blocks(layout.track_row_bytes, PLACED_BLOCK_BYTES):
-                    yield partial(store_tracks, block,
-                                  jets["jets/inputs"][offset - start:offset - start + len(block)], offset)
+                    scaled = jets["jets/inputs"][offset - start:offset - start + len(block)] if jets else None
+                    yield partial(store_tracks, block, scaled, offset)
                     offset += len(block)
+                writes.submit(placed.write, start, jets or layout.jet_rows(chunk))
                 start += len(chunk)
             if start != n_jets:
                 raise ValueError(f"the chunks hold {start} jets, {n_jets} were expected")

@@ -51,3 +51,15 @@ def test_closing_while_a_view_is_still_used_keeps_the_view_valid(mixed_file):
         kept = views.get("plain")[10:20]
         views.close()
     np.testing.assert_array_equal(kept, data["plain"][10:20])
+
+
+def test_a_file_system_that_cannot_map_files_gives_no_views(mixed_file, monkeypatch):
+    import mmap
+
+    def refuse(*args, **kwargs):
+        raise OSError(19, "No such device")
+
+    monkeypatch.setattr(mmap, "mmap", refuse)
+    path, _ = mixed_file
+    with h5py.File(path, "r") as f, ContiguousViews(f, path) as views:
+        assert views.get("plain") is None

@@ -208,3 +208,29 @@ def test_a_failed_write_is_raised_and_its_buffer_still_handed_back():
             for _ in range(100):
                 writes.submit(lambda: None)
     assert returned == [0]
+
+
+def test_a_full_disk_fails_before_any_row_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(OSError, match="No space left"):
+        placed_file(tmp_path / "p.h5", 100, [(0, 100)])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_system_that_cannot_reserve_space_still_gets_the_rows(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def unsupported(fd, offset, length):
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    x, _ = placed_file(tmp_path / "p.h5", 100, [(0, 100)])
+    with h5py.File(tmp_path / "p.h5") as f:
+        np.testing.assert_array_equal(f["x"][()], x)
