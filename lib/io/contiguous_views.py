@@ -29,7 +29,7 @@ class ContiguousViews:
                 try:
                     self._map = mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ)
                 except OSError:
-                    self._map = None  # a file system that cannot map files: read through h5py
+                    pass  # a file system that cannot map files: every dataset is read through h5py
 
     def __enter__(self) -> "ContiguousViews":
         return self
@@ -45,13 +45,11 @@ class ContiguousViews:
         return self._views[name]
 
     def _view(self, dset: h5py.Dataset) -> np.ndarray | None:
-        if self._map is None or dset.chunks is not None or dset.dtype.kind not in "biuf" or not dset.size:
+        if (self._map is None or dset.chunks is not None or dset.dtype.kind not in "biuf" or not dset.size
+                or not dset.dtype.isnative):
             return None
         offset = dset.id.get_offset()
-        nbytes = dset.size * dset.dtype.itemsize
-        if offset is None or offset + nbytes > len(self._map):
-            return None
-        if not dset.dtype.isnative:
+        if offset is None or offset + dset.size * dset.dtype.itemsize > len(self._map):
             return None
         return np.ndarray(dset.shape, dset.dtype, buffer=self._map, offset=offset)
 

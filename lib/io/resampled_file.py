@@ -15,7 +15,8 @@ Per output row (rows are already globally shuffled):
   takes the tracks' means and standard deviations without reading the nodes again.
 
 A resampled file is self-contained: WriteTrainSample reads it front to back and never goes
-back to the selections and graphs files.
+back to the selections and graphs files. Its datasets are contiguous, so they are read through
+read-only views of the mapped file rather than copied (:mod:`tracerflow.io.contiguous_views`).
 """
 from __future__ import annotations
 
