@@ -22,14 +22,7 @@ class ContiguousViews:
     def __init__(self, f: h5py.File, path: str | os.PathLike) -> None:
         self._file = f
         self._views: dict[str, np.ndarray | None] = {}
-        size = Path(path).stat().st_size
-        self._map: mmap.mmap | None = None
-        if size:
-            with open(path, "rb") as handle:
-                try:
-                    self._map = mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ)
-                except OSError:
-                    pass  # a file system that cannot map files: every dataset is read through h5py
+        self._map = _map_read_only(Path(path))
 
     def __enter__(self) -> "ContiguousViews":
         return self
@@ -59,3 +52,16 @@ class ContiguousViews:
         ``close``, so closing it here would leave arrays still in use pointing at unmapped memory."""
         self._views = {}
         self._map = None
+
+
+def _map_read_only(path: Path) -> mmap.mmap | None:
+    """``path`` mapped read-only, or None for an empty file or a file system that cannot map
+    files (every dataset is then read through h5py)."""
+    size = path.stat().st_size
+    if not size:
+        return None
+    with open(path, "rb") as handle:
+        try:
+            return mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ)
+        except OSError:
+            return None

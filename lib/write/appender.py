@@ -8,13 +8,13 @@ next: h5py lets go of the GIL while HDF5 copies the data into the file.
 """
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Mapping
 
 import h5py
 import numpy as np
 
 from tracerflow.io.h5target import GZIP_LEVEL, H5Writer
+from tracerflow.write.workers import WriteQueue
 
 TARGET_CHUNK_BYTES = 2 << 20
 MIN_CHUNK_ROWS = 256
@@ -153,7 +153,7 @@ class RowAppender:
         return self._written[name] + self._count[name]
 
 
-class WriteBehind:
+class WriteBehind(WriteQueue):
     """Add each batch of rows to a :class:`RowAppender` on one writer thread; use as a context manager.
 
     At most one batch is being written while the caller computes the next, so memory holds two
@@ -162,30 +162,12 @@ class WriteBehind:
     """
 
     def __init__(self, rows: RowAppender) -> None:
+        super().__init__(max_pending=1)
         self.rows = rows
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="h5-write")
-        self._pending: Future | None = None
-
-    def __enter__(self) -> "WriteBehind":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None:
-                self.wait()
-        finally:
-            self._pool.shutdown(wait=True)
 
     def add(self, batch: Mapping[str, np.ndarray]) -> None:
         """Queue ``{dataset: rows}`` once the previous batch is written."""
-        self.wait()
-        self._pending = self._pool.submit(self._write, dict(batch))
-
-    def wait(self) -> None:
-        """Block until the batch being written is in the file."""
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()
+        self.submit(self._write, dict(batch))
 
     def _write(self, batch: Mapping[str, np.ndarray]) -> None:
         for name, data in batch.items():

@@ -51,11 +51,14 @@ def run_all(tasks: Iterable[Callable[[], object]], threads: int | None = None) -
 class WriteQueue:
     """One thread that runs writes in the order they are submitted; use as a context manager.
 
-    Leaving the block waits for every write and raises the first that failed; a failure is also
-    raised by the next :meth:`submit`, so producers stop early.
+    With ``max_pending``, :meth:`submit` first waits until fewer writes than that are queued or
+    running, which bounds the memory their data holds. Leaving the block waits for every write
+    and raises the first that failed; a failure is also raised by the next :meth:`submit`, so
+    producers stop early.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_pending: int | None = None) -> None:
+        self.max_pending = max_pending
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="write")
         self._futures: deque[Future] = deque()
         self._lock = threading.Lock()
@@ -73,6 +76,10 @@ class WriteQueue:
     def submit(self, write: Callable[..., object], *args: object, then: Callable[[], object] | None = None) -> None:
         """Queue ``write(*args)``, then ``then()`` whether it succeeded or not (to hand back a buffer)."""
         self._raise_failed(wait=False)
+        while self.max_pending is not None and len(self._futures) >= self.max_pending:
+            with self._lock:
+                oldest = self._futures.popleft()
+            oldest.result()
 
         def run() -> None:
             try:
