@@ -84,11 +84,24 @@ class PlacedDatasets:
             os.close(self._fd)
             self._fd = None
 
+    @property
+    def fd(self) -> int:
+        """The descriptor writes go through, for compiled loops that store rows themselves."""
+        assert self._fd is not None, "PlacedDatasets.fd used outside its context"
+        return self._fd
+
+    def position(self, name: str, row: int) -> int:
+        """Where row ``row`` of dataset ``name`` starts in the file (0 for a dataset of no bytes,
+        which has no storage and is never written)."""
+        layout = self._layouts[name]
+        if not 0 <= row <= self.n_rows:
+            raise ValueError(f"{name}: row {row} outside [0, {self.n_rows}]")
+        return (layout.offset or 0) + row * layout.row_bytes
+
     def write(self, start: int, rows: Mapping[str, np.ndarray]) -> None:
         """Store ``rows[name]`` (C-contiguous, of the dataset's dtype and row shape) as rows
         ``start, start + 1, ...`` of each dataset ``name``; safe to call from several threads
-        (though writes to one file queue in the kernel, where a waiting thread spins: one writing
-        thread is best)."""
+        (writes to one file queue in the kernel, one at a time)."""
         assert self._fd is not None, "PlacedDatasets.write used outside its context"
         for name, data in rows.items():
             layout = self._layouts[name]

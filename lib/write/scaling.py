@@ -28,10 +28,12 @@ import torch
 
 from tracerflow.write.appender import read_text
 from tracerflow.write.chunk import TrainChunk
-from tracerflow.write.kernels import count_half_patterns, pad_lookup
+from tracerflow.write.kernels import count_half_patterns, pad_track_rows
 
 GROUPS = ("jets", "tracks")
-_BLOCK_ROWS = 4096
+#: Bytes of float32 values the arithmetic scales per block of rows: blocks stay in a core's cache,
+#: and are large enough that the per-call cost of numpy's operations does not dominate.
+_BLOCK_BYTES = 1 << 20
 
 VariableSet = Iterable[str] | Mapping[str, Iterable[str]]
 
@@ -224,16 +226,14 @@ def _scale_stack(
     entries: Sequence[Mapping[str, Any]],
     n: int,
     dtype: Any = np.float32,
-    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Scaled columns of ``n`` values stacked as ``(n, len(columns))``, computed in float32 and stored as
-    ``dtype`` (in ``out`` when given).
+    ``dtype``.
 
     A float16 column is looked up in its variable's table over every float16 value (computed
     once, by the float32 arithmetic below), which gives the same numbers at a fraction of the cost.
     """
-    if out is None:
-        out = np.empty((n, len(columns)), dtype=dtype)
+    out = np.empty((n, len(columns)), dtype=dtype)
     if not columns or not out.size:
         return out
     other = []
@@ -285,8 +285,9 @@ def _scale_arithmetic(columns: Sequence[np.ndarray], entries: Sequence[Mapping[s
     of ``dtype``; blocks of rows stay in cache and are interleaved with one transposing copy each."""
     out = np.empty((n, len(columns)), dtype=dtype)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for start in range(0, n, _BLOCK_ROWS):
-            stop = min(start + _BLOCK_ROWS, n)
+        step = max(1, _BLOCK_BYTES // (4 * len(columns)))
+        for start in range(0, n, step):
+            stop = min(start + step, n)
             block = np.empty((len(columns), stop - start), dtype=np.float32)
             for i, (col, entry) in enumerate(zip(columns, entries)):
                 x = block[i]
@@ -316,13 +317,8 @@ def apply_scaling(
     jet_vars: Sequence[str] | None = None,
     track_vars: Sequence[str] | None = None,
     dtype: Any = np.float32,
-    jets_out: np.ndarray | None = None,
-    tracks_out: np.ndarray | None = None,
-    stale: np.ndarray | None = None,
 ) -> ScaledInputs:
-    """Scale a chunk's inputs into ``(n, n_jet_vars)`` and ``(n, max_tracks, n_track_vars)`` arrays,
-    ``jets_out`` and ``tracks_out`` when given (C-contiguous, of ``dtype``; ``stale`` as for
-    :func:`~tracerflow.write.kernels.pad_lookup` when ``tracks_out`` is a reused buffer).
+    """Scale a chunk's inputs into ``(n, n_jet_vars)`` and ``(n, max_tracks, n_track_vars)`` arrays of ``dtype``.
 
     Tracks are scaled compactly and then padded: padding slots are 0.
 
@@ -335,17 +331,24 @@ def apply_scaling(
     if track_vars is None:
         track_vars = [v for v in chunk.tracks if v in scale_dict.get("tracks", {})]
     jet_entries = [scale_entry(scale_dict, "jets", v) for v in jet_vars]
-    track_entries = [scale_entry(scale_dict, "tracks", v) for v in track_vars]
-    jets = _scale_stack([_column(chunk.jets, "jets", v) for v in jet_vars], jet_entries, len(chunk), dtype,
-                        jets_out)
+    jets = _scale_stack([_column(chunk.jets, "jets", v) for v in jet_vars], jet_entries, len(chunk), dtype)
+    columns, tables = track_columns_to_pad(chunk, scale_dict, track_vars, dtype)
+    tracks = np.empty((len(chunk), chunk.max_tracks, len(track_vars)), dtype=dtype)
+    pad_track_rows(chunk.counts, chunk.max_tracks, inputs=tracks, columns=columns, tables=tables)
+    return ScaledInputs(jets, tracks, tuple(jet_vars), tuple(track_vars))
+
+
+def track_columns_to_pad(chunk: TrainChunk, scale_dict: Mapping[str, Any], track_vars: Sequence[str],
+                         dtype: Any) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """A chunk's compact track columns ``track_vars`` as :func:`~tracerflow.write.kernels.pad_track_rows`
+    scales them while padding: float16 columns as they are, with each one's table of scaled values
+    (``(n_columns, 65536)`` of ``dtype``); other columns scaled now, as ``dtype``, with no tables."""
+    entries = [scale_entry(scale_dict, "tracks", v) for v in track_vars]
     columns = [np.asarray(_column(chunk.tracks, "tracks", v)) for v in track_vars]
     if columns and all(c.dtype == np.float16 for c in columns):
-        tables = _half_tables(tuple(_table_key(e) for e in track_entries), np.dtype(dtype).str)
-        tracks = pad_lookup(columns, tables, chunk.counts, chunk.max_tracks, tracks_out, stale)
-    else:
-        tracks = chunk.padded(_scale_stack(columns, track_entries, int(np.sum(chunk.counts)), dtype),
-                              out=tracks_out)
-    return ScaledInputs(jets, tracks, tuple(jet_vars), tuple(track_vars))
+        return columns, _half_tables(tuple(_table_key(e) for e in entries), np.dtype(dtype).str)
+    scaled = _scale_stack(columns, entries, int(np.sum(chunk.counts)), dtype)
+    return [scaled[:, j] for j in range(len(columns))], None
 
 
 def _column(columns: Mapping[str, np.ndarray], group: str, var: str) -> np.ndarray:

@@ -29,18 +29,21 @@ import numpy as np
 from tracerflow.io.h5target import H5Writer, SchemaFile
 from tracerflow.write.appender import RowAppender, WriteBehind, read_text, write_text
 from tracerflow.write.chunk import TrainChunk
-from tracerflow.write.kernels import check_fits, pad_columns, valid_slots
+from tracerflow.write.kernels import check_fits, pad_track_rows
 from tracerflow.write.placed import PlacedDatasets
-from tracerflow.write.scaling import apply_scaling, scale_dict_from_json, scale_dict_to_json, write_scale_dict
-from tracerflow.write.workers import WriteQueue, run_all, worker_threads
+from tracerflow.write.scaling import (apply_scaling, scale_dict_from_json, scale_dict_to_json, track_columns_to_pad,
+                                     write_scale_dict)
+from tracerflow.write.workers import run_all, worker_threads
 
 SCHEMA = "tracerflow.train_umami"
 SCHEMA_VERSION = 1
 PRECISIONS = ("float16", "float32")
 READ_CACHE_BYTES = 64 << 20
-#: Track rows per block a worker pads and stores at once: large writes cost the kernel less per
-#: byte, and the buffers are reused, so their size costs no page faults after the first block.
+#: Padded track bytes per block of jets a worker takes at once (few blocks: little per-task overhead).
 PLACED_BLOCK_BYTES = 32 << 20
+#: Padded track bytes a worker pads before storing them: a piece this size is still in the core's
+#: cache when the kernel copies it into the file (4 MiB of L2 per core where this was measured).
+PLACED_PIECE_BYTES = 3 << 20
 
 
 def scale_dict_path(train_path: str | os.PathLike) -> Path:
@@ -67,8 +70,9 @@ def _concat_names(concat_jet_tracks: bool | Sequence[str], jet_vars: Sequence[st
 @dataclass(frozen=True)
 class _UmamiRows:
     """How jets become rows of the train file's datasets: per-jet rows a chunk at a time
-    (:meth:`jet_rows`, vectorised numpy on the reading thread) and track rows a block at a time
-    (:meth:`fill_tracks`, compiled loops that release the GIL, on worker threads)."""
+    (:meth:`jet_rows`, vectorised numpy) and track rows a block at a time (:meth:`fill_tracks`
+    into buffers, or :meth:`store_tracks` straight into the file: compiled loops that release
+    the GIL, on worker threads)."""
 
     scale_dict: Mapping[str, Any]
     class_names: tuple[str, ...]
@@ -109,7 +113,7 @@ class _UmamiRows:
 
     def jet_rows(self, chunk: TrainChunk) -> dict[str, np.ndarray]:
         """Rows of every ``jets/`` dataset for the jets of ``chunk`` (checked and scaled), and a check
-        that its track labels fit their dtype, so that :meth:`fill_tracks` needs no checks."""
+        that its track labels fit their dtype, so that the track loops need no checks."""
         label = np.asarray(chunk.label)
         n_classes = len(self.class_names)
         if label.size and (label.min() < 0 or label.max() >= n_classes):
@@ -133,25 +137,38 @@ class _UmamiRows:
         return rows
 
     def fill_tracks(self, block: TrainChunk, scaled_jets: np.ndarray | None, out: "TrackRows") -> dict[str, np.ndarray]:
-        """The padded ``tracks/`` rows of ``block``'s jets, written into ``out``'s buffers;
-        ``scaled_jets`` are the block's ``jets/inputs`` rows, needed only for concatenated jet variables."""
+        """The padded ``tracks/`` rows of ``block``'s jets, written into ``out``'s buffers (as many
+        rows as the block has jets); ``scaled_jets`` are the block's ``jets/inputs`` rows, needed
+        only for concatenated jet variables."""
         rows, stale = out.take(len(block))
-        tracks = rows["tracks/inputs"]
-        valid = valid_slots(block.counts, self.max_tracks, out=rows["tracks/valid"], stale=stale)
-        if self.concat:
-            scaled = apply_scaling(block, self.scale_dict, (), self.track_vars, dtype=self.precision)
-            n_tracks = len(self.track_vars)
-            tracks[:, :, :n_tracks] = scaled.tracks
-            concat = [self.jet_vars.index(v) for v in self.concat]
-            tracks[:, :, n_tracks:] = np.where(valid[:, :, None], scaled_jets[:, None, concat],
-                                               np.zeros((), self.precision))
-        else:
-            apply_scaling(block, self.scale_dict, (), self.track_vars, dtype=self.precision, tracks_out=tracks,
-                          stale=stale)
-        pad_columns({name: block.track_labels[name] for name in self.track_label_names}, block.counts,
-                    self.max_tracks, -1, rows["tracks/labels"], checked=True, stale=stale)
-        out.taken(block.counts)
+        self._pad(block, scaled_jets, stale, rows)
         return rows
+
+    def store_tracks(self, block: TrainChunk, scaled_jets: np.ndarray | None, out: "TrackRows",
+                     placed: PlacedDatasets, start: int) -> None:
+        """Pad the tracks of ``block`` (rows ``start, ...`` of the file) a few jets at a time through
+        ``out``'s buffers, each piece stored by the compiled loop as soon as it is padded."""
+        positions = [placed.position(name, start) for name in TrackRows.NAMES]
+        first = 0
+        while True:
+            failed = self._pad(block, scaled_jets, out.stale, out.arrays, placed.fd, positions, first)
+            if failed < 0:
+                return
+            first = min(len(block), failed + len(out))
+            placed.write(start + failed, {name: out.arrays[name][:first - failed] for name in TrackRows.NAMES})
+
+    def _pad(self, block: TrainChunk, scaled_jets: np.ndarray | None, stale: np.ndarray,
+             rows: Mapping[str, np.ndarray], fd: int = -1, positions: Sequence[int] = (0, 0, 0),
+             first_jet: int = 0) -> int:
+        """:func:`~tracerflow.write.kernels.pad_track_rows` of ``block`` into ``rows``."""
+        columns, tables = track_columns_to_pad(block, self.scale_dict, self.track_vars, self.precision)
+        concat = None
+        if self.concat:
+            concat = np.ascontiguousarray(scaled_jets[:, [self.jet_vars.index(v) for v in self.concat]])
+        return pad_track_rows(block.counts, self.max_tracks, stale, inputs=rows["tracks/inputs"], columns=columns,
+                              tables=tables, concat=concat, valid=rows["tracks/valid"], labels=rows["tracks/labels"],
+                              label_columns=[block.track_labels[name] for name in self.track_label_names],
+                              fd=fd, positions=positions, first_jet=first_jet)
 
 
 class TrackRows:
@@ -159,10 +176,12 @@ class TrackRows:
     last block filled: padding is written once, when the buffer is made, and afterwards only
     where an earlier jet had more tracks (in the toy sample four slots in five are never touched)."""
 
+    NAMES = ("tracks/inputs", "tracks/valid", "tracks/labels")
+
     def __init__(self, layout: _UmamiRows, n: int) -> None:
-        fills = {"tracks/inputs": 0, "tracks/valid": False, "tracks/labels": -1}
-        self.arrays = {name: np.full((n,) + tail, fills[name], dtype)
-                       for name, (dtype, tail, _) in layout.datasets.items() if name in fills}
+        fills = dict(zip(self.NAMES, (0, False, -1)))
+        self.arrays = {name: np.full((n,) + layout.datasets[name][1], fills[name], layout.datasets[name][0])
+                       for name in self.NAMES}
         self.stale = np.zeros(n, dtype=np.int64)
 
     def __len__(self) -> int:
@@ -171,10 +190,6 @@ class TrackRows:
     def take(self, n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Views of the first ``n`` rows, and how many slots of each may hold an earlier block's tracks."""
         return {name: array[:n] for name, array in self.arrays.items()}, self.stale[:n]
-
-    def taken(self, counts: np.ndarray) -> None:
-        """Record that the first ``len(counts)`` rows now hold ``counts`` tracks each."""
-        self.stale[:len(counts)] = counts
 
 
 def _nan_to_zero(values: np.ndarray) -> np.ndarray:
@@ -259,45 +274,47 @@ def _checked(chunks: Iterable[TrainChunk], layout: _UmamiRows) -> Iterator[Train
 
 
 def _write_placed(w: H5Writer, chunks: Iterable[TrainChunk], layout: _UmamiRows, n_jets: int) -> int:
-    """Contiguous datasets of ``n_jets`` rows. The reading thread makes each chunk's per-jet rows;
-    worker threads pad blocks of its tracks into reused buffers; one writer thread stores every
-    piece at its place in the file, back to back, so the copy into the file never waits for work."""
+    """Contiguous datasets of ``n_jets`` rows, written in place by worker threads: the reading thread
+    hands out blocks of jets; a worker pads a block's tracks a piece at a time into its own small
+    buffers and stores each piece while it is still in the core's cache, or makes and stores a
+    chunk's per-jet rows. Stores to one file queue in the kernel, so the copy into the file runs
+    back to back while the other thread pads the next piece."""
     placed = PlacedDatasets(w, n_jets)
     for name, (dtype, tail, attrs) in layout.datasets.items():
         placed.create(name, dtype, tail, **attrs)
     threads = worker_threads()
-    free: queue.Queue[TrackRows | None] = queue.Queue()
-    for _ in range(threads + 1):
-        free.put(None)
+    piece = max(1, PLACED_PIECE_BYTES // layout.track_row_bytes)
+    free: queue.Queue[TrackRows] = queue.Queue()
+    for _ in range(threads):
+        free.put(TrackRows(layout, piece))
 
-    with placed, WriteQueue() as writes:
-        def store_tracks(block: TrainChunk, scaled_jets: np.ndarray | None, start: int) -> None:
-            buffers = free.get()
-            if buffers is None or len(buffers) < len(block):
-                buffers = TrackRows(layout, len(block))
-            try:
-                rows = layout.fill_tracks(block, scaled_jets, buffers)
-            except BaseException:
-                free.put(buffers)
-                raise
-            writes.submit(placed.write, start, rows, then=lambda: free.put(buffers))
+    def store_tracks(block: TrainChunk, scaled_jets: np.ndarray | None, start: int) -> None:
+        buffers = free.get()
+        try:
+            layout.store_tracks(block, scaled_jets, buffers, placed, start)
+        finally:
+            free.put(buffers)
 
-        def tasks() -> Iterator[Callable[[], None]]:
-            start = 0
-            for chunk in chunks:
-                if start + len(chunk) > n_jets:
-                    raise ValueError(f"the chunks hold more than the {n_jets} jets expected")
-                jets = layout.jet_rows(chunk) if layout.concat else None
-                offset = start
-                for block in chunk.blocks(layout.track_row_bytes, PLACED_BLOCK_BYTES):
-                    scaled = jets["jets/inputs"][offset - start:offset - start + len(block)] if jets else None
-                    yield partial(store_tracks, block, scaled, offset)
-                    offset += len(block)
-                writes.submit(placed.write, start, jets or layout.jet_rows(chunk))
-                start += len(chunk)
-            if start != n_jets:
-                raise ValueError(f"the chunks hold {start} jets, {n_jets} were expected")
+    def store_jets(chunk: TrainChunk, jets: dict[str, np.ndarray] | None, start: int) -> None:
+        placed.write(start, jets if jets is not None else layout.jet_rows(chunk))
 
+    def tasks() -> Iterator[Callable[[], None]]:
+        start = 0
+        for chunk in chunks:
+            if start + len(chunk) > n_jets:
+                raise ValueError(f"the chunks hold more than the {n_jets} jets expected")
+            jets = layout.jet_rows(chunk) if layout.concat else None
+            offset = start
+            for block in chunk.blocks(layout.track_row_bytes, PLACED_BLOCK_BYTES):
+                scaled = jets["jets/inputs"][offset - start:offset - start + len(block)] if jets else None
+                yield partial(store_tracks, block, scaled, offset)
+                offset += len(block)
+            yield partial(store_jets, chunk, jets, start)
+            start += len(chunk)
+        if start != n_jets:
+            raise ValueError(f"the chunks hold {start} jets, {n_jets} were expected")
+
+    with placed:
         run_all(tasks(), threads)
     return n_jets
 

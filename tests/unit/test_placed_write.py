@@ -130,7 +130,8 @@ def chunks(request):
 
 @pytest.mark.parametrize("options", [{}, {"precision": "float32"}, {"concat_jet_tracks": ["eta", "pt"]}])
 def test_placed_file_holds_what_the_appended_file_holds(tmp_path, monkeypatch, chunks, options):
-    monkeypatch.setattr(umami_file, "PLACED_BLOCK_BYTES", 20 * 1024)  # many blocks: buffers are reused
+    monkeypatch.setattr(umami_file, "PLACED_BLOCK_BYTES", 20 * 1024)  # many blocks: buffers are reused,
+    monkeypatch.setattr(umami_file, "PLACED_PIECE_BYTES", 3 * 1024)   # each padded and stored in pieces
     scale_dict = make_scale_dict(chunks)
     n = sum(len(c) for c in chunks)
     write(tmp_path / "appended.h5", chunks, scale_dict, **options)
@@ -156,6 +157,38 @@ def test_placed_files_of_the_same_input_are_byte_identical(tmp_path, monkeypatch
     write(tmp_path / "a.h5", chunks, scale_dict, expected_jets=n)
     write(tmp_path / "b.h5", chunks, scale_dict, expected_jets=n)
     assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
+
+
+@pytest.mark.parametrize("system", ["refuses once", "refuses"])
+def test_a_piece_the_compiled_store_could_not_write_goes_through_os_pwrite(tmp_path, monkeypatch, system):
+    """The compiled loop cannot read errno: a piece it fails to store is stored again with
+    ``os.pwrite``, which either succeeds (and the file is complete) or raises the error."""
+    import errno
+    import os
+
+    monkeypatch.setattr(umami_file, "PLACED_PIECE_BYTES", 3 * 1024)
+    chunks = half_chunks()
+    scale_dict = make_scale_dict(chunks)
+    n = sum(len(c) for c in chunks)
+    write(tmp_path / "appended.h5", chunks, scale_dict)
+    read_only = os.open(tmp_path / "appended.h5", os.O_RDONLY)  # a descriptor every compiled store fails on
+    monkeypatch.setattr(PlacedDatasets, "fd", property(lambda self: read_only))
+    if system == "refuses":
+        def full(fd, data, position):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        monkeypatch.setattr(os, "pwrite", full)
+    try:
+        if system == "refuses":
+            with pytest.raises(OSError, match="No space left"):
+                write(tmp_path / "placed.h5", chunks, scale_dict, expected_jets=n)
+            assert not (tmp_path / "placed.h5").exists()
+            return
+        write(tmp_path / "placed.h5", chunks, scale_dict, expected_jets=n)
+    finally:
+        os.close(read_only)
+    appended, placed = read_umami(tmp_path / "appended.h5"), read_umami(tmp_path / "placed.h5")
+    for name in appended:
+        np.testing.assert_array_equal(placed[name].view(np.uint8), appended[name].view(np.uint8), err_msg=name)
 
 
 @pytest.mark.parametrize("expected", [100, 5000])

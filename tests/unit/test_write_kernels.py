@@ -1,6 +1,8 @@
 """Compact tracks: the compiled padding loops, float16 counts, ragged indices and TrainChunk's views."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,7 @@ from tracerflow.write.kernels import (
     count_half_patterns,
     pad_columns,
     pad_lookup,
+    pad_track_rows,
     pad_tracks,
     valid_slots,
 )
@@ -112,35 +115,96 @@ def test_outputs_of_another_shape_or_type_are_refused(counts):
         valid_slots(counts, MAX_TRACKS, out=np.empty((len(counts), MAX_TRACKS + 1), bool))
 
 
-def test_a_reused_buffer_is_cleared_only_where_the_last_block_left_tracks(counts):
-    """Block after block into one buffer with ``stale`` = the previous counts gives exactly what a
-    fresh buffer gets, while slots no block ever reached are not written at all."""
+def fresh_rows(block, features, tables, label, concat=None):
+    """What padding ``block`` into new buffers gives: inputs, valid and labels."""
+    inputs = pad_lookup([features[:, 0], features[:, 1]], tables, block, MAX_TRACKS)
+    if concat is not None:
+        spread = np.where(valid_slots(block, MAX_TRACKS)[:, :, None], concat[:, None, :], np.float16(0))
+        inputs = np.concatenate([inputs, spread], axis=2)
+    return inputs, valid_slots(block, MAX_TRACKS), pad_tracks(label.astype(np.int8), block, MAX_TRACKS, -1)[:, :, None]
+
+
+@pytest.mark.parametrize("with_concat", [False, True])
+def test_a_reused_buffer_is_cleared_only_where_the_last_block_left_tracks(counts, with_concat):
+    """Block after block into one set of buffers with ``stale`` gives exactly what fresh buffers
+    get, while slots no block ever reached are not written at all."""
     rng = np.random.default_rng(8)
     tables = rng.normal(size=(2, 1 << 16)).astype(np.float16)
     n = len(counts)
-    lookups = np.full((n, MAX_TRACKS, 2), 0, np.float16)
+    width = 2 + (1 if with_concat else 0)
+    inputs = np.zeros((n, MAX_TRACKS, width), np.float16)
     valid = np.zeros((n, MAX_TRACKS), bool)
     labels = np.full((n, MAX_TRACKS, 1), -1, np.int8)
     stale = np.zeros(n, np.int64)
     for seed in range(4):
         block = np.random.default_rng(seed).permutation(counts)[: n - 3 * seed]
+        m = len(block)
         features = rng.normal(size=(int(block.sum()), 2)).astype(np.float16)
         label = rng.integers(0, 5, int(block.sum())).astype(np.int16)
-        m = len(block)
-        pad_lookup([features[:, 0], features[:, 1]], tables, block, MAX_TRACKS, lookups[:m], stale[:m])
-        valid_slots(block, MAX_TRACKS, valid[:m], stale[:m])
-        pad_columns({"label": label}, block, MAX_TRACKS, -1, labels[:m], stale=stale[:m])
-        stale[:m] = block
-        fresh = pad_lookup([features[:, 0], features[:, 1]], tables, block, MAX_TRACKS)
-        np.testing.assert_array_equal(lookups[:m], fresh)
-        np.testing.assert_array_equal(valid[:m], valid_slots(block, MAX_TRACKS))
-        np.testing.assert_array_equal(labels[:m, :, 0], pad_tracks(label.astype(np.int8), block, MAX_TRACKS, -1))
-    untouched = np.full((n, MAX_TRACKS), 123, np.float16)
-    pad_lookup([np.zeros(0, np.float16)], np.zeros((1, 1 << 16), np.float16), np.zeros(n, int), MAX_TRACKS,
-               untouched[:, :, None], np.zeros(n, np.int64))
+        concat = rng.normal(size=(m, 1)).astype(np.float16) if with_concat else None
+        assert pad_track_rows(block, MAX_TRACKS, stale[:m], inputs=inputs[:m], columns=[features[:, 0], features[:, 1]],
+                              tables=tables, concat=concat, valid=valid[:m], labels=labels[:m],
+                              label_columns=[label]) == -1
+        np.testing.assert_array_equal(stale[:m], block)
+        for got, expected in zip((inputs[:m], valid[:m], labels[:m]), fresh_rows(block, features, tables, label, concat)):
+            np.testing.assert_array_equal(got, expected)
+    untouched = np.full((n, MAX_TRACKS, 1), 123, np.float16)
+    pad_track_rows(np.zeros(n, int), MAX_TRACKS, np.zeros(n, np.int64), inputs=untouched,
+                   columns=[np.zeros(0, np.float16)], tables=np.zeros((1, 1 << 16), np.float16))
     assert (untouched == 123).all()
     with pytest.raises(ValueError, match="stale"):
-        valid_slots(counts, MAX_TRACKS, valid, np.full(n, MAX_TRACKS + 1))
+        pad_track_rows(counts, MAX_TRACKS, np.full(n, MAX_TRACKS + 1), valid=valid)
+    with pytest.raises(ValueError, match="only a store to a file"):
+        pad_track_rows(counts, MAX_TRACKS, stale[:10], valid=valid[:10])
+
+
+def test_copied_columns_are_padded_like_looked_up_ones(counts):
+    rng = np.random.default_rng(9)
+    scaled = rng.normal(size=(int(counts.sum()), 2)).astype(np.float32)
+    out = np.empty((len(counts), MAX_TRACKS, 2), np.float32)
+    pad_track_rows(counts, MAX_TRACKS, inputs=out, columns=[scaled[:, 0], scaled[:, 1]])
+    np.testing.assert_array_equal(out, padded_reference(scaled, counts, 0))
+    with pytest.raises(ValueError, match="columns to copy must be float32"):
+        pad_track_rows(counts, MAX_TRACKS, inputs=out, columns=[scaled[:, 0].astype(np.float16)] * 2)
+
+
+def test_pieces_stored_into_a_file_equal_the_padded_arrays(tmp_path, counts):
+    """With a file, the buffers hold a few jets at a time and every piece lands at its rows."""
+    rng = np.random.default_rng(10)
+    tables = rng.normal(size=(2, 1 << 16)).astype(np.float16)
+    features = rng.normal(size=(int(counts.sum()), 2)).astype(np.float16)
+    label = rng.integers(0, 5, int(counts.sum())).astype(np.int16)
+    expected = fresh_rows(counts, features, tables, label)
+    sizes = [a.nbytes for a in expected]
+    positions = [100, 100 + sizes[0] + 7, 100 + sizes[0] + 7 + sizes[1] + 3]
+    path = tmp_path / "rows.bin"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        piece = 16
+        stale = np.full(piece, MAX_TRACKS, np.int64)
+        assert pad_track_rows(counts, MAX_TRACKS, stale, inputs=np.empty((piece, MAX_TRACKS, 2), np.float16),
+                              columns=[features[:, 0], features[:, 1]], tables=tables,
+                              valid=np.empty((piece, MAX_TRACKS), bool), labels=np.empty((piece, MAX_TRACKS, 1), np.int8),
+                              label_columns=[label], fd=fd, positions=positions) == -1
+    finally:
+        os.close(fd)
+    data = path.read_bytes()
+    for array, position in zip(expected, positions):
+        got = np.frombuffer(data[position:position + array.nbytes], array.dtype).reshape(array.shape)
+        np.testing.assert_array_equal(got, array)
+
+
+def test_a_store_the_system_refuses_is_reported_by_its_first_jet(tmp_path, counts):
+    path = tmp_path / "rows.bin"
+    path.write_bytes(b"")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        piece = 32
+        failed = pad_track_rows(counts, MAX_TRACKS, np.full(piece, MAX_TRACKS, np.int64),
+                                valid=np.empty((piece, MAX_TRACKS), bool), fd=fd, first_jet=64)
+    finally:
+        os.close(fd)
+    assert failed == 64 and path.stat().st_size == 0
 
 
 def test_valid_slots_mark_each_jets_first_slots(counts):
