@@ -173,7 +173,7 @@ class _UmamiRows:
 
 class TrackRows:
     """Reused ``tracks/`` buffers of up to ``n`` jets that remember how many slots of each row the
-    last block filled: padding is written once, when the buffer is made, and afterwards only
+    last block or piece filled: padding is written once, when the buffer is made, and afterwards only
     where an earlier jet had more tracks (in the toy sample four slots in five are never touched)."""
 
     NAMES = ("tracks/inputs", "tracks/valid", "tracks/labels")
