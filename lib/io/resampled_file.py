@@ -99,7 +99,7 @@ class ResampledFile(SchemaFile):
         node, or None when the file has none (node features not float16)."""
         if "nodes/x_half_counts" not in self._file:
             return None
-        return self._file["nodes/x_half_counts"][()][self._node_columns("x", names)]
+        return self._rows("nodes/x_half_counts")[self._node_columns("x", names)]
 
     def index(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Column ``name`` (an index column, ``label`` or ``weight``) of rows ``[start, stop)``."""

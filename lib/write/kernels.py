@@ -35,6 +35,8 @@ def _pad(values: np.ndarray, counts: np.ndarray, row: int, width: int, fill, out
 #: libc's ``pwrite``, called from compiled loops by symbol name (so that they can still be cached);
 #: the buffer address and byte count are passed as integers, which is how the C ABI passes them.
 _pwrite = types.ExternalFunction("pwrite", types.intp(types.intc, types.uintp, types.uintp, types.int64))
+_mutex_lock = types.ExternalFunction("pthread_mutex_lock", types.intc(types.uintp))
+_mutex_unlock = types.ExternalFunction("pthread_mutex_unlock", types.intc(types.uintp))
 
 
 @numba.njit(nogil=True, cache=True)
@@ -136,12 +138,13 @@ def _pad_labels(labels, n_labels: int, fill, counts: np.ndarray, a: int, b: int,
 @numba.njit(nogil=True, cache=True)
 def _pad_rows(columns, n_columns: int, tables: np.ndarray, concat: np.ndarray, labels, n_labels: int, label_fill,
               counts: np.ndarray, max_tracks: int, first_jet: int, first_track: int, piece: int, stale: np.ndarray,
-              inputs: np.ndarray, valid: np.ndarray, label_rows: np.ndarray, fd: int, positions: np.ndarray) -> int:
+              inputs: np.ndarray, valid: np.ndarray, label_rows: np.ndarray, fd: int, positions: np.ndarray,
+              mutex: int) -> int:
     # Buffers are flat and hold ``piece`` jets: inputs ``max_tracks * (n_columns + n_concat)`` items
     # per jet, valid ``max_tracks``, label_rows ``max_tracks * n_labels``; an empty one is skipped.
     # Slots from counts[i] to stale[i] are cleared, and stale becomes counts. With ``fd`` each piece
-    # is stored at positions[k] + jet * its row bytes; returns the first jet of a piece whose store
-    # failed, or -1. One pass per buffer: a loop writing one array compiles tighter than one
+    # is stored at positions[k] + jet * its row bytes, holding the pthread mutex at address ``mutex``
+    # (when not 0); returns the first jet of a piece whose store failed, or -1. One pass per buffer: a loop writing one array compiles tighter than one
     # writing three.
     t = first_track
     for a in range(first_jet, counts.shape[0], piece):
@@ -155,10 +158,16 @@ def _pad_rows(columns, n_columns: int, tables: np.ndarray, concat: np.ndarray, l
         for i in range(b - a):
             stale[i] = counts[a + i]
             t += counts[a + i]
-        if fd >= 0 and not (_store_piece(fd, inputs, piece, a, b, positions[0])
-                            and _store_piece(fd, valid, piece, a, b, positions[1])
-                            and _store_piece(fd, label_rows, piece, a, b, positions[2])):
-            return a
+        if fd >= 0:
+            if mutex:
+                _mutex_lock(mutex)
+            stored = (_store_piece(fd, inputs, piece, a, b, positions[0])
+                      and _store_piece(fd, valid, piece, a, b, positions[1])
+                      and _store_piece(fd, label_rows, piece, a, b, positions[2]))
+            if mutex:
+                _mutex_unlock(mutex)
+            if not stored:
+                return a
     return -1
 
 
@@ -230,7 +239,7 @@ def pad_track_rows(counts: np.ndarray, max_tracks: int, stale: np.ndarray | None
                    tables: np.ndarray | None = None, concat: np.ndarray | None = None,
                    valid: np.ndarray | None = None, labels: np.ndarray | None = None,
                    label_columns: Sequence[np.ndarray] = (), label_fill: int = -1,
-                   fd: int = -1, positions: Sequence[int] = (0, 0, 0), first_jet: int = 0) -> int:
+                   fd: int = -1, positions: Sequence[int] = (0, 0, 0), first_jet: int = 0, mutex: int = 0) -> int:
     """Pad the tracks of ``len(counts)`` jets into the train file's track rows in one pass; return -1,
     or the first jet of a piece whose store failed.
 
@@ -250,8 +259,9 @@ def pad_track_rows(counts: np.ndarray, max_tracks: int, stale: np.ndarray | None
     ``rows`` jets at a time: the jets go through them piece by piece, from ``first_jet`` on, and
     each piece is stored into the open file as soon as it is padded, at ``positions`` (the file
     offsets of jet 0's row of inputs, valid and labels), so that it is copied out while still in
-    the core's cache. A failed store is not retried: store that piece again with ``os.pwrite`` to
-    learn why.
+    the core's cache, holding the pthread mutex at address ``mutex`` when given (see
+    :class:`~tracerflow.write.placed.StoreMutex`). A failed store is not retried: store that piece
+    again with ``os.pwrite`` to learn why.
     """
     n_columns, n_labels = len(columns), len(label_columns)
     n_tracks = len(columns[0]) if n_columns else len(label_columns[0]) if n_labels else int(np.sum(counts))
@@ -286,7 +296,7 @@ def pad_track_rows(counts: np.ndarray, max_tracks: int, stale: np.ndarray | None
         (labels.dtype if labels is not None else common).type(label_fill),
         counts, max_tracks, int(first_jet), int(counts[:first_jet].sum()), rows, stale,
         _flat(inputs, items), _flat(valid, np.dtype(np.uint8)), _flat(labels, common),
-        int(fd), np.asarray(positions, dtype=np.int64))
+        int(fd), np.asarray(positions, dtype=np.int64), int(mutex))
 
 
 def count_half_patterns(columns: list[np.ndarray]) -> np.ndarray:

@@ -11,16 +11,51 @@ HDF5 file. The byte ranges are reserved with ``posix_fallocate`` first, so a ful
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import h5py
 import numpy as np
 
 from tracerflow.io.h5target import H5Writer
 from tracerflow.write.appender import ensure_group
+
+
+class StoreMutex:
+    """A POSIX mutex that every store into one file takes: threads waiting for the file sleep.
+
+    The kernel lets one buffered write into a file run at a time; a thread that arrives while
+    another writes spins on the file's lock for as long as the writer runs, on a core the other
+    threads need. Taking turns on this mutex first puts the waiting thread to sleep instead.
+    Compiled loops take it by :attr:`address`, Python code through :meth:`held`.
+    """
+
+    _BYTES = 128  # more than any C library's pthread_mutex_t
+
+    def __init__(self) -> None:
+        self._memory = np.zeros(self._BYTES, dtype=np.uint8)
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        error = self._libc.pthread_mutex_init(ctypes.c_void_p(self.address), None)
+        if error:
+            raise OSError(error, f"pthread_mutex_init: {os.strerror(error)}")
+
+    @property
+    def address(self) -> int:
+        """Where the mutex lives, for compiled code."""
+        return int(self._memory.ctypes.data)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the mutex for the block (waiting without the GIL)."""
+        self._libc.pthread_mutex_lock(ctypes.c_void_p(self.address))
+        try:
+            yield
+        finally:
+            self._libc.pthread_mutex_unlock(ctypes.c_void_p(self.address))
 
 
 @dataclass(frozen=True)
@@ -48,6 +83,7 @@ class PlacedDatasets:
         self.n_rows = int(n_rows)
         self._layouts: dict[str, _Layout] = {}
         self._fd: int | None = None
+        self.mutex = StoreMutex()
 
     def create(self, name: str, dtype: Any, shape_tail: tuple[int, ...] = (), **attrs: Any) -> None:
         """Create ``name`` contiguous, ``(n_rows,) + shape_tail`` of ``dtype``, its space allocated now."""
@@ -101,7 +137,7 @@ class PlacedDatasets:
     def write(self, start: int, rows: Mapping[str, np.ndarray]) -> None:
         """Store ``rows[name]`` (C-contiguous, of the dataset's dtype and row shape) as rows
         ``start, start + 1, ...`` of each dataset ``name``; safe to call from several threads
-        (writes to one file queue in the kernel, one at a time)."""
+        (they take turns on :attr:`mutex`)."""
         assert self._fd is not None, "PlacedDatasets.write used outside its context"
         for name, data in rows.items():
             layout = self._layouts[name]
@@ -114,9 +150,10 @@ class PlacedDatasets:
                 continue
             view = memoryview(data.reshape(-1).view(np.uint8))
             position = layout.offset + start * layout.row_bytes
-            while view:
-                written = os.pwrite(self._fd, view, position)
-                view, position = view[written:], position + written
+            with self.mutex.held():
+                while view:
+                    written = os.pwrite(self._fd, view, position)
+                    view, position = view[written:], position + written
 
 
 def _reserve(fd: int, offset: int, nbytes: int) -> None:

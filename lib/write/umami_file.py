@@ -122,8 +122,7 @@ class _UmamiRows:
         if fold.size and (fold.min() < 0 or fold.max() > np.iinfo(np.int16).max):
             raise ValueError(f"fold ids outside [0, {np.iinfo(np.int16).max}]: [{fold.min()}, {fold.max()}]")
         check_fits({name: chunk.track_labels[name] for name in self.track_label_names}, self.label_dtype)
-        one_hot = np.zeros((len(label), n_classes), dtype=np.uint8)
-        one_hot[np.arange(len(label)), label] = 1
+        one_hot = np.take(np.eye(n_classes, dtype=np.uint8), label, axis=0)
         rows = {
             "jets/inputs": apply_scaling(chunk, self.scale_dict, self.jet_vars, (), dtype=self.precision).jets,
             "jets/labels": label.astype(np.int64),
@@ -151,7 +150,8 @@ class _UmamiRows:
         positions = [placed.position(name, start) for name in TrackRows.NAMES]
         first = 0
         while True:
-            failed = self._pad(block, scaled_jets, out.stale, out.arrays, placed.fd, positions, first)
+            failed = self._pad(block, scaled_jets, out.stale, out.arrays, placed.fd, positions, first,
+                               placed.mutex.address)
             if failed < 0:
                 return
             first = min(len(block), failed + len(out))
@@ -159,7 +159,7 @@ class _UmamiRows:
 
     def _pad(self, block: TrainChunk, scaled_jets: np.ndarray | None, stale: np.ndarray,
              rows: Mapping[str, np.ndarray], fd: int = -1, positions: Sequence[int] = (0, 0, 0),
-             first_jet: int = 0) -> int:
+             first_jet: int = 0, mutex: int = 0) -> int:
         """:func:`~tracerflow.write.kernels.pad_track_rows` of ``block`` into ``rows``."""
         columns, tables = track_columns_to_pad(block, self.scale_dict, self.track_vars, self.precision)
         concat = None
@@ -168,7 +168,7 @@ class _UmamiRows:
         return pad_track_rows(block.counts, self.max_tracks, stale, inputs=rows["tracks/inputs"], columns=columns,
                               tables=tables, concat=concat, valid=rows["tracks/valid"], labels=rows["tracks/labels"],
                               label_columns=[block.track_labels[name] for name in self.track_label_names],
-                              fd=fd, positions=positions, first_jet=first_jet)
+                              fd=fd, positions=positions, first_jet=first_jet, mutex=mutex)
 
 
 class TrackRows:

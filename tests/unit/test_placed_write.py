@@ -267,3 +267,30 @@ def test_a_file_system_that_cannot_reserve_space_still_gets_the_rows(tmp_path, m
     x, _ = placed_file(tmp_path / "p.h5", 100, [(0, 100)])
     with h5py.File(tmp_path / "p.h5") as f:
         np.testing.assert_array_equal(f["x"][()], x)
+
+
+def test_the_compiled_store_waits_for_the_files_mutex(tmp_path):
+    """A piece is stored only once whoever holds the file's mutex lets go of it."""
+    import os
+
+    from tracerflow.write.kernels import pad_track_rows
+    from tracerflow.write.placed import StoreMutex
+
+    mutex = StoreMutex()
+    counts = np.array([2, 0, 3])
+    path = tmp_path / "rows.bin"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    results = []
+    try:
+        with mutex.held():
+            store = threading.Thread(target=lambda: results.append(pad_track_rows(
+                counts, 4, valid=np.empty((len(counts), 4), bool), fd=fd, mutex=mutex.address)))
+            store.start()
+            store.join(timeout=0.3)
+            assert store.is_alive() and path.stat().st_size == 0
+        store.join(timeout=10)
+    finally:
+        os.close(fd)
+    assert results == [-1]
+    np.testing.assert_array_equal(np.frombuffer(path.read_bytes(), bool).reshape(3, 4),
+                                  np.arange(4)[None, :] < counts[:, None])
