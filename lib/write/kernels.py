@@ -79,8 +79,8 @@ def _pad_inputs(columns, n_columns: int, tables: np.ndarray, concat: np.ndarray,
         for s in range(c):
             for k in range(concat.shape[1]):
                 inputs[o + s * width + n_columns + k] = concat[a + i, k]
-        for k in range(o + c * width, o + stale[i] * width):
-            inputs[k] = 0
+        if stale[i] > c:
+            inputs[o + c * width:o + stale[i] * width] = 0
 
 
 @numba.njit(nogil=True, cache=True)
@@ -111,32 +111,32 @@ def _copy_columns(columns, counts: np.ndarray, a: int, b: int, t: int, width: in
 
 @numba.njit(nogil=True, cache=True)
 def _pad_valid(counts: np.ndarray, a: int, b: int, stale: np.ndarray, max_tracks: int, valid: np.ndarray) -> None:
+    # slices, not element loops: they compile to memset, several times faster here
     for i in range(b - a):
         o = i * max_tracks
-        for s in range(counts[a + i]):
-            valid[o + s] = 1
-        for s in range(counts[a + i], stale[i]):
-            valid[o + s] = 0
+        c = counts[a + i]
+        valid[o:o + c] = 1
+        if stale[i] > c:
+            valid[o + c:o + stale[i]] = 0
 
 
 @numba.njit(nogil=True, cache=True)
-def _pad_labels(labels, n_labels: int, fill, counts: np.ndarray, a: int, b: int, t: int, stale: np.ndarray,
+def _pad_labels(labels: np.ndarray, n_labels: int, fill, counts: np.ndarray, a: int, b: int, t: int, stale: np.ndarray,
                 max_tracks: int, label_rows: np.ndarray) -> None:
+    # labels: flat, n_labels per track, of label_rows' dtype, so each jet's are one run of items
     for i in range(b - a):
         c = counts[a + i]
         o = i * max_tracks * n_labels
-        for s in range(c):
-            j = 0
-            for col in labels:
-                label_rows[o + s * n_labels + j] = col[t + s]
-                j += 1
-        for k in range(o + c * n_labels, o + stale[i] * n_labels):
-            label_rows[k] = fill
+        for k in range(c * n_labels):
+            label_rows[o + k] = labels[t * n_labels + k]
+        if stale[i] > c:
+            label_rows[o + c * n_labels:o + stale[i] * n_labels] = fill
         t += c
 
 
 @numba.njit(nogil=True, cache=True)
-def _pad_rows(columns, n_columns: int, tables: np.ndarray, concat: np.ndarray, labels, n_labels: int, label_fill,
+def _pad_rows(columns, n_columns: int, tables: np.ndarray, concat: np.ndarray, labels: np.ndarray, n_labels: int,
+              label_fill,
               counts: np.ndarray, max_tracks: int, first_jet: int, first_track: int, piece: int, stale: np.ndarray,
               inputs: np.ndarray, valid: np.ndarray, label_rows: np.ndarray, fd: int, positions: np.ndarray,
               mutex: int) -> int:
@@ -286,16 +286,17 @@ def pad_track_rows(counts: np.ndarray, max_tracks: int, stale: np.ndarray | None
         return -1
     items = _as_integers(inputs).dtype if inputs is not None else np.dtype(np.uint16)
     bits = _bit_columns(columns) if tables is not None else tuple(_as_integers(np.asarray(c)) for c in columns)
-    common = np.result_type(*label_columns) if n_labels else np.dtype(np.int8)
+    label_dtype = labels.dtype if labels is not None else np.dtype(np.int8)
+    label_values = np.empty((n_tracks, n_labels), dtype=label_dtype)
+    for j, column in enumerate(label_columns):
+        label_values[:, j] = np.asarray(column).reshape(-1)
     return _pad_rows(
         _same_layout(bits) if n_columns else (np.zeros(0, items),), n_columns,
         _as_integers(tables) if tables is not None else np.zeros((n_columns, 0), items),
         _as_integers(concat) if concat is not None else np.zeros((len(counts), 0), items),
-        tuple(np.ascontiguousarray(np.asarray(c).reshape(-1), dtype=common) for c in label_columns) if n_labels
-        else (np.zeros(0, common),), n_labels,
-        (labels.dtype if labels is not None else common).type(label_fill),
+        label_values.reshape(-1), n_labels, label_dtype.type(label_fill),
         counts, max_tracks, int(first_jet), int(counts[:first_jet].sum()), rows, stale,
-        _flat(inputs, items), _flat(valid, np.dtype(np.uint8)), _flat(labels, common),
+        _flat(inputs, items), _flat(valid, np.dtype(np.uint8)), _flat(labels, label_dtype),
         int(fd), np.asarray(positions, dtype=np.int64), int(mutex))
 
 
