@@ -270,13 +270,21 @@ def _half_tables(keys: tuple[tuple[float, float, bool, bool], ...], dtype: str) 
     return tables
 
 
+#: Items torch copies on the calling thread alone: above this it starts its OpenMP threads,
+#: which then spin-wait on the cores the writer's workers need (torch's ``GRAIN_SIZE``).
+_TORCH_SERIAL_ITEMS = 32768
+
+
 def _cast_into(dst: np.ndarray, src: np.ndarray) -> None:
-    """``dst[...] = src``; through torch when either side is float16, whose vectorised casts run
-    3-6x faster than numpy's and round the same way (to nearest, ties to even)."""
-    if np.float16 in (dst.dtype, src.dtype):
-        torch.from_numpy(dst).copy_(torch.from_numpy(src))
-    else:
+    """``dst[...] = src`` for equal shapes; through torch when either side is float16, whose
+    vectorised casts run 3-6x faster than numpy's and round the same way (to nearest, ties to
+    even), in pieces small enough that torch stays on this thread."""
+    if np.float16 not in (dst.dtype, src.dtype):
         dst[...] = src
+        return
+    rows = max(1, _TORCH_SERIAL_ITEMS // max(1, int(np.prod(dst.shape[1:], dtype=np.int64))))
+    for start in range(0, len(dst), rows):
+        torch.from_numpy(dst[start:start + rows]).copy_(torch.from_numpy(src[start:start + rows]))
 
 
 def _scale_arithmetic(columns: Sequence[np.ndarray], entries: Sequence[Mapping[str, Any]], n: int,

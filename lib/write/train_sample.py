@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from tracerflow.config.load import Config
+from tracerflow.memory import collector_paused
 from tracerflow.templates.loader import load_template
 from tracerflow.write.fold_file import write_folds
 from tracerflow.write.train_chunks import Columns, TrainChunks
@@ -51,6 +52,7 @@ def scale_accumulator(write: Mapping[str, Any], columns: Columns) -> ScaleAccumu
                             no_norm=groups("no_norm"))
 
 
+@collector_paused()
 def write_train_sample(resampled_path: str | os.PathLike, columns: Columns, write: Mapping[str, Any], *, seed: int,
                        umami_path: str | os.PathLike | None, folds_path: str | os.PathLike | None,
                        scale_dict: Mapping[str, Any] | None = None, scale_dict_json: str | os.PathLike | None = None,
@@ -59,6 +61,7 @@ def write_train_sample(resampled_path: str | os.PathLike, columns: Columns, writ
 
     Without ``scale_dict`` the split's own jets define it (the train split), and it is also
     written to ``scale_dict_json`` when given; otherwise ``scale_dict`` (the train split's) is used.
+    Python's garbage collector is paused meanwhile (:func:`~tracerflow.memory.collector_paused`).
     """
     times = WriteTimes()
     common = {"config_digest": config_digest, "created_by": created_by, "compression": write["compression"],
