@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -20,7 +21,12 @@ from tracerflow.write.umami_file import write_umami
 
 @dataclass
 class WriteTimes:
-    """Seconds spent per phase of one :func:`write_train_sample` call, and the jets written."""
+    """Seconds spent per phase of one :func:`write_train_sample` call, and the jets written.
+
+    The phases follow each other in wall time: ``scale`` until the scale dict is ready,
+    ``umami`` from then until the train file is written (it is created, and its first chunk
+    read, while the scale dict is still being computed), ``folds`` the fold file after it.
+    """
 
     jets: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
@@ -67,27 +73,25 @@ def write_train_sample(resampled_path: str | os.PathLike, columns: Columns, writ
     common = {"config_digest": config_digest, "created_by": created_by, "compression": write["compression"],
               "attrs": {**dict(attrs or {}), "n_folds": write["n_folds"]}}
     with TrainChunks(resampled_path, columns, n_folds=write["n_folds"], seed=seed,
-                     chunk_size=write["chunk_size"]) as chunks:
+                     chunk_size=write["chunk_size"]) as chunks, ThreadPoolExecutor(1, "scale") as pool:
         classes = chunks.file.classes
+        start = time.perf_counter()
+        fitted: Future | None = None
+        ready: list[float] = []
         if scale_dict is None:
-            start = time.perf_counter()
-            accumulator = scale_accumulator(write, columns)
-            counted = chunks.track_half_counts()
-            for jets, tracks in chunks.inputs(tracks=counted is None):
-                accumulator.update_columns(jets, tracks)
-            for var, counts in (counted or {}).items():
-                accumulator.add_half_counts("tracks", var, counts)
-            scale_dict = accumulator.result()
-            if scale_dict_json is not None:
-                write_scale_dict(scale_dict_json, scale_dict)
-            times.seconds["scale"] = time.perf_counter() - start
+            fitted = pool.submit(_fit_scale_dict, chunks, write, columns, scale_dict_json)
+            fitted.add_done_callback(lambda _: ready.append(time.perf_counter()))
         if umami_path is not None:
-            start = time.perf_counter()
             write_umami(umami_path, chunks, class_names=classes, jet_vars=columns.jet_vars,
-                        track_vars=columns.track_vars, scale_dict=scale_dict, track_label_names=columns.track_labels,
-                        add_label_names=columns.add_labels, precision=write["precision"],
-                        concat_jet_tracks=write["concat_jet_tracks"], max_tracks=columns.max_tracks,
-                        expected_jets=len(chunks), **common)
+                        track_vars=columns.track_vars, scale_dict=fitted or scale_dict,
+                        track_label_names=columns.track_labels, add_label_names=columns.add_labels,
+                        precision=write["precision"], concat_jet_tracks=write["concat_jet_tracks"],
+                        max_tracks=columns.max_tracks, expected_jets=len(chunks), **common)
+        if fitted is not None:
+            scale_dict = fitted.result()
+            times.seconds["scale"] = ready[0] - start
+            start = ready[0]
+        if umami_path is not None:
             times.seconds["umami"] = time.perf_counter() - start
         if folds_path is not None:
             start = time.perf_counter()
@@ -97,3 +101,18 @@ def write_train_sample(resampled_path: str | os.PathLike, columns: Columns, writ
             times.seconds["folds"] = time.perf_counter() - start
         times.jets = len(chunks)
     return times
+
+
+def _fit_scale_dict(chunks: TrainChunks, write: Mapping[str, Any], columns: Columns,
+                    json_path: str | os.PathLike | None) -> dict[str, Any]:
+    """The scale dict of every jet of ``chunks``, also written to ``json_path`` when given."""
+    accumulator = scale_accumulator(write, columns)
+    counted = chunks.track_half_counts()
+    for jets, tracks in chunks.inputs(tracks=counted is None):
+        accumulator.update_columns(jets, tracks)
+    for var, counts in (counted or {}).items():
+        accumulator.add_half_counts("tracks", var, counts)
+    scale_dict = accumulator.result()
+    if json_path is not None:
+        write_scale_dict(json_path, scale_dict)
+    return scale_dict

@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import queue
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
@@ -74,7 +75,7 @@ class _UmamiRows:
     into buffers, or :meth:`store_tracks` straight into the file: compiled loops that release
     the GIL, on worker threads)."""
 
-    scale_dict: Mapping[str, Any]
+    scale: Mapping[str, Any] | Future
     class_names: tuple[str, ...]
     jet_vars: tuple[str, ...]
     track_vars: tuple[str, ...]
@@ -84,6 +85,11 @@ class _UmamiRows:
     label_dtype: np.dtype
     precision: str
     max_tracks: int
+
+    @cached_property
+    def scale_dict(self) -> Mapping[str, Any]:
+        """The scale dict, waited for when it is a Future still being computed."""
+        return self.scale.result() if isinstance(self.scale, Future) else self.scale
 
     @cached_property
     def datasets(self) -> dict[str, tuple[np.dtype, tuple[int, ...], dict[str, Any]]]:
@@ -206,7 +212,7 @@ def write_umami(
     class_names: Sequence[str],
     jet_vars: Sequence[str],
     track_vars: Sequence[str],
-    scale_dict: Mapping[str, Any],
+    scale_dict: Mapping[str, Any] | Future,
     track_label_names: Sequence[str] = (),
     add_label_names: Sequence[str] | None = None,
     precision: str = "float16",
@@ -225,7 +231,8 @@ def write_umami(
     track slots (it is needed only when ``chunks`` is empty). With ``expected_jets`` (the exact
     number of jets the chunks hold) and no compression, datasets are contiguous and written in
     place by several threads (:mod:`tracerflow.write.placed`); otherwise they are chunked, and one
-    thread appends each block while the next is made.
+    thread appends each block while the next is made. ``scale_dict`` may be a Future still being
+    computed: the file is created and the first chunk read meanwhile, and rows wait for it.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -259,7 +266,7 @@ def write_umami(
             n_jets = _write_placed(w, chunks, layout, int(expected_jets))
         else:
             n_jets = _append_chunked(w, chunks, layout, expected_jets or 0)
-        write_text(w, "scale_dict", scale_dict_to_json(scale_dict))
+        write_text(w, "scale_dict", scale_dict_to_json(layout.scale_dict))
         w.set_attrs("/", n_jets=n_jets)
     return n_jets
 
