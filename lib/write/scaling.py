@@ -188,17 +188,20 @@ class ScaleAccumulator:
 
     def result(self) -> dict[str, dict[str, dict[str, Any]]]:
         """The scale dict of everything seen so far."""
-        out: dict[str, dict[str, dict[str, Any]]] = {}
-        for group in GROUPS:
-            out[group] = {}
-            for var in self.variables[group]:
-                n, mean, m2 = self._total(group, var)
-                shift, scale = 0.0, 1.0
-                if var not in self.no_norm[group] and n > 0:
-                    std = float(np.sqrt(m2 / n))
-                    shift = float(mean)
-                    scale = std if np.isfinite(std) and std > 0 else 1.0
-                out[group][var] = {"shift": shift, "scale": scale, **self._flags(group, var)}
+        return {group: self.group_result(group) for group in GROUPS}
+
+    def group_result(self, group: str) -> dict[str, dict[str, Any]]:
+        """The entries of one group (``jets`` or ``tracks``) of :meth:`result`. The groups' state is
+        separate, so one thread may fill and finish one group while another thread does the other."""
+        out = {}
+        for var in self.variables[group]:
+            n, mean, m2 = self._total(group, var)
+            shift, scale = 0.0, 1.0
+            if var not in self.no_norm[group] and n > 0:
+                std = float(np.sqrt(m2 / n))
+                shift = float(mean)
+                scale = std if np.isfinite(std) and std > 0 else 1.0
+            out[var] = {"shift": shift, "scale": scale, **self._flags(group, var)}
         return out
 
 

@@ -57,13 +57,14 @@ class TrainChunks:
         for start in range(0, len(self), self.chunk_size):
             yield self.read(start, min(len(self), start + self.chunk_size))
 
-    def inputs(self, tracks: bool = True) -> Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    def inputs(self, jets: bool = True, tracks: bool = True
+               ) -> Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
         """``(jet variables, track variables)`` of each chunk, reading nothing else: what a scale pass
-        needs. With ``tracks=False`` the track variables are left out (empty)."""
+        needs. With ``jets=False`` or ``tracks=False`` that group is left out (empty)."""
         for start in range(0, len(self), self.chunk_size):
             stop = min(len(self), start + self.chunk_size)
-            jets = self.file.jets(self.columns.jet_vars, start, stop)
-            yield ({v: jets[v].astype(np.float32, copy=False) for v in self.columns.jet_vars},
+            values = self.file.jets(self.columns.jet_vars, start, stop) if jets else {}
+            yield ({v: values[v].astype(np.float32, copy=False) for v in values},
                    self._tracks(start, stop)[1] if tracks else {})
 
     def track_half_counts(self) -> dict[str, np.ndarray] | None:

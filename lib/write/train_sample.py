@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from tracerflow.config.load import Config
 from tracerflow.memory import collector_paused
 from tracerflow.templates.loader import load_template
 from tracerflow.write.fold_file import write_folds
 from tracerflow.write.train_chunks import Columns, TrainChunks
-from tracerflow.write.scaling import ScaleAccumulator, write_scale_dict
+from tracerflow.write.scaling import GROUPS, ScaleAccumulator, write_scale_dict
 from tracerflow.write.umami_file import write_umami
 
 
@@ -73,24 +73,24 @@ def write_train_sample(resampled_path: str | os.PathLike, columns: Columns, writ
     common = {"config_digest": config_digest, "created_by": created_by, "compression": write["compression"],
               "attrs": {**dict(attrs or {}), "n_folds": write["n_folds"]}}
     with TrainChunks(resampled_path, columns, n_folds=write["n_folds"], seed=seed,
-                     chunk_size=write["chunk_size"]) as chunks, ThreadPoolExecutor(1, "scale") as pool:
+                     chunk_size=write["chunk_size"]) as chunks, ThreadPoolExecutor(2, "scale") as pool:
         classes = chunks.file.classes
         start = time.perf_counter()
-        fitted: Future | None = None
-        ready: list[float] = []
+        fitting: ScaleDictBeingFitted | None = None
         if scale_dict is None:
-            fitted = pool.submit(_fit_scale_dict, chunks, write, columns, scale_dict_json)
-            fitted.add_done_callback(lambda _: ready.append(time.perf_counter()))
+            fitting = ScaleDictBeingFitted(pool, chunks, scale_accumulator(write, columns))
         if umami_path is not None:
             write_umami(umami_path, chunks, class_names=classes, jet_vars=columns.jet_vars,
-                        track_vars=columns.track_vars, scale_dict=fitted or scale_dict,
+                        track_vars=columns.track_vars, scale_dict=fitting or scale_dict,
                         track_label_names=columns.track_labels, add_label_names=columns.add_labels,
                         precision=write["precision"], concat_jet_tracks=write["concat_jet_tracks"],
                         max_tracks=columns.max_tracks, expected_jets=len(chunks), **common)
-        if fitted is not None:
-            scale_dict = fitted.result()
-            times.seconds["scale"] = ready[0] - start
-            start = ready[0]
+        if fitting is not None:
+            scale_dict, ready = fitting.result()
+            if scale_dict_json is not None:
+                write_scale_dict(scale_dict_json, scale_dict)
+            times.seconds["scale"] = ready - start
+            start = max(start, ready)
         if umami_path is not None:
             times.seconds["umami"] = time.perf_counter() - start
         if folds_path is not None:
@@ -103,16 +103,46 @@ def write_train_sample(resampled_path: str | os.PathLike, columns: Columns, writ
     return times
 
 
-def _fit_scale_dict(chunks: TrainChunks, write: Mapping[str, Any], columns: Columns,
-                    json_path: str | os.PathLike | None) -> dict[str, Any]:
-    """The scale dict of every jet of ``chunks``, also written to ``json_path`` when given."""
-    accumulator = scale_accumulator(write, columns)
-    counted = chunks.track_half_counts()
-    for jets, tracks in chunks.inputs(tracks=counted is None):
-        accumulator.update_columns(jets, tracks)
-    for var, counts in (counted or {}).items():
-        accumulator.add_half_counts("tracks", var, counts)
-    scale_dict = accumulator.result()
-    if json_path is not None:
-        write_scale_dict(json_path, scale_dict)
-    return scale_dict
+class ScaleDictBeingFitted(Mapping[str, Mapping[str, Any]]):
+    """The scale dict of every jet of ``chunks``, its two groups fitted on threads of ``pool``:
+    reading a group waits for that group only. Track variables come from the resampled file's
+    float16 pattern counts in a few milliseconds; jet variables need a pass over the jets, so
+    the train file's tracks can be written while that pass runs."""
+
+    def __init__(self, pool: ThreadPoolExecutor, chunks: TrainChunks, accumulator: ScaleAccumulator) -> None:
+        self._accumulator = accumulator
+        self._ready: dict[str, float] = {}
+        self._groups = {"tracks": pool.submit(self._fit_tracks, chunks), "jets": pool.submit(self._fit_jets, chunks)}
+
+    def _fit_tracks(self, chunks: TrainChunks) -> dict[str, Any]:
+        counted = chunks.track_half_counts()
+        if counted is None:
+            for _, tracks in chunks.inputs(jets=False):
+                self._accumulator.update_columns({}, tracks)
+        for var, counts in (counted or {}).items():
+            self._accumulator.add_half_counts("tracks", var, counts)
+        return self._finish("tracks")
+
+    def _fit_jets(self, chunks: TrainChunks) -> dict[str, Any]:
+        for jets, _ in chunks.inputs(tracks=False):
+            self._accumulator.update_columns(jets, {})
+        return self._finish("jets")
+
+    def _finish(self, group: str) -> dict[str, Any]:
+        entries = self._accumulator.group_result(group)
+        self._ready[group] = time.perf_counter()
+        return entries
+
+    def __getitem__(self, group: str) -> Mapping[str, Any]:
+        return self._groups[group].result()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._groups)
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    def result(self) -> tuple[dict[str, Any], float]:
+        """The whole scale dict, once both groups are fitted, and the ``time.perf_counter()`` then."""
+        scale_dict = {group: dict(self[group]) for group in GROUPS}
+        return scale_dict, max(self._ready.values())

@@ -18,7 +18,6 @@ import itertools
 import json
 import os
 import queue
-from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
@@ -75,7 +74,7 @@ class _UmamiRows:
     into buffers, or :meth:`store_tracks` straight into the file: compiled loops that release
     the GIL, on worker threads)."""
 
-    scale: Mapping[str, Any] | Future
+    scale_dict: Mapping[str, Any]
     class_names: tuple[str, ...]
     jet_vars: tuple[str, ...]
     track_vars: tuple[str, ...]
@@ -85,11 +84,6 @@ class _UmamiRows:
     label_dtype: np.dtype
     precision: str
     max_tracks: int
-
-    @cached_property
-    def scale_dict(self) -> Mapping[str, Any]:
-        """The scale dict, waited for when it is a Future still being computed."""
-        return self.scale.result() if isinstance(self.scale, Future) else self.scale
 
     @cached_property
     def datasets(self) -> dict[str, tuple[np.dtype, tuple[int, ...], dict[str, Any]]]:
@@ -212,7 +206,7 @@ def write_umami(
     class_names: Sequence[str],
     jet_vars: Sequence[str],
     track_vars: Sequence[str],
-    scale_dict: Mapping[str, Any] | Future,
+    scale_dict: Mapping[str, Any],
     track_label_names: Sequence[str] = (),
     add_label_names: Sequence[str] | None = None,
     precision: str = "float16",
@@ -228,21 +222,24 @@ def write_umami(
     """Write the scaled train file from chunks in their final order; return the number of jets.
 
     ``add_label_names`` defaults to the first chunk's ``add_labels``; ``max_tracks`` to its
-    track slots (it is needed only when ``chunks`` is empty). With ``expected_jets`` (the exact
+    track slots (it is needed only when ``chunks`` is empty). With both given, the file is
+    created before the first chunk is read. With ``expected_jets`` (the exact
     number of jets the chunks hold) and no compression, datasets are contiguous and written in
     place by several threads (:mod:`tracerflow.write.placed`); otherwise they are chunked, and one
-    thread appends each block while the next is made. ``scale_dict`` may be a Future still being
-    computed: the file is created and the first chunk read meanwhile, and rows wait for it.
+    thread appends each block while the next is made. ``scale_dict`` is read only when rows are
+    made (it may be a mapping whose groups are still being computed, as WriteTrainSample's is).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     jet_vars, track_vars = tuple(jet_vars), tuple(track_vars)
-    it = iter(chunks)
-    first = next(it, None)
-    if max_tracks is None:
-        max_tracks = first.max_tracks if first is not None else 0
-    if add_label_names is None:
-        add_label_names = list(first.add_labels) if first is not None else []
+    if max_tracks is None or add_label_names is None:
+        it = iter(chunks)
+        first = next(it, None)
+        chunks = itertools.chain([first] if first is not None else [], it)
+        if max_tracks is None:
+            max_tracks = first.max_tracks if first is not None else 0
+        if add_label_names is None:
+            add_label_names = list(first.add_labels) if first is not None else []
     label_dtype = np.dtype(track_label_dtype)
     if label_dtype.kind != "i":
         raise ValueError(f"track_label_dtype must be a signed integer type, got {track_label_dtype!r}")
@@ -260,13 +257,13 @@ def write_umami(
         "max_tracks": int(max_tracks),
         **dict(attrs or {}),
     }
-    chunks = _checked(itertools.chain([first] if first is not None else [], it), layout)
+    chunks = _checked(chunks, layout)
     with H5Writer(path, SCHEMA, SCHEMA_VERSION, config_digest, created_by, compression, root_attrs) as w:
         if compression is None and expected_jets is not None:
             n_jets = _write_placed(w, chunks, layout, int(expected_jets))
         else:
             n_jets = _append_chunked(w, chunks, layout, expected_jets or 0)
-        write_text(w, "scale_dict", scale_dict_to_json(layout.scale_dict))
+        write_text(w, "scale_dict", scale_dict_to_json(scale_dict))
         w.set_attrs("/", n_jets=n_jets)
     return n_jets
 
