@@ -81,7 +81,7 @@ def write_train_sample(resampled_path: str | os.PathLike, columns: Columns, writ
             fitting = ScaleDictBeingFitted(pool, chunks, scale_accumulator(write, columns))
         if umami_path is not None:
             write_umami(umami_path, chunks, class_names=classes, jet_vars=columns.jet_vars,
-                        track_vars=columns.track_vars, scale_dict=fitting or scale_dict,
+                        track_vars=columns.track_vars, scale_dict=scale_dict if fitting is None else fitting,
                         track_label_names=columns.track_labels, add_label_names=columns.add_labels,
                         precision=write["precision"], concat_jet_tracks=write["concat_jet_tracks"],
                         max_tracks=columns.max_tracks, expected_jets=len(chunks), **common)
