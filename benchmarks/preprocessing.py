@@ -351,7 +351,8 @@ def write_row(row_type: Callable[..., R], cfg: Config, resampled_path: Path, col
     bare = min(bares)
     del datasets
     ratio = ours / bare
-    detail = (f"ours {ours:.2f} s = scale pass {times['scale']:.2f} + write_umami {times['umami']:.2f} s "
+    detail = (f"ours {ours:.2f} s = scale dict ready after {times['scale']:.2f} + rest of the umami write "
+              f"{times['umami']:.2f} s "
               f"(runs {', '.join(f'{sum(t.values()):.2f}' for t in runs)} s), reading the resampled file "
               f"({resampled_path.stat().st_size / MIB:.0f} MiB), kernels warmed before timing ({startup:.2f} s; "
               f"numba's start-up, ~0.5 s once per process like an import, is not in the row); bare h5py {bare:.2f} s "

@@ -76,9 +76,10 @@ def _pad_inputs(columns, n_columns: int, tables: np.ndarray, concat: np.ndarray,
     for i in range(b - a):
         c = counts[a + i]
         o = i * max_tracks * width
-        for s in range(c):
-            for k in range(concat.shape[1]):
-                inputs[o + s * width + n_columns + k] = concat[a + i, k]
+        if concat.shape[1]:
+            for s in range(c):
+                for k in range(concat.shape[1]):
+                    inputs[o + s * width + n_columns + k] = concat[a + i, k]
         if stale[i] > c:
             inputs[o + c * width:o + stale[i] * width] = 0
 
@@ -136,16 +137,15 @@ def _pad_labels(labels: np.ndarray, n_labels: int, fill, counts: np.ndarray, a: 
 
 @numba.njit(nogil=True, cache=True)
 def _pad_rows(columns, n_columns: int, tables: np.ndarray, concat: np.ndarray, labels: np.ndarray, n_labels: int,
-              label_fill,
-              counts: np.ndarray, max_tracks: int, first_jet: int, first_track: int, piece: int, stale: np.ndarray,
-              inputs: np.ndarray, valid: np.ndarray, label_rows: np.ndarray, fd: int, positions: np.ndarray,
-              mutex: int) -> int:
+              label_fill, counts: np.ndarray, max_tracks: int, first_jet: int, first_track: int, piece: int,
+              stale: np.ndarray, inputs: np.ndarray, valid: np.ndarray, label_rows: np.ndarray, fd: int,
+              positions: np.ndarray, mutex: int) -> int:
     # Buffers are flat and hold ``piece`` jets: inputs ``max_tracks * (n_columns + n_concat)`` items
     # per jet, valid ``max_tracks``, label_rows ``max_tracks * n_labels``; an empty one is skipped.
     # Slots from counts[i] to stale[i] are cleared, and stale becomes counts. With ``fd`` each piece
     # is stored at positions[k] + jet * its row bytes, holding the pthread mutex at address ``mutex``
-    # (when not 0); returns the first jet of a piece whose store failed, or -1. One pass per buffer: a loop writing one array compiles tighter than one
-    # writing three.
+    # (when not 0); returns the first jet of a piece whose store failed, or -1. One pass per
+    # buffer: a loop writing one array compiles tighter than one writing three.
     t = first_track
     for a in range(first_jet, counts.shape[0], piece):
         b = min(a + piece, counts.shape[0])
