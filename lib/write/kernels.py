@@ -206,31 +206,10 @@ def check_fits(columns: Mapping[str, np.ndarray], dtype: np.dtype) -> None:
                              f"[{info.min}, {info.max}]: [{col.min()}, {col.max()}]")
 
 
-def pad_columns(columns: Mapping[str, np.ndarray], counts: np.ndarray, max_tracks: int, fill: int,
-                out: np.ndarray, checked: bool = False) -> np.ndarray:
-    """Named integer per-track ``columns`` side by side in ``out``, ``(n_jets, max_tracks, len(columns))``
-    of an integer dtype, ``fill`` in padding slots. Unless ``checked`` (by :func:`check_fits`), a
-    value ``out`` cannot hold is a ``ValueError`` naming its column."""
-    if not checked:
-        check_fits(columns, out.dtype)
-    pad_track_rows(counts, max_tracks, labels=out, label_columns=list(columns.values()), label_fill=fill)
-    return out
-
-
 def valid_slots(counts: np.ndarray, max_tracks: int, out: np.ndarray | None = None) -> np.ndarray:
     """``(n_jets, max_tracks)`` bool, true in each jet's first ``counts`` slots (into ``out`` when given)."""
     out = _output(out, (len(counts), max_tracks), np.dtype(bool))
     pad_track_rows(counts, max_tracks, valid=out)
-    return out
-
-
-def pad_lookup(columns: list[np.ndarray], tables: np.ndarray, counts: np.ndarray, max_tracks: int,
-               out: np.ndarray | None = None) -> np.ndarray:
-    """Float16 track ``columns`` mapped through ``tables[j]`` (one table per column over every float16
-    bit pattern) and padded with zeros to ``(n_jets, max_tracks, len(columns))`` of the tables' dtype,
-    written into ``out`` when given."""
-    out = _output(out, (len(counts), max_tracks, len(columns)), tables.dtype)
-    pad_track_rows(counts, max_tracks, inputs=out, columns=columns, tables=tables)
     return out
 
 

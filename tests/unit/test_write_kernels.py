@@ -11,8 +11,6 @@ from tracerflow.write import TrainChunk
 from tracerflow.write.kernels import (
     check_fits,
     count_half_patterns,
-    pad_columns,
-    pad_lookup,
     pad_track_rows,
     pad_tracks,
     valid_slots,
@@ -66,31 +64,38 @@ def test_pad_tracks_of_no_jets_and_of_jets_without_tracks():
     assert out.shape == (3, 4) and (out == -1).all()
 
 
+def lookup(columns, tables, counts):
+    """Track ``columns`` through ``tables``, padded into a new array."""
+    out = np.empty((len(counts), MAX_TRACKS, len(columns)), tables.dtype)
+    pad_track_rows(counts, MAX_TRACKS, inputs=out, columns=columns, tables=tables)
+    return out
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
-def test_pad_lookup_maps_every_track_through_its_columns_table(counts, dtype):
+def test_lookups_map_every_track_through_its_columns_table(counts, dtype):
     rng = np.random.default_rng(2)
     features = rng.normal(size=(int(counts.sum()), 3)).astype(np.float16)
     features[::11, 1] = np.nan
     tables = rng.normal(size=(3, 1 << 16)).astype(dtype)
-    got = pad_lookup([features[:, j] for j in range(3)], tables, counts, MAX_TRACKS)
+    got = lookup([features[:, j] for j in range(3)], tables, counts)
     mapped = np.stack([tables[j][features[:, j].view(np.uint16)] for j in range(3)], axis=1)
     np.testing.assert_array_equal(got, padded_reference(mapped, counts, 0))
 
 
-def test_pad_lookup_takes_columns_of_mixed_memory_layout(counts):
+def test_lookups_take_columns_of_mixed_memory_layout(counts):
     rng = np.random.default_rng(3)
     features = rng.normal(size=(int(counts.sum()), 2)).astype(np.float16)
     tables = np.stack([np.arange(1 << 16, dtype=np.uint16).view(np.float16)] * 2)
-    got = pad_lookup([features[:, 0], np.ascontiguousarray(features[:, 1])], tables, counts, MAX_TRACKS)
+    got = lookup([features[:, 0], np.ascontiguousarray(features[:, 1])], tables, counts)
     np.testing.assert_array_equal(got, padded_reference(features, counts, 0))
 
 
-def test_pad_columns_sets_named_columns_side_by_side(counts):
+def test_label_columns_are_set_side_by_side(counts):
     rng = np.random.default_rng(6)
     n = int(counts.sum())
     columns = {"origin": rng.integers(0, 8, n).astype(np.int16), "vertex": rng.integers(-1, 5, n).astype(np.int64)}
     out = np.empty((len(counts), MAX_TRACKS, 2), np.int8)
-    pad_columns(columns, counts, MAX_TRACKS, -1, out)
+    pad_track_rows(counts, MAX_TRACKS, labels=out, label_columns=list(columns.values()), label_fill=-1)
     stacked = np.stack([columns["origin"], columns["vertex"]], axis=1).astype(np.int8)
     np.testing.assert_array_equal(out, padded_reference(stacked, counts, -1))
 
@@ -98,10 +103,7 @@ def test_pad_columns_sets_named_columns_side_by_side(counts):
 def test_a_value_the_output_cannot_hold_is_named(counts):
     n = int(counts.sum())
     columns = {"origin": np.zeros(n, np.int16), "vertex": np.full(n, 200, np.int16)}
-    out = np.empty((len(counts), MAX_TRACKS, 2), np.int8)
     with pytest.raises(ValueError, match=r"'vertex'.*int8.*\[200, 200\]"):
-        pad_columns(columns, counts, MAX_TRACKS, -1, out)
-    with pytest.raises(ValueError, match="'vertex'"):
         check_fits(columns, np.dtype(np.int8))
     check_fits(columns, np.dtype(np.int16))
 
@@ -110,14 +112,15 @@ def test_outputs_of_another_shape_or_type_are_refused(counts):
     features = [np.zeros(int(counts.sum()), np.float16)]
     tables = np.zeros((1, 1 << 16), np.float16)
     with pytest.raises(ValueError, match="output array"):
-        pad_lookup(features, tables, counts, MAX_TRACKS, out=np.empty((len(counts), MAX_TRACKS, 1), np.float32))
+        pad_track_rows(counts, MAX_TRACKS, inputs=np.empty((len(counts), MAX_TRACKS, 1), np.float32), columns=features,
+                       tables=tables)
     with pytest.raises(ValueError, match="output array"):
         valid_slots(counts, MAX_TRACKS, out=np.empty((len(counts), MAX_TRACKS + 1), bool))
 
 
 def fresh_rows(block, features, tables, label, concat=None):
     """What padding ``block`` into new buffers gives: inputs, valid and labels."""
-    inputs = pad_lookup([features[:, 0], features[:, 1]], tables, block, MAX_TRACKS)
+    inputs = lookup([features[:, 0], features[:, 1]], tables, block)
     if concat is not None:
         spread = np.where(valid_slots(block, MAX_TRACKS)[:, :, None], concat[:, None, :], np.float16(0))
         inputs = np.concatenate([inputs, spread], axis=2)
