@@ -38,7 +38,7 @@ class StoreMutex:
 
     def __init__(self) -> None:
         self._memory = np.zeros(self._BYTES, dtype=np.uint8)
-        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._libc = ctypes.CDLL(None)
         error = self._libc.pthread_mutex_init(ctypes.c_void_p(self.address), None)
         if error:
             raise OSError(error, f"pthread_mutex_init: {os.strerror(error)}")

@@ -341,12 +341,17 @@ def apply_scaling(
         jet_vars = [v for v in chunk.jets if v in scale_dict.get("jets", {})]
     if track_vars is None:
         track_vars = [v for v in chunk.tracks if v in scale_dict.get("tracks", {})]
-    jet_entries = [scale_entry(scale_dict, "jets", v) for v in jet_vars]
-    jets = _scale_stack([_column(chunk.jets, "jets", v) for v in jet_vars], jet_entries, len(chunk), dtype)
+    jets = scale_jets(chunk, scale_dict, jet_vars, dtype)
     columns, tables = track_columns_to_pad(chunk, scale_dict, track_vars, dtype)
     tracks = np.empty((len(chunk), chunk.max_tracks, len(track_vars)), dtype=dtype)
     pad_track_rows(chunk.counts, chunk.max_tracks, inputs=tracks, columns=columns, tables=tables)
     return ScaledInputs(jets, tracks, tuple(jet_vars), tuple(track_vars))
+
+
+def scale_jets(chunk: TrainChunk, scale_dict: Mapping[str, Any], jet_vars: Sequence[str], dtype: Any) -> np.ndarray:
+    """A chunk's jet variables ``jet_vars`` scaled, as ``(n, len(jet_vars))`` of ``dtype``."""
+    entries = [scale_entry(scale_dict, "jets", v) for v in jet_vars]
+    return _scale_stack([_column(chunk.jets, "jets", v) for v in jet_vars], entries, len(chunk), dtype)
 
 
 def track_columns_to_pad(chunk: TrainChunk, scale_dict: Mapping[str, Any], track_vars: Sequence[str],

@@ -31,7 +31,7 @@ from tracerflow.write.appender import RowAppender, WriteBehind, read_text, write
 from tracerflow.write.chunk import TrainChunk
 from tracerflow.write.kernels import check_fits, pad_track_rows
 from tracerflow.write.placed import PlacedDatasets
-from tracerflow.write.scaling import (apply_scaling, scale_dict_from_json, scale_dict_to_json, track_columns_to_pad,
+from tracerflow.write.scaling import (scale_dict_from_json, scale_dict_to_json, scale_jets, track_columns_to_pad,
                                      write_scale_dict)
 from tracerflow.write.workers import run_all, worker_threads
 
@@ -124,7 +124,7 @@ class _UmamiRows:
         check_fits({name: chunk.track_labels[name] for name in self.track_label_names}, self.label_dtype)
         one_hot = np.take(np.eye(n_classes, dtype=np.uint8), label, axis=0)
         rows = {
-            "jets/inputs": apply_scaling(chunk, self.scale_dict, self.jet_vars, (), dtype=self.precision).jets,
+            "jets/inputs": scale_jets(chunk, self.scale_dict, self.jet_vars, self.precision),
             "jets/labels": label.astype(np.int64),
             "jets/labels_one_hot": one_hot,
             "jets/weight": np.asarray(chunk.weight, dtype=np.float32),
