@@ -283,8 +283,8 @@ def _write_placed(w: H5Writer, chunks: Iterable[TrainChunk], layout: _UmamiRows,
     """Contiguous datasets of ``n_jets`` rows, written in place by worker threads: the reading thread
     hands out blocks of jets; a worker pads a block's tracks a piece at a time into its own small
     buffers and stores each piece while it is still in the core's cache, or makes and stores a
-    chunk's per-jet rows. Stores to one file queue in the kernel, so the copy into the file runs
-    back to back while the other thread pads the next piece."""
+    chunk's per-jet rows. Stores take turns on the file's :class:`~tracerflow.write.placed.StoreMutex`,
+    so the copy into the file runs back to back while the other thread pads the next piece."""
     placed = PlacedDatasets(w, n_jets)
     for name, (dtype, tail, attrs) in layout.datasets.items():
         placed.create(name, dtype, tail, **attrs)
