@@ -1,4 +1,10 @@
-"""ApplySelections: events file -> passing index, cutflow and derived outputs."""
+"""ApplySelections: events file -> passing index, cutflow and derived outputs.
+
+Each derived output is stored with one dtype per kind of value, whatever the branch types of
+the file it came from: booleans as ``bool``, every integer type as ``int64`` (wide enough for
+any ROOT integer branch but uint64 above 2**63), floats as ``float32``. So the selections
+files of one analysis agree on their dtypes, and the stages that join them need no promotion.
+"""
 from __future__ import annotations
 
 import os
@@ -12,6 +18,25 @@ from tracerflow.io.events_file import EventsFile
 from tracerflow.io.h5target import H5Writer
 from tracerflow.io.selections_file import INDEX_COLUMNS, SCHEMA, SCHEMA_VERSION
 from tracerflow.templates.selection import Cutflow, SelectionTemplate
+
+OUTPUT_DTYPES = {"b": np.dtype(np.bool_), "i": np.dtype(np.int64), "u": np.dtype(np.int64), "f": np.dtype(np.float32)}
+
+
+def output_dtype(values: np.ndarray) -> np.dtype:
+    """The stored dtype of a selection output: bool, int64 or float32 by the kind of ``values``."""
+    kind = np.asarray(values).dtype.kind
+    if kind not in OUTPUT_DTYPES:
+        raise TypeError(f"selection outputs hold booleans, integers or floats, not {np.asarray(values).dtype}")
+    return OUTPUT_DTYPES[kind]
+
+
+def _empty_output_dtypes(events: EventsFile, template: SelectionTemplate) -> dict[str, np.dtype]:
+    """Output dtypes of a file without events, from the template applied to an empty chunk."""
+    try:
+        outputs = template.apply(events.read(0, 0)).outputs
+    except (ValueError, KeyError, IndexError, TypeError):  # a template that cannot evaluate an empty chunk
+        return {}
+    return {name: output_dtype(values) for name, values in outputs.items()}
 
 
 def apply_selection(
@@ -50,14 +75,15 @@ def apply_selection(
             writer.append("index/row", (row_offset + passing).astype(np.int64))
             row_offset += len(scope)
             for name, values in result.outputs.items():
-                values = values.astype(np.float32) if values.dtype == np.float64 else values
-                output_dtypes[name] = values.dtype
-                writer.append(f"derived/{name}", values)
+                dtype = output_dtypes.setdefault(name, output_dtype(values))
+                writer.append(f"derived/{name}", values.astype(dtype, copy=False))
             if progress:
                 progress(min(start + chunk_size, total), total)
         dtypes = {"hash": np.uint64, "sample": np.uint16, "file": np.uint16, "entry": np.int64, "item": np.int32, "row": np.int64}
         for column in INDEX_COLUMNS:
             writer.ensure(f"index/{column}", dtypes[column])
+        if total == 0:
+            output_dtypes = _empty_output_dtypes(events, template)
         for name in template.output_names():
             writer.ensure(f"derived/{name}", output_dtypes.get(name, np.float32))
         writer.file.require_group("derived")

@@ -251,7 +251,7 @@ def test_apply_selection_round_trip(tmp_path, events_path, big):
     np.testing.assert_allclose(got["derived/ht"], ref.outputs["ht"], rtol=1e-6)
     assert got["derived/ht"].dtype == np.float32
     np.testing.assert_array_equal(got["derived/run"], ref.outputs["run"])
-    assert got["derived/run"].dtype == np.int32
+    assert got["derived/run"].dtype == np.int64
     attrs = read_root_attrs(out)
     assert attrs["n_passed"] == len(passing) and attrs["level"] == "event"
 
