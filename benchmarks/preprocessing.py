@@ -30,7 +30,7 @@ from tracerflow.io.resampled_file import INDEX_COLUMNS
 from tracerflow.resample import ResampleResult, ResampleSpec, resample, spec_from_config
 from tracerflow.resample.gather import SourcePaths, write_resampled
 from tracerflow.resample.inputs import selection_chunks
-from tracerflow.tasks.resample import SPEC_KEYS
+from tracerflow.resample.classes import SPEC_KEYS
 from tracerflow.tfrecords.writer import write_tfrecords
 from tracerflow.write.kernels import pad_tracks
 from tracerflow.write.train_chunks import Columns
@@ -81,7 +81,8 @@ def timed(action: Callable[[], Any]) -> tuple[float, Any]:
 def resample_spec(cfg: Config, method: str) -> ResampleSpec:
     """The ResampleSpec the Resample task builds from the config, with ``method`` overridden."""
     block = cfg["resample"]
-    return spec_from_config({**{k: block[k] for k in SPEC_KEYS}, "method": method}, cfg.seed)
+    return spec_from_config({**{k: block[k] for k in (*SPEC_KEYS, "label", "classes", "target")}, "method": method},
+                            cfg.seed)
 
 
 def run_resample(cfg: Config, files: Sequence[CachedFile], method: str) -> dict[str, ResampleResult]:

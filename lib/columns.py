@@ -52,11 +52,16 @@ class Table:
 
 @dataclass
 class EventBatch:
-    """A chunk of events: index columns, event scalars and named collections."""
+    """A chunk of events: index columns, event scalars and named collections.
+
+    ``sample_names`` are the names behind ``index["sample"]`` (which counts from 0 in every file):
+    expressions read a row's sample by name (``sample == 'ttbar'``).
+    """
 
     index: dict[str, np.ndarray]
     event: dict[str, np.ndarray] = field(default_factory=dict)
     tables: dict[str, Table] = field(default_factory=dict)
+    sample_names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.index["hash"])
@@ -92,7 +97,7 @@ class EventBatch:
                 parent=table.parent,
             )
             kept_rows[name] = np.flatnonzero(row_keep)
-        return EventBatch(index=index, event=event, tables=tables)
+        return EventBatch(index=index, event=event, tables=tables, sample_names=self.sample_names)
 
 
 def _parents_first(tables: dict[str, Table]) -> list[str]:

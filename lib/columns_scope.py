@@ -43,7 +43,7 @@ class Scope:
             return self.extra[name], self.level
         level, field = self.split(name)
         if level == EVENT:
-            source = {**self.batch.event, **self.batch.index}
+            source = {**self.batch.event, **self._index()}
         elif level in self.batch.tables:
             source = self.batch.tables[level].fields
         else:
@@ -51,6 +51,15 @@ class Scope:
         if field not in source:
             raise ScopeError(f"unknown field {field!r} of {level}; have {sorted(source)}")
         return source[field], level
+
+    def _index(self) -> dict[str, np.ndarray]:
+        """Index columns as expressions see them: ``sample`` is the row's sample name (a string),
+        never the per-file sample index; without names it is not there."""
+        index = {k: v for k, v in self.batch.index.items() if k != "sample"}
+        names = self.batch.sample_names
+        if names and "sample" in self.batch.index:
+            index["sample"] = np.asarray(names)[self.batch.index["sample"]]
+        return index
 
     def __getitem__(self, name: str) -> np.ndarray:
         values, level = self.raw(name)

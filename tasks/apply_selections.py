@@ -16,7 +16,8 @@ class ApplySelections(FileTask):
         return {"events": BuildEvents(**self.file_params()), "graphs": BuildGraphs(**self.file_params())}
 
     def digest(self) -> str:
-        return self.cfg.digest("selection", upstream=[self.requires()["events"].digest()])
+        selection = self.cfg.block_for("selection", self.sample)
+        return self.cfg.digest(upstream=[self.requires()["events"].digest()], extra=selection)
 
     def gathered_digests(self) -> list[str]:
         """The digests a task that gathers this file's jets with their graph nodes depends on: the
@@ -30,7 +31,7 @@ class ApplySelections(FileTask):
         cfg = self.cfg
         with self.progress(f"ApplySelections {self.sample}/{self.file}") as progress:
             apply_selection(
-                self.input()["events"].path, self.output().path, load_template(cfg, "selection"),
+                self.input()["events"].path, self.output().path, load_template(cfg, "selection", self.sample),
                 config_digest=self.digest(), created_by=repr(self),
-                chunk_size=cfg["selection"]["chunk_size"], progress=progress,
+                chunk_size=cfg.block_for("selection", self.sample)["chunk_size"], progress=progress,
             )

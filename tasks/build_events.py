@@ -8,9 +8,6 @@ from tracerflow.tasks.base import FileTask, H5Target
 from tracerflow.tasks.generate_sample import GenerateSample
 from tracerflow.templates.loader import load_template
 
-EVENT_KEYS = ("event",)
-
-
 def entry_filter(event: dict) -> EntryFilter:
     """The EntryFilter of a validated ``event`` block."""
     return EntryFilter(
@@ -35,18 +32,19 @@ class BuildEvents(FileTask):
 
     def digest(self) -> str:
         upstream = [self.requires().digest()] if self.requires() else []
-        return self.cfg.digest(f"samples.{self.sample}.tree", *EVENT_KEYS, upstream=upstream, extra=self.file)
+        event = self.cfg.block_for("event", self.sample)
+        return self.cfg.digest(f"samples.{self.sample}.tree", upstream=upstream, extra=[self.file, event])
 
     def output(self) -> H5Target:
         return H5Target(self.target_path("events"), self.digest(), events_file.SCHEMA)
 
     def run(self) -> None:
         cfg = self.cfg
-        event = cfg["event"]
+        event = cfg.block_for("event", self.sample)
         source = cfg.sample_file(self.sample, self.file)
         with self.progress(f"BuildEvents {self.sample}/{self.file}") as progress:
             build_events(
-                source.path, self.output().path, load_template(cfg, "event"),
+                source.path, self.output().path, load_template(cfg, "event", self.sample),
                 sample=self.sample, logical_file=source.logical, tree=cfg["samples"][self.sample]["tree"],
                 config_digest=self.digest(), created_by=repr(self), entry_filter=entry_filter(event),
                 chunk_size=event["chunk_size"], threads=event["threads"], compression=event["compression"],

@@ -7,21 +7,14 @@ from pathlib import Path
 
 import luigi
 
-from tracerflow.config import Config
 from tracerflow.io import resampled_file
-from tracerflow.resample import plot_report, resample, resample_report, spec_from_config
+from tracerflow.resample import plot_report, resample, resample_report
+from tracerflow.resample.classes import resample_spec, resampled_samples
 from tracerflow.resample.gather import source_paths, write_resampled
 from tracerflow.resample.inputs import only_split, selection_chunks
 from tracerflow.tasks.apply_selections import ApplySelections
 from tracerflow.tasks.base import H5Target, TracerflowTask
 
-SPEC_KEYS = ("label", "classes", "target", "method", "variables", "sampling_fraction",
-             "max_upsampling_ratio", "upscale_pdf", "splits", "untouched_splits")
-
-
-def resampled_samples(cfg: Config) -> list[str]:
-    """The samples that are resampled and trained on: all but those named in ``predict.samples``."""
-    return [s for s in cfg["samples"] if s not in cfg["predict"]["samples"]]
 
 
 class Resample(TracerflowTask):
@@ -41,7 +34,8 @@ class Resample(TracerflowTask):
 
     def digest(self) -> str:
         upstream = [d for t in self.requires() for d in t.gathered_digests()]
-        return self.cfg.digest("project.seed", "resample", upstream=upstream)
+        labels = {s: self.cfg["samples"][s]["label"] for s in resampled_samples(self.cfg)}
+        return self.cfg.digest("project.seed", "resample", upstream=upstream, extra={"sample_labels": labels})
 
     def output(self) -> H5Target:
         return H5Target(self.out_dir() / f"{self.split}.h5", self.digest(), resampled_file.SCHEMA)
@@ -52,12 +46,14 @@ class Resample(TracerflowTask):
     def run(self) -> None:
         cfg = self.cfg
         block = cfg["resample"]
-        spec = spec_from_config({k: block[k] for k in SPEC_KEYS}, cfg.seed)
+        spec, classes = resample_spec(cfg)
         sources = [(t.sample, t.file) for t in self.requires()]
         columns = [spec.label, *spec.variables]
+        constants = [{} if classes.value_of_sample(s) is None else {spec.label: classes.value_of_sample(s)}
+                     for s, _ in sources]
         self.set_status_message(f"Resample {self.split}: two passes over {len(sources)} selections files")
         chunks = selection_chunks([t.output().path for t in self.requires()], columns, block["chunk_size"],
-                                  weight=block["weight"])
+                                  weight=block["weight"], constants=constants)
         result = resample(spec, only_split(chunks, spec, self.split))[self.split]
         report = resample_report({self.split: result}, spec)
         out_dir = self.out_dir()

@@ -46,7 +46,7 @@ class TrainFold(TracerflowTask):
         history = result.history
         model_file.write_model(
             self.output().path, result.model, result.model_config, config_digest=self.digest(), created_by=repr(self),
-            attrs={"fold": self.fold, "class_names": result.class_names, "best_loss": float(history.best_loss),
+            attrs={"fold": self.fold, **result.attrs(), "best_loss": float(history.best_loss),
                    "best_epoch": int(history.best_epoch), "epochs_run": len(history.epochs),
                    "stopped_early": bool(history.stopped_early)},
         )

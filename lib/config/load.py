@@ -78,9 +78,14 @@ class Config:
         """
         payload = {key: _strip_performance(self.get(key)) for key in keys}
         payload["__upstream__"] = list(upstream)
-        payload["__extra__"] = extra
+        payload["__extra__"] = _strip_performance(extra)
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+    def block_for(self, block: str, sample: str) -> dict:
+        """The ``event`` or ``selection`` block as ``sample`` sees it: the sample's own keys
+        (``samples.<name>.<block>``) over the analysis's."""
+        return {**self._data[block], **(self._data["samples"][sample][block] or {})}
 
     def sample_dir(self, sample: str) -> Path:
         """Where a generated sample's ROOT files are written."""
@@ -205,21 +210,31 @@ def _read_list_file(path: Path, width: int, key: str, ctx: Context) -> list:
 
 
 def _check_templates(config: Config, ctx: Context) -> None:
-    """Build every template once so that a bad class path or expression fails now."""
+    """Build every template once, for every sample that overrides it, so that a bad class path or
+    expression fails now."""
     from tracerflow.templates.loader import load_template
 
-    for block in ("event", "graph", "selection"):
+    def build(key: str, block: str, sample: str | None = None) -> None:
         try:
-            load_template(config, block)
+            load_template(config, block, sample)
         except ConfigError:
             raise
         except Exception as err:
-            ctx.fail(f"{block}.template", str(err))
+            ctx.fail(key, str(err))
+
+    build("graph.template", "graph")
+    for block in ("event", "selection"):
+        for sample, spec in config["samples"].items():
+            own = "template" in (spec[block] or {})
+            key = f"samples.{sample}.{block}.template" if own else f"{block}.template"
+            if config.block_for(block, sample)["template"] is None:
+                ctx.fail(key, f"is required: give {block}.template or samples.{sample}.{block}.template")
+            build(key, block, sample)
 
 
 def _check_training_inputs(config: Config, ctx: Context) -> None:
     """Check that resample/write/tfrecords name columns the selection and graph templates make."""
-    from tracerflow.resample import spec_from_config
+    from tracerflow.resample.classes import resample_spec
     from tracerflow.templates.loader import load_template
 
     resample, write, tfrecords = config["resample"], config["write"], config["tfrecords"]
@@ -230,11 +245,15 @@ def _check_training_inputs(config: Config, ctx: Context) -> None:
         _check_train(config, ctx)
     if resample is None:
         return
-    selection = load_template(config, "selection")
-    outputs = list(selection.output_names())
+    selections = {s: load_template(config, "selection", s) for s in config["samples"]}
+    selection = next(iter(selections.values()))
+    for sample, other in selections.items():
+        if other.level != selection.level:
+            ctx.fail(f"samples.{sample}.selection.template.level",
+                     f"{other.level!r}, but other samples select {selection.level!r} rows")
+    outputs = [n for n in selection.output_names() if all(n in t.output_names() for t in selections.values())]
     try:
-        spec_from_config({k: v for k, v in resample.items() if k not in ("weight", "chunk_size", "plots")},
-                         config.seed)
+        classes = resample_spec(config)[1]
     except ValueError as err:
         key, _, message = str(err).partition(": ")
         ctx.fail(key, message)
@@ -244,7 +263,8 @@ def _check_training_inputs(config: Config, ctx: Context) -> None:
             if name not in have:
                 ctx.fail(f"{key}[{i}]" if indexed else key, f"{name!r} is not {what} (have: {', '.join(have) or 'none'})")
 
-    need("resample.label", [resample["label"]], outputs, "a selection output", indexed=False)
+    if classes.reads_column:
+        need("resample.label", [resample["label"]], outputs, "a selection output", indexed=False)
     for name in resample["variables"]:
         need(f"resample.variables.{name}", [name], outputs, "a selection output", indexed=False)
     if resample["weight"] is not None:
@@ -257,6 +277,9 @@ def _check_training_inputs(config: Config, ctx: Context) -> None:
     jets, tracks = write["jets"], write["tracks"]
     need("write.jets.variables", jets["variables"], outputs, "a selection output")
     need("write.add_labels", write["add_labels"], outputs, "a selection output")
+    need("write.targets", write["targets"], outputs, "a selection output")
+    if config["train"] is not None:
+        _check_objective(config, classes, ctx)
     features = list(graph.node_features)
     track_vars = features if tracks["variables"] is None else tracks["variables"]
     need("write.tracks.variables", track_vars, features, "a graph node feature")
@@ -277,6 +300,34 @@ def _check_training_inputs(config: Config, ctx: Context) -> None:
         if tfrecords["n_add_vars"] > len(jets["variables"]):
             ctx.fail("tfrecords.n_add_vars", f"{tfrecords['n_add_vars']} exceeds the "
                      f"{len(jets['variables'])} jet variables of write.jets.variables")
+
+
+def objective_of(train: dict) -> str:
+    """The objective of a validated ``train`` block: ``train.model.tail.objective`` (the model
+    block is ModelBuilder's, whose default objective is multiclass)."""
+    return (train["model"].get("tail") or {}).get("objective", "multiclass")
+
+
+def _check_objective(config: Config, classes: Any, ctx: Context) -> None:
+    """The objective against the classes and targets: binary needs two classes and a positive one,
+    regression its targets, classifiers none."""
+    objective, train, targets = objective_of(config["train"]), config["train"], config["write"]["targets"]
+    key = "train.model.tail.objective"
+    if objective == "regression":
+        if not targets:
+            ctx.fail("write.targets", "the regression objective needs targets (selection outputs to learn)")
+        if train["data"] == "tfrecords":
+            ctx.fail("train.data", "a regression trains from the umami train file (h5): TFRecords hold no targets")
+    elif targets:
+        ctx.fail("write.targets", f"targets are for the regression objective ({key} is {objective!r})")
+    if objective == "binary" and len(classes.names) != 2:
+        ctx.fail(key, f"binary needs exactly two classes, resample.classes has {len(classes.names)} "
+                      f"({', '.join(classes.names)})")
+    if train["positive"] is not None:
+        if objective != "binary":
+            ctx.fail("train.positive", f"names the class a binary objective scores ({key} is {objective!r})")
+        if train["positive"] not in classes.names:
+            ctx.fail("train.positive", f"{train['positive']!r} is not among the classes ({', '.join(classes.names)})")
 
 
 def _check_train(config: Config, ctx: Context) -> None:
@@ -331,3 +382,31 @@ def _check_predict(config: Config, ctx: Context) -> None:
         if (config["train"]["model"].get("set") or {}).get("type") == "gnn":
             ctx.fail("predict.export", "onnx: the GNN set encoder builds its graph from the data, "
                      "which has no ONNX export")
+    # The discriminant names classes of the analysis; regression bins name a stored column.
+    train, write, resample = config["train"], config["write"], config["resample"]
+    objective = ((train["model"].get("tail") or {}).get("objective", "multiclass")
+                 if train is not None else None)
+    discriminant, binning = predict["discriminant"], predict["regression_bins"]
+    if discriminant is not None and resample is not None:
+        if objective == "regression":
+            ctx.fail("predict.discriminant", "a regression has no classes to tag (train.model.tail.objective "
+                     "is regression); remove the block")
+        classes = list(resample["classes"] or [])
+        if discriminant["signal"] not in classes:
+            ctx.fail("predict.discriminant.signal", f"{discriminant['signal']!r} is not a class "
+                     f"(resample.classes: {', '.join(classes) or 'none'})")
+        for name in discriminant["fractions"]:
+            if name not in classes or name == discriminant["signal"]:
+                ctx.fail(f"predict.discriminant.fractions.{name}", f"{name!r} is not a background class "
+                         f"(resample.classes: {', '.join(classes)}; signal {discriminant['signal']!r})")
+        if sum(discriminant["fractions"].values()) > 1.0:
+            ctx.fail("predict.discriminant.fractions", f"fractions sum to {sum(discriminant['fractions'].values())}"
+                     ", more than 1")
+    if binning is not None and train is not None:
+        if objective != "regression":
+            ctx.fail("predict.regression_bins", f"bins residuals of a regression; train.model.tail.objective "
+                     f"is {objective}")
+        stored = [*write["targets"], *write["add_labels"], *write["jets"]["variables"]]
+        if binning["variable"] not in stored:
+            ctx.fail("predict.regression_bins.variable", f"{binning['variable']!r} is not stored in the train "
+                     f"file (write.targets, write.add_labels, write.jets.variables: {', '.join(stored) or 'none'})")

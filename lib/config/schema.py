@@ -6,7 +6,7 @@ tracerflow runs in.
 """
 from __future__ import annotations
 
-from tracerflow.config.spec import REQUIRED, Block, Context, ListOf, MapOf, OneOf, Scalar
+from tracerflow.config.spec import REQUIRED, Block, Context, ListOf, MapOf, OneOf, Partial, Scalar
 
 TOY_PROCESSES = ("ttbar", "zprime")
 COMPRESSION = Scalar((str,), default=None, choices=(None, "lzf", "gzip"), doc="HDF5 filter, built into h5py")
@@ -79,12 +79,6 @@ def _sample_check(sample: dict, path: str, ctx: Context) -> None:
         ctx.fail(f"{path}.generate", "a sample either lists files or is generated, not both")
 
 
-SAMPLE = Block({
-    "files": ListOf(Scalar((str,)), default=list, doc="ROOT files or globs, relative to the config file"),
-    "tree": Scalar((str,), default="events"),
-    "root": Scalar((str,), default=None, nullable=True, doc="directory logical file names are relative to"),
-    "generate": GENERATE,
-}, check=_sample_check)
 
 
 
@@ -124,43 +118,81 @@ VARIABLE_GROUP = Block({
     "no_norm": ListOf(Scalar((str,)), default=list, doc="left unscaled (shift 0, scale 1)"),
 })
 
+EVENT_FIELDS = {
+    "template": OneOf((Scalar((str,), nullable=True, check=_class_path), EVENT_TEMPLATE), default=None,
+                      doc="null: every sample gives its own (samples.<name>.event.template)"),
+    "chunk_size": CHUNK,
+    "threads": Scalar((int,), default=1, minimum=1, doc="uproot decompression threads"),
+    "compression": COMPRESSION,
+    "allow_nan": Scalar((bool,), default=False),
+    "event_start": Scalar((int,), default=None, minimum=0, nullable=True),
+    "event_stop": Scalar((int,), default=None, minimum=0, nullable=True),
+    "n_skip": Scalar((int,), default=0, minimum=0),
+    "entry_list": _entries(None),
+    "skip_entry_list": _entries(list),
+    "run_event_list": _run_events(None),
+    "skip_run_event_list": _run_events(list),
+    "run_event_branches": ListOf(Scalar((str,)), length=2, default=lambda: ["run", "event_number"]),
+    "generator_weight": Scalar((str,), default=None, nullable=True,
+                               doc="event-level expression of the generator weight (NanoAOD: genWeight); "
+                                   "null: 1 per event"),
+    "negative_weights": Scalar((str,), default="keep", choices=("keep", "abs", "zero"),
+                               doc="what negative generator weights become, in sums and per event alike"),
+}
+
+SELECTION_FIELDS = {
+    "template": OneOf((CLASS_PATH, SELECTION_TEMPLATE)),
+    "chunk_size": CHUNK,
+}
+
+
+def _overrides(fields: dict) -> Partial:
+    """A sample's override of an analysis block: the same keys, none required, nothing filled in
+    (what a sample leaves out comes from the analysis's block, see ``Config.block_for``)."""
+    return Partial(Block(fields), doc="overrides the analysis's block of the same name for this sample")
+
+
+SAMPLE = Block({
+    "files": ListOf(Scalar((str,)), default=list, doc="ROOT files or globs, relative to the config file"),
+    "tree": Scalar((str,), default="events"),
+    "root": Scalar((str,), default=None, nullable=True, doc="directory logical file names are relative to"),
+    "generate": GENERATE,
+    "event": _overrides(EVENT_FIELDS),
+    "selection": _overrides(SELECTION_FIELDS),
+    "label": Scalar((str,), default=None, nullable=True,
+                    doc="class of every row of this sample (resample.classes names it)"),
+    "cross_section": Scalar((float,), default=None, minimum=0.0, nullable=True,
+                            doc="pb: rows weigh cross_section * project.luminosity * w / sum(w)"),
+}, check=_sample_check)
+
+
 BLOCKS = Block({
     "project": Block({
         "name": Scalar((str,), default="tracerflow"),
         "output_dir": Scalar((str,), default="tracerflow-output"),
         "seed": Scalar((int,), default=42),
+        "luminosity": Scalar((float,), default=None, minimum=0.0, nullable=True,
+                             doc="pb^-1, for samples with a cross_section"),
     }),
     "samples": MapOf(SAMPLE, default=REQUIRED),
-    "event": Block({
-        "template": OneOf((CLASS_PATH, EVENT_TEMPLATE)),
-        "chunk_size": CHUNK,
-        "threads": Scalar((int,), default=1, minimum=1, doc="uproot decompression threads"),
-        "compression": COMPRESSION,
-        "allow_nan": Scalar((bool,), default=False),
-        "event_start": Scalar((int,), default=None, minimum=0, nullable=True),
-        "event_stop": Scalar((int,), default=None, minimum=0, nullable=True),
-        "n_skip": Scalar((int,), default=0, minimum=0),
-        "entry_list": _entries(None),
-        "skip_entry_list": _entries(list),
-        "run_event_list": _run_events(None),
-        "skip_run_event_list": _run_events(list),
-        "run_event_branches": ListOf(Scalar((str,)), length=2, default=lambda: ["run", "event_number"]),
-    }),
+    "event": Block(EVENT_FIELDS),
     "graph": Block({
         "template": OneOf((CLASS_PATH, GRAPH_TEMPLATE)),
         "precision": Scalar((str,), default="float32", choices=("float16", "float32")),
         "compression": COMPRESSION,
         "chunk_size": CHUNK,
     }),
-    "selection": Block({
-        "template": OneOf((CLASS_PATH, SELECTION_TEMPLATE)),
-        "chunk_size": CHUNK,
-    }),
+    "selection": Block(SELECTION_FIELDS),
     "resample": Block({
-        "label": Scalar((str,), default="flavour", doc="selection output holding the class label"),
-        "classes": MapOf(Scalar((int,)), default=lambda: {"bjets": 5, "cjets": 4, "ujets": 0},
-                         doc="class name -> label value; class index = order"),
-        "target": Scalar((str,), default="bjets", doc="class whose distribution the others follow"),
+        "label": Scalar((str,), default=None, nullable=True,
+                        doc="selection output holding the class label (null: classes come from the samples)"),
+        "classes": OneOf((MapOf(OneOf((Scalar((int,)), ListOf(Scalar((str,)))))), ListOf(Scalar((str,)))),
+                         default=None,
+                         doc="class name -> label value or the samples it holds, or a list of class names "
+                             "(each sample then names its class in samples.<name>.label); class index = "
+                             "order; null: one class (regression)"),
+        "target": Scalar((str,), default=None, nullable=True,
+                         doc="class whose distribution the others follow (null: the first class)"),
         "method": Scalar((str,), default="countup", choices=("pdf", "countup", "weighting", "none")),
         "variables": MapOf(Scalar((list, dict), check=_bins), default=lambda: {
             "pt": [[20.0, 250.0, 23], [250.0, 1000.0, 15]], "abs_eta": [[0.0, 2.5, 5]]},
@@ -188,6 +220,8 @@ BLOCKS = Block({
             "max_tracks": Scalar((int,), default=40, minimum=1),
         }),
         "add_labels": ListOf(Scalar((str,)), default=list, doc="selection outputs stored unscaled, NaN -> 0"),
+        "targets": ListOf(Scalar((str,)), default=list,
+                          doc="selection outputs a regression learns (jets/targets, stored unscaled)"),
         "n_folds": Scalar((int,), default=5, minimum=2),
         "precision": Scalar((str,), default="float16", choices=("float16", "float32")),
         "compression": COMPRESSION,
@@ -205,6 +239,8 @@ BLOCKS = Block({
             "tail": {"objective": "multiclass"},
             "set": {"type": "deepsets", "phi_widths": [64, 64], "rho_widths": [64]},
         }, doc="ModelBuilder block: head, body, tail, set (deepsets | transformer | gnn | null)"),
+        "positive": Scalar((str,), default=None, nullable=True,
+                           doc="binary objective: the class the one output scores (null: the last class)"),
         "folds": ListOf(Scalar((int,), minimum=0), default=None, nullable=True,
                         doc="kFold: the folds to train (default: all write.n_folds)"),
         "epochs": Scalar((int,), default=5, minimum=1),
@@ -229,7 +265,24 @@ BLOCKS = Block({
     "predict": Block({
         "ensemble": Scalar((str,), default="uniform", choices=("uniform", "reciprocal"),
                            doc="fold weights: equal, or 1 / best validation loss"),
-        "fc": Scalar((float,), default=0.05, minimum=0.0, doc="c-jet fraction in the b-tagging discriminant"),
+        "discriminant": Block({
+            "signal": Scalar((str,), doc="class the discriminant tags"),
+            "fractions": MapOf(Scalar((float,), minimum=0.0), default=dict,
+                               doc="background class -> fraction f in D = log(p_s / (sum f p_f + "
+                                   "(1 - sum f) sum(p_other)))"),
+            "working_points": ListOf(Scalar((float,), check=lambda v: None if 0.0 < v < 1.0 else
+                                            f"expected a signal efficiency in (0, 1), got {v!r}"),
+                                     default=lambda: [0.60, 0.70, 0.77, 0.85],
+                                     doc="signal efficiencies at which each background's rejection is reported"),
+        }, default=None, nullable=True,
+            doc="a tagging discriminant and its rejections (classification only); null: none"),
+        "calibration_bins": Scalar((int,), default=10, minimum=1,
+                                   doc="equal-width bins of predicted probability in the calibration curves"),
+        "regression_bins": Block({
+            "variable": Scalar((str,), doc="a write.targets, write.add_labels or write.jets.variables name"),
+            "bins": Scalar((list,), check=_bins, doc="[[low, high, n], ...]"),
+        }, default=None, nullable=True,
+            doc="regression: bias and resolution also in bins of this variable; null: overall only"),
         "samples": ListOf(Scalar((str,)), default=list,
                           doc="samples scored by the fold ensemble, never resampled or trained on"),
         "export": ListOf(Scalar((str,), choices=("torchscript", "onnx")), default=lambda: ["torchscript"],

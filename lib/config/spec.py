@@ -195,6 +195,8 @@ class OneOf(Spec):
         return " or ".join(o.describe() for o in self.options)
 
     def validate(self, value: Any, path: str, ctx: Context) -> Any:
+        if value is None and self.default is None:
+            return None  # a null default is a valid value: validating a normalised config gives it back
         errors = []
         for option in self.options:
             try:
@@ -205,3 +207,28 @@ class OneOf(Spec):
         if deepest.key != path:
             raise deepest
         ctx.fail(path, f"expected {self.describe()}, got {type(value).__name__}")
+
+
+@dataclass
+class Partial(Spec):
+    """Some keys of ``block``, each validated by its spec, none filled in: an override of a block
+    whose missing keys come from elsewhere; null (the default) overrides nothing."""
+
+    block: Block
+    default: Any = None
+    doc: str = ""
+
+    def describe(self) -> str:
+        return "a block with some of the keys " + ", ".join(self.block.fields)
+
+    def validate(self, value: Any, path: str, ctx: Context) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            ctx.fail(path, f"expected {self.describe()}, got {type(value).__name__} {value!r}")
+        for key in value:
+            if key not in self.block.fields:
+                close = difflib.get_close_matches(str(key), list(self.block.fields), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(self.block.fields)}"
+                ctx.fail(_join(path, key), f"unknown key{hint}")
+        return {key: self.block.fields[key].validate(item, _join(path, key), ctx) for key, item in value.items()}

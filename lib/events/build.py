@@ -100,7 +100,7 @@ def _batches(root: RootSource, template: EventTemplate, entries: np.ndarray, chu
             "entry": chunk_entries,
         }
         try:
-            batch = template.build(arrays, index)
+            batch = template.build(arrays, index, sample_names=(identity[0],))
         except TemplateError as err:
             raise TemplateError(f"{source}: {err}") from None
         del arrays

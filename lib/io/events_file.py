@@ -112,7 +112,7 @@ class EventsFile(SchemaFile):
                 fields={f: self._file[f"{name}/{f}"][c0:c1] for f in names},
                 parent=self.parents[name],
             )
-        return EventBatch(index=index, event=event, tables=tables)
+        return EventBatch(index=index, event=event, tables=tables, sample_names=tuple(self.labels("sample")))
 
     def _is_needed_parent(self, name: str, wanted: dict[str, list[str]]) -> bool:
         return any(self._chain(child).count(name) for child in wanted if child in self.parents)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -17,15 +17,19 @@ from tracerflow.resample.stream import Chunk
 
 
 def selection_chunks(paths: Sequence[str | os.PathLike], columns: Sequence[str], chunk_size: int,
-                     weight: str | None = None) -> Callable[[], Iterator[Chunk]]:
+                     weight: str | None = None,
+                     constants: Sequence[Mapping[str, int]] | None = None) -> Callable[[], Iterator[Chunk]]:
     """A re-iterable source of chunks: ``columns`` of ``/derived`` plus hash, item, source and row.
 
     ``source`` is the position of the file in ``paths`` and ``row`` the row in its
     ``/derived`` datasets, which is how WriteTrainSample finds the jet again; ``weight`` names
-    the output passed on as the jets' input weight. The first full pass also checks that no
-    event hash appears in two files (:class:`~tracerflow.hashing.HashCollision`).
+    the output passed on as the jets' input weight; ``constants[i]`` maps columns of ``paths[i]``
+    that are not read but hold one value for every row (a class given by the file's sample). The
+    first full pass also checks that no event hash appears in two files
+    (:class:`~tracerflow.hashing.HashCollision`).
     """
     paths = [Path(p) for p in paths]
+    constants = [dict(c) for c in constants] if constants is not None else [{} for _ in paths]
     wanted = list(dict.fromkeys([*columns, *([weight] if weight else [])]))
     checked = [False]
 
@@ -34,7 +38,8 @@ def selection_chunks(paths: Sequence[str | os.PathLike], columns: Sequence[str],
         for source, path in enumerate(paths):
             with h5py.File(path, "r") as f:
                 check_schema(f, selections_file.SCHEMA, selections_file.SCHEMA_VERSION)
-                missing = [c for c in wanted if f"derived/{c}" not in f]
+                fixed = constants[source]
+                missing = [c for c in wanted if c not in fixed and f"derived/{c}" not in f]
                 if missing:
                     raise KeyError(f"{path}: no selection output {missing[0]!r} (has {sorted(f['derived'])})")
                 n = int(f["index/hash"].shape[0])
@@ -42,7 +47,8 @@ def selection_chunks(paths: Sequence[str | os.PathLike], columns: Sequence[str],
                     seen.append(np.unique(f["index/hash"][:]))
                 for lo in range(0, n, chunk_size):
                     hi = min(n, lo + chunk_size)
-                    chunk = {c: f[f"derived/{c}"][lo:hi] for c in columns}
+                    chunk = {c: (np.full(hi - lo, fixed[c], np.int64) if c in fixed else f[f"derived/{c}"][lo:hi])
+                             for c in columns}
                     chunk["hash"] = f["index/hash"][lo:hi]
                     chunk["item"] = f["index/item"][lo:hi]
                     chunk["source"] = np.full(hi - lo, source, np.int64)

@@ -92,10 +92,12 @@ class EventTemplate:
                 names.append(coll.link)
         return list(dict.fromkeys(names))
 
-    def build(self, arrays: Mapping[str, Any], index: dict[str, np.ndarray]) -> EventBatch:
-        """Turn one chunk of branch arrays (numpy or awkward) into an :class:`EventBatch`."""
+    def build(self, arrays: Mapping[str, Any], index: dict[str, np.ndarray],
+              sample_names: tuple[str, ...] = ()) -> EventBatch:
+        """Turn one chunk of branch arrays (numpy or awkward) into an :class:`EventBatch`
+        (``sample_names``: the names behind ``index["sample"]``, for expressions reading ``sample``)."""
         n = len(index["hash"])
-        batch = EventBatch(index=index)
+        batch = EventBatch(index=index, sample_names=tuple(sample_names))
         for attr, branch in self.leaves.items():
             values = _flat(arrays[branch], branch)
             if values.ndim != 1 or len(values) != n:

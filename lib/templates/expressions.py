@@ -108,7 +108,7 @@ class _Checker(ast.NodeVisitor):
         super().generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
-        if not isinstance(node.value, (int, float, bool)):
+        if not isinstance(node.value, (int, float, bool, str)):
             self.fail(f"constant {node.value!r}")
 
     def visit_BinOp(self, node: ast.BinOp) -> None:

@@ -37,6 +37,9 @@ def build_template(block: str, spec: Any) -> Any:
     return DECLARED[block](spec)
 
 
-def load_template(config: Any, block: str) -> Any:
-    """The template instance of a validated config's ``block``."""
+def load_template(config: Any, block: str, sample: str | None = None) -> Any:
+    """The template instance of a validated config's ``block``; for ``event`` and ``selection``, as
+    ``sample`` sees it when given (a sample may override them: ``samples.<name>.<block>``)."""
+    if sample is not None and block in ("event", "selection"):
+        return build_template(block, config.block_for(block, sample)["template"])
     return build_template(block, config[block]["template"])

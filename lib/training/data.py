@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -16,6 +17,38 @@ from tracerflow.training.batching import DEFAULT_BUCKET_ROWS, batch_rows
 
 DEFAULT_BLOCK_ROWS = 32768
 LABEL_NAME = "jets/labels"
+TARGETS_NAME = "jets/targets"
+
+
+@dataclass(frozen=True)
+class TargetTransform:
+    """How the stored labels become what the loss compares the model with: class indices as they
+    are (``multiclass``), 1 for the ``positive`` class index and 0 for the other (``binary``), or
+    raw targets standardised as ``(y - shift) / scale`` per column (``regression``; the model's
+    outputs are turned back by ``y * scale + shift``)."""
+
+    objective: str = "multiclass"
+    positive: int = 1
+    shift: tuple[float, ...] = ()
+    scale: tuple[float, ...] = ()
+
+    def __call__(self, label: np.ndarray) -> np.ndarray:
+        if self.objective == "binary":
+            return (np.asarray(label) == self.positive).astype(np.float32)
+        if self.objective == "regression":
+            shift = np.asarray(self.shift, np.float32)
+            scale = np.asarray(self.scale, np.float32)
+            return ((np.asarray(label, np.float32) - shift) / scale).astype(np.float32)
+        return label
+
+    def restore(self, outputs: np.ndarray) -> np.ndarray:
+        """Model outputs in the targets' own units (regression); others as they are."""
+        if self.objective != "regression":
+            return outputs
+        return (np.asarray(outputs, np.float64) * np.asarray(self.scale) + np.asarray(self.shift)).astype(np.float32)
+
+
+CLASS_INDEX = TargetTransform()
 
 
 class BlockDataset(IterableDataset, ABC):
@@ -36,6 +69,7 @@ class BlockDataset(IterableDataset, ABC):
         drop_last: bool,
         sort_by_nodes: bool,
         bucket_rows: int,
+        target: TargetTransform = CLASS_INDEX,
     ) -> None:
         if batch_size < 1 or bucket_rows < 1:
             raise ValueError(f"batch_size and bucket_rows must be >= 1, got {batch_size} and {bucket_rows}")
@@ -44,6 +78,7 @@ class BlockDataset(IterableDataset, ABC):
         self.batch_size, self.shuffle, self.seed = int(batch_size), bool(shuffle), int(seed)
         self.with_tracks, self.drop_last = bool(with_tracks), bool(drop_last)
         self.sort_by_nodes, self.bucket_rows = bool(sort_by_nodes), int(bucket_rows)
+        self.target = target
         self.epoch = 0
         self._blocks = self._select_blocks()
         self.n_rows = int(sum(len(rows) for _, rows in self._blocks))
@@ -91,7 +126,7 @@ class BlockDataset(IterableDataset, ABC):
             yield self._to_batch(arrays)
 
     def _to_batch(self, arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        label = arrays["label"]
+        label = self.target(arrays["label"])
         label_dtype = torch.long if np.issubdtype(label.dtype, np.integer) else torch.float32
         batch = {
             "jets": torch.from_numpy(arrays["jets"].astype(np.float32)),
@@ -129,6 +164,7 @@ class TrainFileDataset(BlockDataset):
         drop_last: bool = False,
         sort_by_nodes: bool = False,
         bucket_rows: int = DEFAULT_BUCKET_ROWS,
+        target: TargetTransform = CLASS_INDEX,
     ) -> None:
         if block_rows < 1:
             raise ValueError(f"block_rows must be >= 1, got {block_rows}")
@@ -136,7 +172,7 @@ class TrainFileDataset(BlockDataset):
         self.folds = None if folds is None else sorted({int(k) for k in folds})
         self.block_rows, self.label_name = int(block_rows), label_name
         super().__init__(batch_size=batch_size, shuffle=shuffle, seed=seed, with_tracks=with_tracks,
-                         drop_last=drop_last, sort_by_nodes=sort_by_nodes, bucket_rows=bucket_rows)
+                         drop_last=drop_last, sort_by_nodes=sort_by_nodes, bucket_rows=bucket_rows, target=target)
 
     def _select_blocks(self) -> list[tuple[int, np.ndarray]]:
         """(start, selected local rows) of each block holding at least one jet of the folds."""

@@ -9,7 +9,7 @@ import numpy as np
 
 from tracerflow.tfrecords.reader import load_metadata, read_shard
 from tracerflow.training.batching import DEFAULT_BUCKET_ROWS
-from tracerflow.training.data import BlockDataset
+from tracerflow.training.data import CLASS_INDEX, BlockDataset, TargetTransform
 
 
 class TFRecordsDataset(BlockDataset):
@@ -33,12 +33,13 @@ class TFRecordsDataset(BlockDataset):
         drop_last: bool = False,
         sort_by_nodes: bool = False,
         bucket_rows: int = DEFAULT_BUCKET_ROWS,
+        target: TargetTransform = CLASS_INDEX,
     ) -> None:
         self.directory = Path(directory)
         self.metadata = load_metadata(self.directory)
         self.folds = None if folds is None else sorted({int(k) for k in folds})
         super().__init__(batch_size=batch_size, shuffle=shuffle, seed=seed, with_tracks=with_tracks,
-                         drop_last=drop_last, sort_by_nodes=sort_by_nodes, bucket_rows=bucket_rows)
+                         drop_last=drop_last, sort_by_nodes=sort_by_nodes, bucket_rows=bucket_rows, target=target)
 
     def _select_blocks(self) -> list[tuple[int, np.ndarray]]:
         """(shard index, selected local rows) of each shard holding at least one jet of the folds."""

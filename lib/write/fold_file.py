@@ -49,6 +49,8 @@ def _targets(chunk: TrainChunk, targ_feats: Sequence[str], dtype: np.dtype) -> n
             cols.append(np.asarray(chunk.label))
         elif name in chunk.add_labels:
             cols.append(np.asarray(chunk.add_labels[name]))
+        elif name in chunk.targets:
+            cols.append(np.asarray(chunk.targets[name]))
         else:
             raise KeyError(f"target {name!r} is neither {LABEL_TARGET!r} nor an add_label of the chunk")
     if len(cols) == 1:

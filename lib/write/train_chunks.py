@@ -21,14 +21,16 @@ from tracerflow.write.kernels import count_half_patterns
 
 @dataclass(frozen=True)
 class Columns:
-    """What a train chunk carries: jet variables and add_labels (selection outputs), track
-    variables and labels (graph node features and node truth), and the track slots per jet."""
+    """What a train chunk carries: jet variables, add_labels and regression targets (selection
+    outputs), track variables and labels (graph node features and node truth), and the track
+    slots per jet."""
 
     jet_vars: tuple[str, ...]
     add_labels: tuple[str, ...]
     track_vars: tuple[str, ...]
     track_labels: tuple[str, ...]
     max_tracks: int
+    targets: tuple[str, ...] = ()
 
 
 class TrainChunks:
@@ -88,7 +90,7 @@ class TrainChunks:
     def read(self, start: int, stop: int) -> TrainChunk:
         """Jets ``[start, stop)`` as a train chunk, tracks cut to ``max_tracks`` per jet."""
         c, f = self.columns, self.file
-        jets = f.jets([*c.jet_vars, *c.add_labels], start, stop)
+        jets = f.jets(list(dict.fromkeys([*c.jet_vars, *c.add_labels, *c.targets])), start, stop)
         kept, tracks = self._tracks(start, stop)
         truth = self._cut(f.nodes("truth", c.track_labels, start, stop), start, stop)
         hashes = f.index("hash", start, stop)
@@ -103,6 +105,7 @@ class TrainChunks:
             hash=hashes,
             track_labels={v: truth[:, j].astype(np.int16) for j, v in enumerate(c.track_labels)},
             add_labels={v: jets[v].astype(np.float32, copy=False) for v in c.add_labels},
+            targets={v: jets[v].astype(np.float32, copy=False) for v in c.targets},
         )
 
     def _tracks(self, start: int, stop: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -44,7 +44,7 @@ def train_columns(cfg: Config) -> Columns:
     if track_vars is None:
         track_vars = list(load_template(cfg, "graph").node_features)
     return Columns(tuple(write["jets"]["variables"]), tuple(write["add_labels"]), tuple(track_vars),
-                   tuple(tracks["labels"]), tracks["max_tracks"])
+                   tuple(tracks["labels"]), tracks["max_tracks"], tuple(write["targets"]))
 
 
 def scale_accumulator(write: Mapping[str, Any], columns: Columns) -> ScaleAccumulator:
@@ -83,6 +83,7 @@ def write_train_sample(resampled_path: str | os.PathLike, columns: Columns, writ
             write_umami(umami_path, chunks, class_names=classes, jet_vars=columns.jet_vars,
                         track_vars=columns.track_vars, scale_dict=scale_dict if fitting is None else fitting,
                         track_label_names=columns.track_labels, add_label_names=columns.add_labels,
+                        target_names=columns.targets,
                         precision=write["precision"], concat_jet_tracks=write["concat_jet_tracks"],
                         max_tracks=columns.max_tracks, expected_jets=len(chunks), **common)
         if fitting is not None:
@@ -96,7 +97,8 @@ def write_train_sample(resampled_path: str | os.PathLike, columns: Columns, writ
         if folds_path is not None:
             start = time.perf_counter()
             write_folds(folds_path, chunks, n_folds=write["n_folds"], cont_feats=columns.jet_vars,
-                        targ_feats=("label", *columns.add_labels), matrix_feats=columns.track_vars,
+                        targ_feats=(*(columns.targets or ("label",)), *columns.add_labels),
+                        matrix_feats=columns.track_vars,
                         scale_dict=scale_dict, class_names=classes, max_tracks=columns.max_tracks, **common)
             times.seconds["folds"] = time.perf_counter() - start
         times.jets = len(chunks)

@@ -2,7 +2,8 @@
 
 ``jets/inputs`` (n, n_jet_vars), ``jets/labels`` (n,) int64, ``jets/labels_one_hot`` (n, n_classes)
 uint8, ``jets/weight`` (n,) float32, ``jets/add_labels/<name>`` (n,) float32 (NaN -> 0, not
-scaled, infinities kept), ``jets/fold`` (n,) int16, ``jets/hash`` (n,) uint64, ``tracks/inputs`` (n, max_tracks,
+scaled, infinities kept), ``jets/targets`` (n, n_targets) float32 (regression targets, raw, finite; only
+when there are targets, names in its ``names`` attribute), ``jets/fold`` (n,) int16, ``jets/hash`` (n,) uint64, ``tracks/inputs`` (n, max_tracks,
 n_track_vars [+ n_concat]), ``tracks/valid`` (n, max_tracks) bool, ``tracks/labels``
 (n, max_tracks, n_track_labels) int8 (-1 in padding), and ``scale_dict`` (JSON text).
 Inputs are scaled with the scale dict and stored in ``precision``. Column names are the
@@ -82,6 +83,7 @@ class _UmamiRows:
     track_vars: tuple[str, ...]
     concat: tuple[str, ...]
     add_label_names: tuple[str, ...]
+    target_names: tuple[str, ...]
     track_label_names: tuple[str, ...]
     label_dtype: np.dtype
     precision: str
@@ -100,6 +102,8 @@ class _UmamiRows:
             "jets/fold": (np.int16, (), {}),
             "jets/hash": (np.uint64, (), {}),
             **{f"jets/add_labels/{name}": (np.float32, (), {}) for name in self.add_label_names},
+            **({"jets/targets": (np.float32, (len(self.target_names),), {"names": list(self.target_names)})}
+               if self.target_names else {}),
             "tracks/inputs": (self.precision, (self.max_tracks, len(track_cols)), {"variables": track_cols}),
             "tracks/valid": (bool, (self.max_tracks,), {}),
             "tracks/labels": (self.label_dtype, (self.max_tracks, len(self.track_label_names)),
@@ -135,6 +139,14 @@ class _UmamiRows:
         }
         for name in self.add_label_names:
             rows[f"jets/add_labels/{name}"] = _nan_to_zero(chunk.add_labels[name])
+        if self.target_names:
+            targets = np.stack([np.asarray(chunk.targets[name], np.float32) for name in self.target_names], axis=1)
+            bad = ~np.isfinite(targets)
+            if bad.any():
+                name = self.target_names[int(np.argmax(bad.any(axis=0)))]
+                raise ValueError(f"regression target {name!r} is not finite for {int(bad.any(axis=1).sum())} "
+                                 "rows: cut them in the selection")
+            rows["jets/targets"] = targets
         return rows
 
     def fill_tracks(self, block: TrainChunk, scaled_jets: np.ndarray | None, out: "TrackRows") -> dict[str, np.ndarray]:
@@ -211,6 +223,7 @@ def write_umami(
     scale_dict: Mapping[str, Any],
     track_label_names: Sequence[str] = (),
     add_label_names: Sequence[str] | None = None,
+    target_names: Sequence[str] = (),
     precision: str = "float16",
     compression: str | None = None,
     concat_jet_tracks: bool | Sequence[str] = False,
@@ -247,13 +260,14 @@ def write_umami(
         raise ValueError(f"track_label_dtype must be a signed integer type, got {track_label_dtype!r}")
     layout = _UmamiRows(scale_dict, tuple(class_names), jet_vars, track_vars,
                         tuple(_concat_names(concat_jet_tracks, jet_vars)), tuple(add_label_names),
-                        tuple(track_label_names), label_dtype, precision, int(max_tracks))
+                        tuple(target_names), tuple(track_label_names), label_dtype, precision, int(max_tracks))
     root_attrs = {
         "class_names": list(class_names),
         "jet_variables": list(jet_vars),
         "track_variables": layout.datasets["tracks/inputs"][2]["variables"],
         "track_label_names": list(track_label_names),
         "add_label_names": list(add_label_names),
+        "target_names": list(target_names),
         "concat_jet_tracks": list(layout.concat),
         "precision": precision,
         "max_tracks": int(max_tracks),
@@ -375,6 +389,11 @@ class UmamiFile(SchemaFile):
     @property
     def add_label_names(self) -> list[str]:
         return self._json_attr("add_label_names")
+
+    @property
+    def target_names(self) -> list[str]:
+        """Regression targets stored in ``jets/targets`` (none in files of classifiers)."""
+        return self._json_attr("target_names") if "target_names" in self._file.attrs else []
 
     @property
     def class_names(self) -> list[str]:

@@ -205,7 +205,7 @@ def test_count_of_unknown_collection_raises_expression_error(batch):
         ("jets.pt.sum()", "calling"),
         ("met.__class__()", "calling"),
         ("lambda x: x", "Lambda"),
-        ("'abc' == met", "constant"),
+        ("b'abc' == met", "constant"),
         ("__import__('os')", "calling"),
         ("open('/etc/passwd')", "calling"),
         ("jets.pt[0]", "Subscript"),
@@ -251,3 +251,23 @@ def test_names_lists_columns_read(batch):
     assert expr.names == {"jets.pt", "met", "tracks.d0"}
     assert compile_expression(" met > 1 ").names == {"met"}
     assert compile_expression(5).text == "5"
+
+
+# ---------------------------------------------------------------- the sample a row belongs to
+
+def test_sample_is_the_rows_sample_name(batch):
+    """``sample`` reads the sample's name (the index column counts from 0 in every file), at every level."""
+    from dataclasses import replace
+
+    named = replace(batch, sample_names=("zmumu", "hzz"))
+    named.index["sample"] = np.array([1, 0, 1], np.uint16)
+    assert ev("sample == 'hzz'", named).tolist() == [True, False, True]
+    assert ev("(sample == 'zmumu') * 2", named).tolist() == [0, 2, 0]
+    jets = ev("sample != 'hzz'", named, "jets")
+    assert jets.tolist() == np.repeat([False, True, False], named.tables["jets"].counts).tolist()
+
+
+def test_sample_index_is_not_an_expression_field(batch):
+    """Without sample names, ``sample`` is unknown rather than a per-file number that reads 0 everywhere."""
+    with pytest.raises(ExpressionError, match="unknown field 'sample'"):
+        ev("sample == 0", batch)

@@ -26,7 +26,7 @@ from tracerflow.hashing import fold_of
 from tracerflow.io.resampled_file import INDEX_COLUMNS
 from tracerflow.resample import resample, spec_from_config
 from tracerflow.resample.inputs import selection_chunks
-from tracerflow.tasks.resample import SPEC_KEYS
+from tracerflow.resample.classes import SPEC_KEYS
 from tracerflow.tfrecords import load_metadata, read_tfrecords
 from tracerflow.workflows import cli
 from tracerflow.write import FoldYielder, read_scale_dict
@@ -472,7 +472,7 @@ def test_resampling_with_another_seed_reorders_the_same_jets(root):
     - method none with seeds 42 and 7 (split_seed 42): every split has the same multiset of rows
       (source, row, hash, item, copy, label, weight) in another order.
     """
-    block = {key: CFG["resample"][key] for key in SPEC_KEYS}
+    block = {key: CFG["resample"][key] for key in (*SPEC_KEYS, "label", "classes", "target")}
     sources = _json_attr(root / "resample" / "train.h5", "sources")
     paths = [root / "selections" / sample / f"{Path(file).stem}.h5" for sample, file in sources]
     spec = spec_from_config(block, SEED)
