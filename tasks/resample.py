@@ -11,7 +11,8 @@ from tracerflow.io import resampled_file
 from tracerflow.resample import plot_report, resample, resample_report
 from tracerflow.resample.classes import resample_spec, resampled_samples
 from tracerflow.resample.gather import source_paths, write_resampled
-from tracerflow.resample.inputs import only_split, selection_chunks
+from tracerflow.io.events_file import generator_weight_sum
+from tracerflow.resample.inputs import only_split, physics_scales, selection_chunks
 from tracerflow.tasks.apply_selections import ApplySelections
 from tracerflow.tasks.base import H5Target, TracerflowTask
 
@@ -34,8 +35,22 @@ class Resample(TracerflowTask):
 
     def digest(self) -> str:
         upstream = [d for t in self.requires() for d in t.gathered_digests()]
-        labels = {s: self.cfg["samples"][s]["label"] for s in resampled_samples(self.cfg)}
-        return self.cfg.digest("project.seed", "resample", upstream=upstream, extra={"sample_labels": labels})
+        cfg = self.cfg
+        samples = {s: {k: cfg["samples"][s][k] for k in ("label", "cross_section")} for s in resampled_samples(cfg)}
+        return cfg.digest("project.seed", "project.luminosity", "resample", upstream=upstream, extra=samples)
+
+    def physics_scales(self) -> list[float] | None:
+        """Each source's factor to physics weights (:func:`physics_scales`), or None when no sample
+        has a cross section or a generator weight."""
+        cfg = self.cfg
+        samples = resampled_samples(cfg)
+        if not any(cfg["samples"][s]["cross_section"] is not None
+                   or cfg.block_for("event", s)["generator_weight"] is not None for s in samples):
+            return None
+        events = [t.requires()["events"].output().path for t in self.requires()]
+        return physics_scales([t.sample for t in self.requires()], [generator_weight_sum(p) for p in events],
+                              {s: cfg["samples"][s]["cross_section"] for s in samples},
+                              cfg["project"]["luminosity"])
 
     def output(self) -> H5Target:
         return H5Target(self.out_dir() / f"{self.split}.h5", self.digest(), resampled_file.SCHEMA)
@@ -53,7 +68,7 @@ class Resample(TracerflowTask):
                      for s, _ in sources]
         self.set_status_message(f"Resample {self.split}: two passes over {len(sources)} selections files")
         chunks = selection_chunks([t.output().path for t in self.requires()], columns, block["chunk_size"],
-                                  weight=block["weight"], constants=constants)
+                                  weight=block["weight"], constants=constants, physics=self.physics_scales())
         result = resample(spec, only_split(chunks, spec, self.split))[self.split]
         report = resample_report({self.split: result}, spec)
         out_dir = self.out_dir()

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from tracerflow.config.checks import check_config
 from tracerflow.config.schema import BLOCKS, PERFORMANCE_KEYS
 from tracerflow.config.spec import ConfigError, Context
 
@@ -168,6 +169,7 @@ def _load(path: str, overrides: tuple[str, ...]) -> Config:
     _check_templates(config, ctx)
     _check_training_inputs(config, ctx)
     _check_predict(config, ctx)
+    check_config(config, ctx)
     return config
 
 
@@ -212,6 +214,7 @@ def _read_list_file(path: Path, width: int, key: str, ctx: Context) -> list:
 def _check_templates(config: Config, ctx: Context) -> None:
     """Build every template once, for every sample that overrides it, so that a bad class path or
     expression fails now."""
+    from tracerflow.templates.expressions import compile_expression
     from tracerflow.templates.loader import load_template
 
     def build(key: str, block: str, sample: str | None = None) -> None:
@@ -230,6 +233,16 @@ def _check_templates(config: Config, ctx: Context) -> None:
             if config.block_for(block, sample)["template"] is None:
                 ctx.fail(key, f"is required: give {block}.template or samples.{sample}.{block}.template")
             build(key, block, sample)
+    for sample, spec in config["samples"].items():
+        weight = config.block_for("event", sample)["generator_weight"]
+        if weight is not None:
+            own = "generator_weight" in (spec["event"] or {})
+            try:
+                compile_expression(weight)
+            except ValueError as err:
+                ctx.fail(f"samples.{sample}.event.generator_weight" if own else "event.generator_weight", str(err))
+        if spec["cross_section"] is not None and config["project"]["luminosity"] is None:
+            ctx.fail("project.luminosity", f"is required by samples.{sample}.cross_section")
 
 
 def _check_training_inputs(config: Config, ctx: Context) -> None:

@@ -3,6 +3,12 @@
 Memory is bounded by ``chunk_size`` entries: each chunk is read, turned into columns by the
 event template, hashed, checked and appended to the target before the next is read, and the
 heap is trimmed after each chunk (see :mod:`tracerflow.memory`).
+
+Physics weights start here: with a ``generator_weight`` expression every event stores its
+generator weight (after the ``negative_weights`` policy) as the event field
+``generator_weight``, and the file's root attribute ``sum_generator_weight`` is their sum over
+the events read (the entries the filters keep); without one it is the number of events. Resample
+divides by the sum over a sample's files (see :mod:`tracerflow.resample.inputs`).
 """
 from __future__ import annotations
 
@@ -13,7 +19,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from tracerflow.columns import EventBatch
+from tracerflow.columns import EVENT, EventBatch
+from tracerflow.columns_scope import Scope
 from tracerflow.events.entries import EntryFilter, select_entries
 from tracerflow.events.source import RootSource
 from tracerflow.hashing import event_hashes
@@ -21,6 +28,7 @@ from tracerflow.io import events_file
 from tracerflow.io.h5target import H5Writer
 from tracerflow.memory import release_free_memory
 from tracerflow.templates.event import EventTemplate, TemplateError
+from tracerflow.templates.expressions import compile_expression
 
 
 class InputError(RuntimeError):
@@ -51,6 +59,8 @@ def build_events(
     threads: int = 1,
     compression: str | None = None,
     allow_nan: bool = False,
+    generator_weight: str | None = None,
+    negative_weights: str = "keep",
     progress: Callable[[int, int], None] | None = None,
 ) -> EventStats:
     """Read ``tree`` of ``source`` through ``template`` and write the events target atomically."""
@@ -66,8 +76,10 @@ def build_events(
             attrs={"sample": sample, "file": logical_file, "tree": tree, "entries_in_tree": root.num_entries},
         ) as writer:
             batches = _batches(root, template, entries, chunk_size, source, (sample, logical_file, tree), allow_nan)
+            weigh = GeneratorWeight(generator_weight, negative_weights, source)
             layout: EventBatch | None = None
             for batch, done in batches:
+                weigh(batch)
                 events_file.append_batch(writer, batch)
                 if layout is None:
                     layout = batch.take(np.zeros(len(batch), bool))
@@ -78,7 +90,10 @@ def build_events(
                     progress(done, len(entries))
             if layout is None:
                 layout = template.build(root.read(template.branches(), entries[:0]), _empty_index())
+                weigh(layout)
             events_file.finish(writer, layout, [sample], [logical_file])
+            writer.set_attrs("/", sum_generator_weight=weigh.total, generator_weight=generator_weight or "",
+                             negative_weights=negative_weights)
     return EventStats(root.num_entries, len(entries), chunks)
 
 
@@ -106,6 +121,43 @@ def _batches(root: RootSource, template: EventTemplate, entries: np.ndarray, chu
         del arrays
         yield batch, min(lo + chunk_size, len(entries))
         del batch
+
+
+class GeneratorWeight:
+    """Adds each event's generator weight to its batch (an event-level ``expression``, with negative
+    weights kept, made positive (``abs``) or set to 0 (``zero``)) and sums them in float64, as
+    stored; without an expression the sum counts the events."""
+
+    FIELD = "generator_weight"
+    POLICIES = ("keep", "abs", "zero")
+
+    def __init__(self, expression: str | None, negative: str, source: Path) -> None:
+        if negative not in self.POLICIES:
+            raise ValueError(f"negative_weights must be one of {self.POLICIES}, got {negative!r}")
+        self.expression = compile_expression(expression) if expression else None
+        self.text, self.negative, self.source = expression, negative, source
+        self.total = 0.0
+
+    def __call__(self, batch: EventBatch) -> None:
+        if self.expression is None:
+            self.total += len(batch)
+            return
+        if self.FIELD in batch.event:
+            raise TemplateError(f"{self.source}: the event template declares {self.FIELD!r}, which "
+                                "event.generator_weight fills; rename the template's field")
+        try:
+            values = np.asarray(self.expression(Scope(batch, EVENT)), dtype=np.float64)
+        except ValueError as err:
+            raise TemplateError(f"{self.source}: event.generator_weight: {err}") from None
+        if values.shape != (len(batch),):
+            raise TemplateError(f"{self.source}: event.generator_weight {self.text!r} is not one value per event")
+        if self.negative == "abs":
+            values = np.abs(values)
+        elif self.negative == "zero":
+            values = np.where(values < 0, 0.0, values)
+        stored = values.astype(np.float32)
+        batch.event[self.FIELD] = stored
+        self.total += float(stored.sum(dtype=np.float64))
 
 
 def _empty_index() -> dict[str, np.ndarray]:

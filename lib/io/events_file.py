@@ -11,6 +11,7 @@ import json
 import os
 from typing import Iterator
 
+import h5py
 import numpy as np
 
 from tracerflow.columns import EVENT, EventBatch, Table, _parents_first
@@ -55,6 +56,14 @@ def finish(writer: H5Writer, batch_like: EventBatch, sample_labels: list[str], f
     writer.set_attrs("index/sample", labels=sample_labels)
     writer.set_attrs("index/file", labels=file_labels)
     writer.set_attrs("/", collections=order, n_events=int(writer.file["index/hash"].shape[0]))
+
+
+def generator_weight_sum(path: str | os.PathLike) -> float:
+    """The ``sum_generator_weight`` of an events file: its events' generator weights, summed."""
+    with h5py.File(path, "r") as f:
+        if "sum_generator_weight" not in f.attrs:
+            raise KeyError(f"{path}: no sum_generator_weight attribute (written by an older tracerflow; rerun BuildEvents)")
+        return float(f.attrs["sum_generator_weight"])
 
 
 class EventsFile(SchemaFile):

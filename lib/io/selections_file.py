@@ -2,7 +2,8 @@
 
 ``/index/{hash, sample, file, entry, item, row}`` for every passing row of the selection
 level (``row``: its row at that level in the events file, to join graphs of the same level);
-``/cutflow/{name, passed, weighted}``; ``/derived/<output>`` aligned with the index.
+``/cutflow/{name, passed, weighted}``; ``/derived/<output>`` aligned with the index;
+``/weights/generator``: each row's event's generator weight (1 without ``event.generator_weight``).
 """
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from tracerflow.io.h5target import check_schema
 SCHEMA = "tracerflow.selections"
 SCHEMA_VERSION = 1
 INDEX_COLUMNS = ("hash", "sample", "file", "entry", "item", "row")
+#: The events file's field holding the generator weight, and where selections store it per row.
+GENERATOR_WEIGHT = "generator_weight"
+GENERATOR_WEIGHT_PATH = "weights/generator"
 
 
 def read_cutflow(path: str | os.PathLike) -> list[tuple[str, int, float]]:

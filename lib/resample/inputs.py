@@ -18,13 +18,16 @@ from tracerflow.resample.stream import Chunk
 
 def selection_chunks(paths: Sequence[str | os.PathLike], columns: Sequence[str], chunk_size: int,
                      weight: str | None = None,
-                     constants: Sequence[Mapping[str, int]] | None = None) -> Callable[[], Iterator[Chunk]]:
+                     constants: Sequence[Mapping[str, int]] | None = None,
+                     physics: Sequence[float] | None = None) -> Callable[[], Iterator[Chunk]]:
     """A re-iterable source of chunks: ``columns`` of ``/derived`` plus hash, item, source and row.
 
     ``source`` is the position of the file in ``paths`` and ``row`` the row in its
     ``/derived`` datasets, which is how WriteTrainSample finds the jet again; ``weight`` names
     the output passed on as the jets' input weight; ``constants[i]`` maps columns of ``paths[i]``
-    that are not read but hold one value for every row (a class given by the file's sample). The
+    that are not read but hold one value for every row (a class given by the file's sample);
+    with ``physics`` (one factor per path, see :func:`physics_scales`) the input weight is also
+    multiplied by each row's generator weight and its file's factor. The
     first full pass also checks that no event hash appears in two files
     (:class:`~tracerflow.hashing.HashCollision`).
     """
@@ -55,12 +58,39 @@ def selection_chunks(paths: Sequence[str | os.PathLike], columns: Sequence[str],
                     chunk["row"] = np.arange(lo, hi, dtype=np.int64)
                     if weight:
                         chunk["weight"] = f[f"derived/{weight}"][lo:hi].astype(np.float32)
+                    if physics is not None:
+                        scaled = f[selections_file.GENERATOR_WEIGHT_PATH][lo:hi].astype(np.float64) * physics[source]
+                        chunk["weight"] = (chunk["weight"] * scaled if weight else scaled).astype(np.float32)
                     yield chunk
         if not checked[0]:
             check_unique(np.concatenate(seen) if seen else np.zeros(0, np.uint64), "selections of all samples")
             checked[0] = True
 
     return chunks
+
+
+def physics_scales(samples: Sequence[str], sums: Sequence[float], cross_sections: Mapping[str, float | None],
+                   luminosity: float | None) -> list[float]:
+    """Per source file (``samples[i]`` its sample, ``sums[i]`` its events file's
+    ``sum_generator_weight``), the factor that makes a row's weight ``xsec * lumi * w / sum(w)``,
+    the sum running over every file of the sample; 1 for samples without a cross section (their
+    rows weigh ``w``)."""
+    totals: dict[str, float] = {}
+    for sample, total in zip(samples, sums):
+        totals[sample] = totals.get(sample, 0.0) + float(total)
+    factors = {}
+    for sample, total in totals.items():
+        xsec = cross_sections.get(sample)
+        if xsec is None:
+            factors[sample] = 1.0
+            continue
+        if luminosity is None:
+            raise ValueError(f"samples.{sample}.cross_section: needs project.luminosity")
+        if not total > 0:
+            raise ValueError(f"samples.{sample}.cross_section: the sum of the sample's generator weights is "
+                             f"{total:g}; a cross section needs a positive sum (event.negative_weights: abs or zero?)")
+        factors[sample] = xsec * luminosity / total
+    return [factors[s] for s in samples]
 
 
 def only_split(chunks: Callable[[], Iterator[Chunk]], spec: ResampleSpec, split: str) -> Callable[[], Iterator[Chunk]]:

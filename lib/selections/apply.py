@@ -16,7 +16,8 @@ from tracerflow.columns import EVENT
 from tracerflow.columns_scope import Scope
 from tracerflow.io.events_file import EventsFile
 from tracerflow.io.h5target import H5Writer
-from tracerflow.io.selections_file import INDEX_COLUMNS, SCHEMA, SCHEMA_VERSION
+from tracerflow.io.selections_file import (GENERATOR_WEIGHT, GENERATOR_WEIGHT_PATH, INDEX_COLUMNS, SCHEMA,
+                                           SCHEMA_VERSION)
 from tracerflow.templates.selection import Cutflow, SelectionTemplate
 
 OUTPUT_DTYPES = {"b": np.dtype(np.bool_), "i": np.dtype(np.int64), "u": np.dtype(np.int64), "f": np.dtype(np.float32)}
@@ -73,6 +74,9 @@ def apply_selection(
                 item = batch.tables[template.level].local_index()[passing].astype(np.int32)
             writer.append("index/item", item)
             writer.append("index/row", (row_offset + passing).astype(np.int64))
+            generator = batch.event.get(GENERATOR_WEIGHT)
+            writer.append(GENERATOR_WEIGHT_PATH, np.ones(len(passing), np.float32) if generator is None
+                          else generator[event_row[passing]].astype(np.float32))
             row_offset += len(scope)
             for name, values in result.outputs.items():
                 dtype = output_dtypes.setdefault(name, output_dtype(values))
@@ -82,6 +86,7 @@ def apply_selection(
         dtypes = {"hash": np.uint64, "sample": np.uint16, "file": np.uint16, "entry": np.int64, "item": np.int32, "row": np.int64}
         for column in INDEX_COLUMNS:
             writer.ensure(f"index/{column}", dtypes[column])
+        writer.ensure(GENERATOR_WEIGHT_PATH, np.float32)
         if total == 0:
             output_dtypes = _empty_output_dtypes(events, template)
         for name in template.output_names():

@@ -339,3 +339,28 @@ def test_infinities_of_both_signs_are_not_taken_for_nan(tmp_path):
     out = tmp_path / "o.h5"
     build(src, out, chunk_size=100)
     assert np.array_equal(read_all(out).event["met"][[3, 7]], [np.inf, -np.inf])
+
+
+@pytest.mark.parametrize("policy", ["keep", "abs", "zero"])
+def test_generator_weight_stored_per_event_and_summed_under_each_policy(tmp_path, root_file, policy):
+    """``generator_weight`` evaluates per event (here met - 40: about half negative); the policy
+    applies to the stored weights and to their sum alike, with entry filters honoured."""
+    out = tmp_path / "events.h5"
+    build(root_file, out, generator_weight="met - 40", negative_weights=policy,
+          entry_filter=EntryFilter(event_start=3), chunk_size=7)
+    raw = branches()["MET"][3:] - 40
+    assert (raw < 0).any() and (raw > 0).any()
+    expected = {"keep": raw, "abs": np.abs(raw), "zero": np.where(raw < 0, 0, raw)}[policy].astype(np.float32)
+    stored = read_all(out).event["generator_weight"]
+    np.testing.assert_array_equal(stored, expected)
+    with h5py.File(out, "r") as f:
+        assert f.attrs["sum_generator_weight"] == pytest.approx(float(expected.sum(dtype=np.float64)), rel=1e-12)
+        assert f.attrs["negative_weights"] == policy
+
+
+def test_without_generator_weight_the_sum_counts_events(tmp_path, root_file):
+    out = tmp_path / "events.h5"
+    build(root_file, out, entry_filter=EntryFilter(event_start=5))
+    assert "generator_weight" not in read_all(out).event
+    with h5py.File(out, "r") as f:
+        assert f.attrs["sum_generator_weight"] == N - 5
