@@ -13,7 +13,11 @@ class ApplySelections(FileTask):
     """Selections HDF5 of one input file: passing index, cutflow, derived outputs."""
 
     def requires(self) -> dict:
-        return {"events": BuildEvents(**self.file_params()), "graphs": BuildGraphs(**self.file_params())}
+        """The events file, and the graphs file whose jets gather with these (none without a graph block)."""
+        needs = {"events": BuildEvents(**self.file_params())}
+        if self.cfg["graph"] is not None:
+            needs["graphs"] = BuildGraphs(**self.file_params())
+        return needs
 
     def digest(self) -> str:
         selection = self.cfg.block_for("selection", self.sample)
@@ -22,7 +26,7 @@ class ApplySelections(FileTask):
     def gathered_digests(self) -> list[str]:
         """The digests a task that gathers this file's jets with their graph nodes depends on: the
         selections' (which cover only the events) and the graphs'."""
-        return [self.digest(), self.requires()["graphs"].digest()]
+        return [self.digest(), *([self.requires()["graphs"].digest()] if "graphs" in self.requires() else [])]
 
     def output(self) -> H5Target:
         return H5Target(self.target_path("selections"), self.digest(), selections_file.SCHEMA)

@@ -80,7 +80,7 @@ class Resample(TracerflowTask):
         self.set_status_message(f"Resample {self.split}: gathering {len(result):,} jets with their tracks")
         write_resampled(
             self.output().path, rows, split=self.split, classes=spec.class_names, sources=sources,
-            paths=source_paths(cfg.output_root, sources), config_digest=self.digest(), created_by=repr(self),
+            paths=source_paths(cfg.output_root, sources, graphs=cfg["graph"] is not None), config_digest=self.digest(), created_by=repr(self),
             attrs={"method": spec.method if result.resampled else "none",
                    "sampling_fraction": None if math.isnan(result.sampling_fraction) else result.sampling_fraction},
         )

@@ -9,7 +9,7 @@ from tracerflow.tasks import (STAGES, ApplySelections, BuildEvents, BuildGraphs,
 from tracerflow.tasks.predict import trained_folds
 
 FILE_STAGES = {"BuildEvents": BuildEvents, "BuildGraphs": BuildGraphs, "ApplySelections": ApplySelections}
-STAGE_BLOCKS = {"Resample": "resample", "WriteTrainSample": "write", "ConvertTFRecords": "tfrecords",
+STAGE_BLOCKS = {"BuildGraphs": "graph", "Resample": "resample", "WriteTrainSample": "write", "ConvertTFRecords": "tfrecords",
                 "TrainFold": "train", "Predict": "train"}
 SPLIT_STAGES = {"Resample": Resample, "WriteTrainSample": WriteTrainSample}
 LAST = "last"

@@ -225,7 +225,8 @@ def _check_templates(config: Config, ctx: Context) -> None:
         except Exception as err:
             ctx.fail(key, str(err))
 
-    build("graph.template", "graph")
+    if config["graph"] is not None:
+        build("graph.template", "graph")
     for block in ("event", "selection"):
         for sample, spec in config["samples"].items():
             own = "template" in (spec[block] or {})
@@ -284,19 +285,24 @@ def _check_training_inputs(config: Config, ctx: Context) -> None:
         need("resample.weight", [resample["weight"]], outputs, "a selection output", indexed=False)
     if write is None:
         return
-    graph = load_template(config, "graph")
-    if selection.level != graph.level:
-        ctx.fail("selection.template.level", f"{selection.level!r}: the train sample needs the graph level {graph.level!r}")
     jets, tracks = write["jets"], write["tracks"]
+    if config["graph"] is None:
+        _check_without_graph(config, ctx)
+    else:
+        graph = load_template(config, "graph")
+        if selection.level != graph.level:
+            ctx.fail("selection.template.level",
+                     f"{selection.level!r}: the train sample needs the graph level {graph.level!r}")
     need("write.jets.variables", jets["variables"], outputs, "a selection output")
     need("write.add_labels", write["add_labels"], outputs, "a selection output")
     need("write.targets", write["targets"], outputs, "a selection output")
     if config["train"] is not None:
         _check_objective(config, classes, ctx)
-    features = list(graph.node_features)
+    features = list(graph.node_features) if config["graph"] is not None else []
+    truth = list(graph.node_truth) if config["graph"] is not None else []
     track_vars = features if tracks["variables"] is None else tracks["variables"]
     need("write.tracks.variables", track_vars, features, "a graph node feature")
-    need("write.tracks.labels", tracks["labels"], list(graph.node_truth), "a graph node truth")
+    need("write.tracks.labels", tracks["labels"], truth, "a graph node truth")
     for group in ("log", "asinh", "no_norm"):
         need(f"write.jets.{group}", jets[group], jets["variables"], "in write.jets.variables")
         need(f"write.tracks.{group}", tracks[group], track_vars, "in write.tracks.variables")
@@ -313,6 +319,20 @@ def _check_training_inputs(config: Config, ctx: Context) -> None:
         if tfrecords["n_add_vars"] > len(jets["variables"]):
             ctx.fail("tfrecords.n_add_vars", f"{tfrecords['n_add_vars']} exceeds the "
                      f"{len(jets['variables'])} jet variables of write.jets.variables")
+
+
+def _check_without_graph(config: Config, ctx: Context) -> None:
+    """An analysis without a graph block has no tracks: nothing may ask for them."""
+    write, why = config["write"], "there are no tracks without a graph block"
+    for key in ("variables", "labels", "log", "asinh", "no_norm"):
+        if write["tracks"][key]:
+            ctx.fail(f"write.tracks.{key}", why)
+    if write["concat_jet_tracks"]:
+        ctx.fail("write.concat_jet_tracks", why)
+    if config["tfrecords"] is not None:
+        ctx.fail("tfrecords", f"{why}, and TFRecords carry them: train from the umami file (train.data: h5)")
+    if config["train"] is not None and config["train"]["model"].get("set"):
+        ctx.fail("train.model.set", f"a set encoder reads tracks; {why} (set: null trains on the jet variables)")
 
 
 def objective_of(train: dict) -> str:

@@ -181,7 +181,7 @@ BLOCKS = Block({
         "precision": Scalar((str,), default="float32", choices=("float16", "float32")),
         "compression": COMPRESSION,
         "chunk_size": CHUNK,
-    }),
+    }, default=None, nullable=True, doc="absent: no graphs, so the train files have no track inputs (jets only)"),
     "selection": Block(SELECTION_FIELDS),
     "resample": Block({
         "label": Scalar((str,), default=None, nullable=True,

@@ -9,7 +9,7 @@ Per output row (rows are already globally shuffled):
 - ``/jets/<name>``: every selection output (``derived/<name>`` of the selections file);
 - ``/nodes/counts``: graph nodes (tracks) of the row's jet; ``/nodes/x`` and ``/nodes/truth``:
   the node features and node truth of all rows back to back, names in their ``names``
-  attribute (JSON list), as in the graphs file;
+  attribute (JSON list), as in the graphs file (no ``/nodes`` group in an analysis without graphs);
 - ``/nodes/x_half_counts`` (float16 node features only): ``(n_features, 65536)`` counts of each
   float16 bit pattern per feature over every node of the split, from which WriteTrainSample
   takes the tracks' means and standard deviations without reading the nodes again.
@@ -46,10 +46,12 @@ class ResampledFile(SchemaFile):
     def __init__(self, path: str | os.PathLike) -> None:
         super().__init__(path)
         self._views = ContiguousViews(self._file, self.path)
-        counts = self._rows("nodes/counts").astype(np.int64)
+        self.has_nodes = "nodes" in self._file
+        counts = (self._rows("nodes/counts").astype(np.int64) if self.has_nodes
+                  else np.zeros(int(self._file["label"].shape[0]), np.int64))
         self.offsets = np.concatenate([[0], np.cumsum(counts)])
-        self.node_features: list[str] = self._json_attr("nodes/x", "names")
-        self.node_truth: list[str] = self._json_attr("nodes/truth", "names")
+        self.node_features: list[str] = self._json_attr("nodes/x", "names") if self.has_nodes else []
+        self.node_truth: list[str] = self._json_attr("nodes/truth", "names") if self.has_nodes else []
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -116,9 +118,9 @@ class ResampledFile(SchemaFile):
         """Columns ``names`` of ``nodes/x`` (``which="x"``) or ``nodes/truth`` for the nodes of rows
         ``[start, stop)``, as ``(n_nodes, len(names))``; nothing is read when ``names`` is empty."""
         idx = self._node_columns(which, names)
-        dset = self._file[f"nodes/{which}"]
         n0, n1 = int(self.offsets[start]), int(self.offsets[stop])
         if not idx:
-            return np.zeros((n1 - n0, 0), dtype=dset.dtype)
+            return np.zeros((n1 - n0, 0), dtype=self._file[f"nodes/{which}"].dtype if self.has_nodes else np.float32)
+        dset = self._file[f"nodes/{which}"]
         block = self._rows(f"nodes/{which}", n0, n1)
         return block if idx == list(range(dset.shape[1])) else block[:, idx]

@@ -10,6 +10,7 @@ larger splits live in file-backed pages the kernel can write out and drop.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -35,18 +36,21 @@ IN_MEMORY_BYTES = 64 << 20
 
 @dataclass(frozen=True)
 class SourcePaths:
-    """The selections and graphs files of one (sample, file), as named in a resampled split."""
+    """The selections and graphs files of one (sample, file), as named in a resampled split
+    (``graphs`` is None in an analysis without graphs: its rows have no nodes)."""
 
     selections: Path
-    graphs: Path
+    graphs: Path | None
 
 
-def source_paths(output_root: Path, sources: Sequence[tuple[str, str]]) -> list[SourcePaths]:
-    """The selections and graphs files of each (sample, logical file) below ``output_root``."""
+def source_paths(output_root: Path, sources: Sequence[tuple[str, str]], graphs: bool = True) -> list[SourcePaths]:
+    """The selections and graphs files of each (sample, logical file) below ``output_root``; no
+    graphs files when ``graphs`` is false."""
     def stem(logical: str) -> str:
         return logical[:-5] if logical.endswith(".root") else logical
 
-    return [SourcePaths(output_root / "selections" / s / f"{stem(f)}.h5", output_root / "graphs" / s / f"{stem(f)}.h5")
+    return [SourcePaths(output_root / "selections" / s / f"{stem(f)}.h5",
+                        output_root / "graphs" / s / f"{stem(f)}.h5" if graphs else None)
             for s, f in sources]
 
 
@@ -73,6 +77,7 @@ def write_resampled(path: str | os.PathLike, rows: Mapping[str, np.ndarray], *, 
 
     ``paths[i]`` are the files of ``sources[i]``. A graphs file that does not line up with its
     selections file, or sources that disagree on their outputs or node names, raise naming the file.
+    Without graphs files the split has no ``nodes/`` group.
     Scratch files (large splits only) live in a temporary directory beside ``path``.
     """
     if len(paths) != len(sources):
@@ -99,8 +104,11 @@ def write_resampled(path: str | os.PathLike, rows: Mapping[str, np.ndarray], *, 
             columns["label"] = np.asarray(rows["label"], dtype=LABEL_DTYPE)
             columns["weight"] = np.asarray(rows["weight"], dtype=WEIGHT_DTYPE)
             columns.update({f"jets/{v}": values for v, values in jets.items()})
-            columns["nodes/counts"] = counts.astype(COUNT_DTYPE)
+            if names["graphs"]:
+                columns["nodes/counts"] = counts.astype(COUNT_DTYPE)
             _write_blocks(writer, columns)
+            if not names["graphs"]:
+                return 0
             _write_blocks(writer, {"nodes/x": x, "nodes/truth": truth})
             writer.set_attrs("nodes/x", names=names["x"])
             writer.set_attrs("nodes/truth", names=names["truth"])
@@ -123,30 +131,55 @@ def _plan(rows: Mapping[str, np.ndarray], paths: Sequence[SourcePaths]) -> tuple
     names: dict[str, Any] | None = None
     for i, p in enumerate(paths):
         positions = order[bounds[i]:bounds[i + 1]]
-        with h5py.File(p.selections, "r") as sel, h5py.File(p.graphs, "r") as graphs:
+        with h5py.File(p.selections, "r") as sel, _open_graphs(p.graphs) as graphs:
             check_schema(sel, selections_file.SCHEMA, selections_file.SCHEMA_VERSION)
-            check_schema(graphs, graphs_file.SCHEMA, graphs_file.SCHEMA_VERSION)
-            mine = {"jets": {v: sel[f"derived/{v}"].dtype for v in sorted(sel["derived"].keys())},
-                    "x": json.loads(graphs["nodes/x"].attrs["names"]), "x_dtype": graphs["nodes/x"].dtype,
-                    "truth": json.loads(graphs["truth/nodes"].attrs["names"]),
-                    "truth_dtype": graphs["truth/nodes"].dtype}
+            mine = {"jets": {v: sel[f"derived/{v}"].dtype for v in sorted(sel["derived"].keys())}, "graphs": False,
+                    "x": [], "x_dtype": np.dtype(np.float32), "truth": [], "truth_dtype": np.dtype(np.float32)}
+            if graphs is not None:
+                check_schema(graphs, graphs_file.SCHEMA, graphs_file.SCHEMA_VERSION)
+                mine.update({"graphs": True, "x": json.loads(graphs["nodes/x"].attrs["names"]),
+                             "x_dtype": graphs["nodes/x"].dtype,
+                             "truth": json.loads(graphs["truth/nodes"].attrs["names"]),
+                             "truth_dtype": graphs["truth/nodes"].dtype})
             if names is None:
                 names = mine
             elif mine != names:
-                raise ValueError(f"{p.selections}, {p.graphs}: selection outputs or node names differ from the "
-                                 f"first source's ({mine} vs {names})")
+                raise ValueError(f"{p.selections}: {_difference(mine, names)}")
             if not len(positions):
                 continue
             positions = positions[np.argsort(rows["row"][positions], kind="stable")]
             graph = sel["index/row"][:][rows["row"][positions]].astype(np.int64)
-            if not np.array_equal(graphs["index/hash"][:][graph], rows["hash"][positions]):
-                raise RuntimeError(f"{p.graphs}: graphs do not line up with {p.selections}")
-            node_counts = graphs["nodes/counts"][:].astype(np.int64)
+            if graphs is None:
+                node_counts = np.zeros(int(graph.max()) + 1, np.int64)
+            else:
+                if not np.array_equal(graphs["index/hash"][:][graph], rows["hash"][positions]):
+                    raise RuntimeError(f"{p.graphs}: graphs do not line up with {p.selections}")
+                node_counts = graphs["nodes/counts"][:].astype(np.int64)
         node_start = np.concatenate([[0], np.cumsum(node_counts)])
         plan.append(_Source(p, positions, graph, node_start))
     if names is None:
         raise ValueError("a resampled split needs at least one source file")
     return plan, names
+
+
+def _open_graphs(path: Path | None) -> Any:
+    """The graphs file at ``path`` opened for reading, or a context holding None when there is none."""
+    return h5py.File(path, "r") if path is not None else contextlib.nullcontext()
+
+
+def _difference(mine: Mapping[str, Any], first: Mapping[str, Any]) -> str:
+    """What one source has that the first source has not: names the output, node feature or dtype."""
+    for name in sorted(set(mine["jets"]) | set(first["jets"])):
+        if name not in mine["jets"] or name not in first["jets"]:
+            has = "has" if name in mine["jets"] else "lacks"
+            return f"{has} the selection output {name!r}, unlike the first source"
+        if mine["jets"][name] != first["jets"][name]:
+            return (f"selection output {name!r} is {mine['jets'][name]}, {first['jets'][name]} in the first source: "
+                    "give its expression one type in every sample")
+    for key, what in (("x", "node features"), ("truth", "node truth"), ("x_dtype", "node feature dtype")):
+        if mine[key] != first[key]:
+            return f"{what} {mine[key]} differ from the first source's {first[key]}"
+    return "differs from the first source"
 
 
 class _Scratch:
@@ -165,13 +198,15 @@ class _Scratch:
 def _scatter_source(s: _Source, rows: Mapping[str, np.ndarray], offsets: np.ndarray, jets: dict[str, np.ndarray],
                     x: np.ndarray, truth: np.ndarray) -> None:
     """Copy one source's jets and nodes, block by block in row order, to their output places."""
-    with h5py.File(s.paths.selections, "r") as sel, h5py.File(s.paths.graphs, "r") as graphs:
+    with h5py.File(s.paths.selections, "r") as sel, _open_graphs(s.paths.graphs) as graphs:
         for lo in range(0, len(s.positions), BLOCK_ROWS):
             positions = s.positions[lo:lo + BLOCK_ROWS]
             row = rows["row"][positions]
             r0, r1 = int(row[0]), int(row[-1]) + 1
             for v, out in jets.items():
                 out[positions] = sel[f"derived/{v}"][r0:r1][row - r0]
+            if graphs is None:
+                continue
             graph = s.graph[lo:lo + BLOCK_ROWS]
             n0, n1 = int(s.node_start[graph.min()]), int(s.node_start[graph.max() + 1])
             counts = s.node_count[lo:lo + BLOCK_ROWS]

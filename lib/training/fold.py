@@ -53,7 +53,8 @@ def model_builder(train: Mapping[str, Any], train_path: str | os.PathLike) -> tu
     """The ``train.model`` block with sizes and the number of outputs taken from the train file:
     one per class (multiclass), one (binary) or one per target (regression)."""
     with UmamiFile(train_path) as f:
-        n_jet, n_track = f.dataset("jets/inputs").shape[1], f.dataset("tracks/inputs").shape[2]
+        n_jet = f.dataset("jets/inputs").shape[1]
+        n_track = len(f.track_variables)
         classes = list(f.class_names)
         n_targets = len(f.target_names)
     config = {k: dict(v) if isinstance(v, Mapping) else v for k, v in train["model"].items()}

@@ -37,14 +37,18 @@ class WriteTimes:
 
 
 def train_columns(cfg: Config) -> Columns:
-    """What a train chunk carries, from the ``write`` block (track variables default to every node feature)."""
+    """What a train chunk carries, from the ``write`` block (track variables default to every node
+    feature; an analysis without graphs has no tracks)."""
     write = cfg["write"]
     tracks = write["tracks"]
+    targets = tuple(write["targets"])
+    if cfg["graph"] is None:
+        return Columns(tuple(write["jets"]["variables"]), tuple(write["add_labels"]), (), (), 0, targets)
     track_vars = tracks["variables"]
     if track_vars is None:
         track_vars = list(load_template(cfg, "graph").node_features)
     return Columns(tuple(write["jets"]["variables"]), tuple(write["add_labels"]), tuple(track_vars),
-                   tuple(tracks["labels"]), tracks["max_tracks"], tuple(write["targets"]))
+                   tuple(tracks["labels"]), tracks["max_tracks"], targets)
 
 
 def scale_accumulator(write: Mapping[str, Any], columns: Columns) -> ScaleAccumulator:

@@ -1,11 +1,12 @@
 """The train file in umami's layout, written by WriteTrainSample and read by training and ConvertTFRecords.
 
-``jets/inputs`` (n, n_jet_vars), ``jets/labels`` (n,) int64, ``jets/labels_one_hot`` (n, n_classes)
-uint8, ``jets/weight`` (n,) float32, ``jets/add_labels/<name>`` (n,) float32 (NaN -> 0, not
+``jets/inputs`` (n, n_jet_vars), ``jets/labels`` (n,) int64 (class index, -1 when unknown: rows of
+collision data), ``jets/labels_one_hot`` (n, n_classes) uint8 (all 0 when unknown), ``jets/weight`` (n,) float32, ``jets/add_labels/<name>`` (n,) float32 (NaN -> 0, not
 scaled, infinities kept), ``jets/targets`` (n, n_targets) float32 (regression targets, raw, finite; only
 when there are targets, names in its ``names`` attribute), ``jets/fold`` (n,) int16, ``jets/hash`` (n,) uint64, ``tracks/inputs`` (n, max_tracks,
 n_track_vars [+ n_concat]), ``tracks/valid`` (n, max_tracks) bool, ``tracks/labels``
-(n, max_tracks, n_track_labels) int8 (-1 in padding), and ``scale_dict`` (JSON text).
+(n, max_tracks, n_track_labels) int8 (-1 in padding) (no ``tracks/`` datasets in an analysis
+without graphs), and ``scale_dict`` (JSON text).
 Inputs are scaled with the scale dict and stored in ``precision``. Column names are the
 ``variables`` attribute of each matrix (JSON list); class names are ``label_classes`` on the
 label datasets and ``class_names`` on the root. Jet variables concatenated to the tracks
@@ -104,12 +105,20 @@ class _UmamiRows:
             **{f"jets/add_labels/{name}": (np.float32, (), {}) for name in self.add_label_names},
             **({"jets/targets": (np.float32, (len(self.target_names),), {"names": list(self.target_names)})}
                if self.target_names else {}),
-            "tracks/inputs": (self.precision, (self.max_tracks, len(track_cols)), {"variables": track_cols}),
-            "tracks/valid": (bool, (self.max_tracks,), {}),
-            "tracks/labels": (self.label_dtype, (self.max_tracks, len(self.track_label_names)),
-                              {"variables": list(self.track_label_names)}),
         }
+        if self.has_tracks:
+            out.update({
+                "tracks/inputs": (self.precision, (self.max_tracks, len(track_cols)), {"variables": track_cols}),
+                "tracks/valid": (bool, (self.max_tracks,), {}),
+                "tracks/labels": (self.label_dtype, (self.max_tracks, len(self.track_label_names)),
+                                  {"variables": list(self.track_label_names)}),
+            })
         return {name: (np.dtype(dtype), tail, attrs) for name, (dtype, tail, attrs) in out.items()}
+
+    @property
+    def has_tracks(self) -> bool:
+        """Whether the file has ``tracks/`` datasets: not in an analysis without graphs (jets only)."""
+        return bool(self.track_vars or self.concat) and self.max_tracks > 0
 
     @cached_property
     def track_row_bytes(self) -> int:
@@ -122,13 +131,13 @@ class _UmamiRows:
         that its track labels fit their dtype, so that the track loops need no checks."""
         label = np.asarray(chunk.label)
         n_classes = len(self.class_names)
-        if label.size and (label.min() < 0 or label.max() >= n_classes):
-            raise ValueError(f"labels must lie in [0, {n_classes}), got [{label.min()}, {label.max()}]")
+        if label.size and (label.min() < -1 or label.max() >= n_classes):
+            raise ValueError(f"labels must lie in [0, {n_classes}) or be -1 (unknown), got [{label.min()}, {label.max()}]")
         fold = np.asarray(chunk.fold)
         if fold.size and (fold.min() < 0 or fold.max() > np.iinfo(np.int16).max):
             raise ValueError(f"fold ids outside [0, {np.iinfo(np.int16).max}]: [{fold.min()}, {fold.max()}]")
         check_fits({name: chunk.track_labels[name] for name in self.track_label_names}, self.label_dtype)
-        one_hot = np.take(np.eye(n_classes, dtype=np.uint8), label, axis=0)
+        one_hot = np.take(np.eye(n_classes + 1, n_classes, dtype=np.uint8), label % (n_classes + 1), axis=0)
         rows = {
             "jets/inputs": scale_jets(chunk, self.scale_dict, self.jet_vars, self.precision),
             "jets/labels": label.astype(np.int64),
@@ -264,7 +273,7 @@ def write_umami(
     root_attrs = {
         "class_names": list(class_names),
         "jet_variables": list(jet_vars),
-        "track_variables": layout.datasets["tracks/inputs"][2]["variables"],
+        "track_variables": layout.datasets["tracks/inputs"][2]["variables"] if layout.has_tracks else [],
         "track_label_names": list(track_label_names),
         "add_label_names": list(add_label_names),
         "target_names": list(target_names),
@@ -303,10 +312,11 @@ def _write_placed(w: H5Writer, chunks: Iterable[TrainChunk], layout: _UmamiRows,
     for name, (dtype, tail, attrs) in layout.datasets.items():
         placed.create(name, dtype, tail, **attrs)
     threads = worker_threads()
-    piece = max(1, PLACED_PIECE_BYTES // layout.track_row_bytes)
     free: queue.Queue[TrackRows] = queue.Queue()
-    for _ in range(threads):
-        free.put(TrackRows(layout, piece))
+    if layout.has_tracks:
+        piece = max(1, PLACED_PIECE_BYTES // layout.track_row_bytes)
+        for _ in range(threads):
+            free.put(TrackRows(layout, piece))
 
     def store_tracks(block: TrainChunk, scaled_jets: np.ndarray | None, start: int) -> None:
         buffers = free.get()
@@ -325,7 +335,7 @@ def _write_placed(w: H5Writer, chunks: Iterable[TrainChunk], layout: _UmamiRows,
                 raise ValueError(f"the chunks hold more than the {n_jets} jets expected")
             jets = layout.jet_rows(chunk) if layout.concat else None
             offset = start
-            for block in chunk.blocks(layout.track_row_bytes, PLACED_BLOCK_BYTES):
+            for block in chunk.blocks(layout.track_row_bytes, PLACED_BLOCK_BYTES) if layout.has_tracks else ():
                 scaled = jets["jets/inputs"][offset - start:offset - start + len(block)] if jets else None
                 yield partial(store_tracks, block, scaled, offset)
                 offset += len(block)
@@ -351,7 +361,8 @@ def _append_chunked(w: H5Writer, chunks: Iterable[TrainChunk], layout: _UmamiRow
             offset = 0
             for block in chunk.blocks(layout.track_row_bytes):
                 out = {name: values[offset:offset + len(block)] for name, values in jets.items()}
-                out.update(layout.fill_tracks(block, out["jets/inputs"], TrackRows(layout, len(block))))
+                if layout.has_tracks:
+                    out.update(layout.fill_tracks(block, out["jets/inputs"], TrackRows(layout, len(block))))
                 behind.add(out)
                 offset += len(block)
             n_jets += len(chunk)
