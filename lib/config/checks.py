@@ -39,6 +39,7 @@ BOOL_FUNCTIONS = {"isnan", "isfinite"}
 SAME_KIND_FUNCTIONS = {"abs", "sign", "minimum", "maximum", "clip"}
 REDUCTIONS = {"count", "sum", "max", "min", "at"}
 NAMED_CONSTANTS = {"pi": FLOAT, "inf": FLOAT, "nan": FLOAT, "true": BOOL, "false": BOOL}
+GENERATOR_WEIGHT = "generator_weight"  # the event field BuildEvents adds for event.generator_weight
 
 
 class _Problem(Exception):
@@ -411,12 +412,13 @@ def check_config(config: Any, ctx: Context) -> None:
     event_specs: dict[str, tuple[Any, list[str]]] = {}
     selection_specs: dict[tuple[str, str], tuple[Any, str, list[str]]] = {}
     for sample in samples:
-        event = _sample_block(config, "event", sample)["template"]
-        selection = _sample_block(config, "selection", sample)["template"]
+        event_block = _sample_block(config, "event", sample)
+        event, selection = event_block["template"], _sample_block(config, "selection", sample)["template"]
         if event is None or selection is None:
             return  # the loader refuses it with its own message
         own = "template" in (config["samples"][sample].get("selection") or {})
-        event_id, selection_id = _identity(event), _identity(selection)
+        event_id = _identity([event, event_block.get("generator_weight")])
+        selection_id = _identity(selection)
         event_specs.setdefault(event_id, (event, []))[1].append(sample)
         selection_key = f"samples.{sample}.selection.template" if own else "selection.template"
         entry = selection_specs.setdefault((event_id, selection_id), (selection, selection_key, []))
@@ -433,6 +435,12 @@ def check_config(config: Any, ctx: Context) -> None:
             ctx.fail(err.key, err.message)
         except (ImportError, AttributeError, TypeError):
             return  # the loader refuses it with its own message
+        weight = _sample_block(config, "event", users[0]).get("generator_weight")
+        if weight is not None:  # BuildEvents stores it as an event field of its own
+            own_weight = [s for s in users if "generator_weight" in (config["samples"][s].get("event") or {})]
+            weight_key = f"samples.{own_weight[0]}.event.generator_weight" if own_weight else "event.generator_weight"
+            _checked_kind(fields[event_id], _Expr(weight_key, "", str(weight), EVENT), ctx)
+            fields[event_id].kinds[EVENT][GENERATOR_WEIGHT] = FLOAT
 
     if config["graph"] is not None:
         graph_spec = config["graph"]["template"]

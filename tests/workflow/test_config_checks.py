@@ -129,3 +129,14 @@ def test_fields_must_exist_in_every_sample_event_template(tmp_path, shared_data,
     code, key, message = _validate(tmp_path, shared_data, config, capsys)
     assert code == 2 and key == "graph.template.node_features.btag"
     assert "samples.other.event.template" in message and "'btag'" in message
+
+
+def test_generator_weight_is_an_event_field_when_configured(tmp_path, shared_data, capsys):
+    config = _changed(selection__template__weight="generator_weight")
+    code, key, message = _validate(tmp_path, shared_data, config, capsys)
+    assert code == 2 and key == "selection.template.weight" and "'generator_weight'" in message
+    config["event"]["generator_weight"] = "weight * 2"
+    assert _validate(tmp_path, shared_data, config, capsys)[0] == 0
+    config["event"]["generator_weight"] = "weight * jets.pt"
+    code, key, message = _validate(tmp_path, shared_data, config, capsys)
+    assert code == 2 and key == "event.generator_weight" and "reduce" in message
