@@ -45,7 +45,7 @@ def _roc_style(name: str) -> dict[str, object]:
 
 
 def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike, *,
-             xlabel: str = "b-jet efficiency", ylabel: str = "background rejection",
+             xlabel: str = "signal efficiency", ylabel: str = "background rejection",
              title: str | None = None, rejection: bool = True) -> None:
     """Rejection against signal efficiency on a log y axis, one line per named curve (folds, ensemble, Bayes);
     with ``rejection=False`` the classic ROC: background efficiency (1 / rejection) on linear axes."""
@@ -67,25 +67,105 @@ def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | os
     _save(fig, path)
 
 
-def plot_discriminant(disc: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-                      weights: np.ndarray | None, path: str | os.PathLike, *, bins: int = 50,
-                      xlabel: str = "tagger discriminant") -> None:
-    """Unit-area weighted histograms of the discriminant per true flavour, log y axis."""
-    disc = np.asarray(disc, dtype=np.float64)
+def plot_class_distributions(values: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                             weights: np.ndarray | None, path: str | os.PathLike, *, bins: int = 50,
+                             xlabel: str = "score", value_range: tuple[float, float] | None = None,
+                             log: bool = True) -> None:
+    """Unit-area weighted histograms of ``values`` per true class (a class whose total weight is not
+    positive is left out: it has no unit-area shape); log y axis unless ``log=False``."""
+    values = np.asarray(values, dtype=np.float64)
     labels = np.asarray(labels)
-    w = np.ones(len(disc)) if weights is None else np.asarray(weights, dtype=np.float64)
-    finite = np.isfinite(disc)
-    edges = np.histogram_bin_edges(disc[finite], bins=bins) if finite.any() else np.linspace(0, 1, bins + 1)
+    w = np.ones(len(values)) if weights is None else np.asarray(weights, dtype=np.float64)
+    finite = np.isfinite(values)
+    if value_range is not None:
+        edges = np.linspace(value_range[0], value_range[1], bins + 1)
+    elif finite.any():
+        edges = np.histogram_bin_edges(values[finite], bins=bins)
+    else:
+        edges = np.linspace(0, 1, bins + 1)
     fig, ax = _figure()
+    drawn = False
     for index, name in enumerate(class_names):
         mask = finite & (labels == index)
-        if not mask.any():
+        total = w[mask].sum()
+        if not mask.any() or total <= 0:
             continue
-        ax.hist(disc[mask], bins=edges, weights=w[mask], density=True, histtype="step", label=name)
-    ax.set_yscale("log")
+        counts, _ = np.histogram(values[mask], bins=edges, weights=w[mask])
+        ax.stairs(counts / (total * np.diff(edges)), edges, label=name)
+        drawn = True
+    if log:
+        ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("normalised entries")
+    if drawn:
+        ax.legend(fontsize="small")
+    _save(fig, path)
+
+
+def plot_calibration(curves: Mapping[str, tuple[Sequence[float | None], Sequence[float | None]]],
+                     path: str | os.PathLike, *, title: str | None = None) -> None:
+    """Observed frequency against mean predicted probability per bin, one line per class; null bins skipped."""
+    fig, ax = _figure()
+    ax.plot([0, 1], [0, 1], color="black", linestyle=":", linewidth=1.0, label="perfectly calibrated")
+    for name, (predicted, observed) in curves.items():
+        points = [(p, o) for p, o in zip(predicted, observed) if p is not None and o is not None]
+        if points:
+            x, y = zip(*points)
+            ax.plot(x, y, marker="o", markersize=3, label=name)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("observed frequency")
+    ax.grid(True, alpha=0.3)
+    if title:
+        ax.set_title(title)
     ax.legend(fontsize="small")
+    _save(fig, path)
+
+
+def plot_pred_vs_true(pred: np.ndarray, true: np.ndarray, weights: np.ndarray | None, path: str | os.PathLike, *,
+                      name: str = "target", bins: int = 60) -> None:
+    """2-d histogram of predicted against true values (``|w|``-weighted, log colour scale) with the diagonal."""
+    from matplotlib.colors import LogNorm
+
+    pred = np.asarray(pred, dtype=np.float64)
+    true = np.asarray(true, dtype=np.float64)
+    w = np.ones(len(pred)) if weights is None else np.abs(np.asarray(weights, dtype=np.float64))
+    ok = np.isfinite(pred) & np.isfinite(true)
+    fig, ax = _figure()
+    if ok.any():
+        low = float(min(pred[ok].min(), true[ok].min()))
+        high = float(max(pred[ok].max(), true[ok].max()))
+        if high <= low:
+            high = low + 1.0
+        edges = np.linspace(low, high, bins + 1)
+        counts, _, _ = np.histogram2d(true[ok], pred[ok], bins=[edges, edges], weights=w[ok])
+        masked = np.ma.masked_less_equal(counts.T, 0)
+        if masked.count():
+            mesh = ax.pcolormesh(edges, edges, masked, norm=LogNorm(), cmap="viridis")
+            fig.colorbar(mesh, ax=ax, label="weighted rows")
+        ax.plot([low, high], [low, high], color="red", linestyle="--", linewidth=1.0)
+    ax.set_xlabel(f"true {name}")
+    ax.set_ylabel(f"predicted {name}")
+    _save(fig, path)
+
+
+def plot_binned(edges: Sequence[float], series: Mapping[str, Sequence[float | None]], path: str | os.PathLike, *,
+                xlabel: str, ylabel: str) -> None:
+    """Values per bin of a variable (bias or resolution per target), drawn at bin centres; null bins skipped."""
+    edges = np.asarray(edges, dtype=np.float64)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    half = 0.5 * np.diff(edges)
+    fig, ax = _figure()
+    for name, values in series.items():
+        keep = [i for i, v in enumerate(values) if v is not None]
+        if keep:
+            ax.errorbar(centres[keep], [values[i] for i in keep], xerr=half[keep], marker="o", markersize=3,
+                        linestyle="none", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    if series:
+        ax.legend(fontsize="small")
     _save(fig, path)
 
 

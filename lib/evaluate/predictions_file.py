@@ -1,9 +1,18 @@
-"""The predictions HDF5 layout: per-jet class probabilities of the fold models or their ensemble.
+"""The predictions HDF5 layout: per-row outputs of the fold models or of their ensemble.
 
-``/index/{hash, fold}`` per jet; ``/pred`` (``(n, k)`` float32, the ``names`` attribute lists the
-classes); ``/label`` (class index, -1 when unknown); ``/fold`` (the fold whose model predicted
-the jet out of fold, -1 for an ensemble on new data); ``/weight``. Root attributes add ``kind``
-(``out_of_fold`` or ``ensemble``), ``split``, ``class_names`` and ``n_rows``.
+``/index/{hash, fold}`` per row; ``/fold`` (the fold whose model predicted the row out of fold,
+-1 for an ensemble on new data); ``/weight``; and, by objective (root attribute ``objective``):
+
+- ``multiclass`` and ``binary``: ``/pred`` ``(n, k)`` float32 class probabilities in class order
+  (the ``names`` attribute lists the classes; a binary model's one sigmoid output is stored as the
+  two columns ``p`` and ``1 - p``, and the root attribute ``positive`` names the class it scores);
+  ``/label`` the class index (-1 when unknown).
+- ``regression``: ``/pred`` ``(n, t)`` float32 predictions in the targets' units (``names`` = the
+  target names) and ``/target`` ``(n, t)`` float32 the true values.
+
+Root attributes add ``kind`` (``out_of_fold`` or ``ensemble``), ``split``, ``class_names`` (the
+classifier's classes; for a regression the one class of its labels), ``target_names`` (regression)
+and ``n_rows``. Files without ``objective`` (written before it was recorded) are ``multiclass``.
 """
 from __future__ import annotations
 
@@ -19,48 +28,87 @@ from tracerflow.io.h5target import H5Writer, check_schema
 SCHEMA = "tracerflow.predictions"
 SCHEMA_VERSION = 1
 KINDS = ("out_of_fold", "ensemble")
+OBJECTIVES = ("multiclass", "binary", "regression")
 
 
-def write_predictions(path: str | os.PathLike, *, hash: np.ndarray, pred: np.ndarray, label: np.ndarray,
-                      fold: np.ndarray, weight: np.ndarray, class_names: Sequence[str], kind: str, split: str,
-                      config_digest: str, created_by: str, attrs: Mapping[str, Any] | None = None) -> None:
-    """Write one predictions file atomically, checking that every column has one row per jet."""
+def write_predictions(path: str | os.PathLike, *, hash: np.ndarray, pred: np.ndarray, fold: np.ndarray,
+                      weight: np.ndarray, kind: str, split: str, config_digest: str, created_by: str,
+                      label: np.ndarray | None = None, class_names: Sequence[str] = (),
+                      target: np.ndarray | None = None, target_names: Sequence[str] | None = None,
+                      objective: str = "multiclass", positive: str | None = None,
+                      attrs: Mapping[str, Any] | None = None) -> None:
+    """Write one predictions file atomically, checking that every column has one row per jet.
+
+    Classifiers give ``label`` and ``class_names`` (binary also ``positive``); a regression gives
+    ``target`` and ``target_names``.
+    """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    regression = objective == "regression"
+    names = list(target_names or []) if regression else list(class_names)
+    if regression and (target is None or not names):
+        raise ValueError("a regression's predictions need target and target_names")
+    if not regression and label is None:
+        raise ValueError("a classifier's predictions need label")
     pred = np.asarray(pred, dtype=np.float32)
-    if pred.ndim != 2 or pred.shape[1] != len(class_names):
-        raise ValueError(f"pred has shape {pred.shape}, expected (n, {len(class_names)})")
+    if pred.ndim != 2 or pred.shape[1] != len(names):
+        raise ValueError(f"pred has shape {pred.shape}, expected (n, {len(names)})")
     n = len(pred)
-    columns = {"hash": np.asarray(hash, dtype=np.uint64), "label": np.asarray(label, dtype=np.int16),
-               "fold": np.asarray(fold, dtype=np.int16), "weight": np.asarray(weight, dtype=np.float32)}
+    columns = {"hash": np.asarray(hash, dtype=np.uint64), "fold": np.asarray(fold, dtype=np.int16),
+               "weight": np.asarray(weight, dtype=np.float32)}
+    if not regression:
+        columns["label"] = np.asarray(label, dtype=np.int16)
     for name, column in columns.items():
         if column.shape != (n,):
             raise ValueError(f"{name} has shape {column.shape}, expected ({n},)")
+    if regression:
+        target = np.asarray(target, dtype=np.float32)
+        if target.shape != pred.shape:
+            raise ValueError(f"target has shape {target.shape}, expected {pred.shape}")
+    root = {"kind": kind, "split": split, "objective": objective, "class_names": list(class_names), "n_rows": n}
+    if regression:
+        root["target_names"] = names
+    if positive is not None:
+        root["positive"] = positive
     with H5Writer(path, SCHEMA, SCHEMA_VERSION, config_digest, created_by, "gzip",
-                  attrs={"kind": kind, "split": split, "class_names": list(class_names), "n_rows": n,
-                         **dict(attrs or {})}) as writer:
+                  attrs={**root, **dict(attrs or {})}) as writer:
         writer.append("index/hash", columns["hash"])
         writer.append("index/fold", columns["fold"])
         writer.append("pred", pred)
-        writer.set_attrs("pred", names=list(class_names))
-        writer.append("label", columns["label"])
+        writer.set_attrs("pred", names=names)
+        if regression:
+            writer.append("target", target)
+            writer.set_attrs("target", names=names)
+        else:
+            writer.append("label", columns["label"])
         writer.append("fold", columns["fold"])
         writer.append("weight", columns["weight"])
 
 
 def read_predictions(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a predictions file: its columns, ``class_names``, ``kind``, ``split`` and root ``attrs``."""
+    """Read a predictions file: its columns, ``objective``, ``class_names`` (or ``target_names`` and
+    ``target`` for a regression), ``kind``, ``split`` and root ``attrs``."""
     with h5py.File(path, "r") as f:
         check_schema(f, SCHEMA, SCHEMA_VERSION)
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
-        return {
+        objective = str(attrs.get("objective", "multiclass"))
+        out = {
             "hash": f["index/hash"][:],
             "fold": f["fold"][:],
             "pred": f["pred"][:],
-            "label": f["label"][:],
             "weight": f["weight"][:],
-            "class_names": json.loads(f["pred"].attrs["names"]),
+            "objective": objective,
+            "class_names": json.loads(attrs["class_names"]) if "class_names" in attrs else [],
             "kind": str(attrs["kind"]),
             "split": str(attrs["split"]),
             "attrs": attrs,
         }
+        if objective == "regression":
+            out["target"] = f["target"][:]
+            out["target_names"] = json.loads(f["pred"].attrs["names"])
+        else:
+            out["label"] = f["label"][:]
+            out["class_names"] = json.loads(f["pred"].attrs["names"])
+        return out

@@ -6,13 +6,14 @@ import pytest
 
 from tracerflow.evaluate.metrics import (
     WORKING_POINTS,
+    MetricUndefined,
     auc,
     bayes_metrics,
-    flavour_metrics,
+    classification_metrics,
+    discriminant,
     fold_summary,
     rejection_at,
     roc_curve,
-    tagger_discriminant,
     weighted_quantile,
 )
 
@@ -62,8 +63,10 @@ def test_auc_of_perfect_random_inverted_and_constant_scores():
 
 
 def test_auc_needs_both_classes():
-    with pytest.raises(ValueError):
+    with pytest.raises(MetricUndefined):
         auc(np.arange(3.0), np.ones(3, bool))
+    with pytest.raises(MetricUndefined):
+        auc(np.arange(4.0), np.array([True, True, False, False]), np.array([1.0, 1.0, 1.0, -2.0]))
 
 
 def test_weighted_quantile_unit_and_integer_weights():
@@ -114,24 +117,54 @@ def probs_from_logits(logits):
 def test_discriminant_monotonic_in_signal_and_antimonotonic_in_backgrounds():
     rng = np.random.default_rng(6)
     base = probs_from_logits(rng.normal(size=(200, 3)))
-    d = tagger_discriminant(base, CLASSES)
+    d = discriminant(base, CLASSES, "bjets", {"cjets": 0.05})
     more_b = base * np.array([2.0, 1.0, 1.0])
     more_c = base * np.array([1.0, 2.0, 1.0])
     more_u = base * np.array([1.0, 1.0, 2.0])
-    assert np.all(tagger_discriminant(more_b, CLASSES) > d)
-    assert np.all(tagger_discriminant(more_c, CLASSES) < d)
-    assert np.all(tagger_discriminant(more_u, CLASSES) < d)
-    # fc=0 is the b-vs-light log ratio, fc=1 the b-vs-c log ratio
-    assert np.allclose(tagger_discriminant(base, CLASSES, fc=0.0), np.log(base[:, 0] / base[:, 2]))
-    assert np.allclose(tagger_discriminant(base, CLASSES, fc=1.0), np.log(base[:, 0] / base[:, 1]))
+    assert np.all(discriminant(more_b, CLASSES, "bjets", {"cjets": 0.05}) > d)
+    assert np.all(discriminant(more_c, CLASSES, "bjets", {"cjets": 0.05}) < d)
+    assert np.all(discriminant(more_u, CLASSES, "bjets", {"cjets": 0.05}) < d)
+    # f_c = 0 is the b-vs-light log ratio, f_c = 1 the b-vs-c log ratio
+    assert np.allclose(discriminant(base, CLASSES, "bjets", {"cjets": 0.0}), np.log(base[:, 0] / base[:, 2]))
+    assert np.allclose(discriminant(base, CLASSES, "bjets", {"cjets": 1.0}), np.log(base[:, 0] / base[:, 1]))
     # class order does not matter
     perm = [2, 0, 1]
-    assert np.allclose(tagger_discriminant(base[:, perm], [CLASSES[i] for i in perm]), d)
+    assert np.allclose(discriminant(base[:, perm], [CLASSES[i] for i in perm], "bjets", {"cjets": 0.05}), d)
     # c-tagging: signal cjets with bjets as the fraction class
-    dc = tagger_discriminant(base, CLASSES, signal="cjets", fc=0.3, fraction_class="bjets")
+    dc = discriminant(base, CLASSES, "cjets", {"bjets": 0.3})
     assert np.allclose(dc, np.log(base[:, 1] / (0.3 * base[:, 0] + 0.7 * base[:, 2])))
+    # no fractions: the signal against the sum of every background
+    assert np.allclose(discriminant(base, CLASSES, "bjets"), np.log(base[:, 0] / (base[:, 1] + base[:, 2])))
     with pytest.raises(ValueError):
-        tagger_discriminant(base, ["b", "c", "u"])
+        discriminant(base, ["b", "c", "u"], "bjets")
+    with pytest.raises(ValueError):
+        discriminant(base, CLASSES, "bjets", {"cjets": 0.7, "ujets": 0.5})
+
+
+def test_discriminant_with_four_classes_and_two_fractions():
+    rng = np.random.default_rng(16)
+    names = ["hbb", "top", "wz", "qcd"]
+    p = probs_from_logits(rng.normal(size=(100, 4)))
+    d = discriminant(p, names, "hbb", {"top": 0.25, "wz": 0.15})
+    assert np.allclose(d, np.log(p[:, 0] / (0.25 * p[:, 1] + 0.15 * p[:, 2] + 0.6 * p[:, 3])))
+    # every background with a fraction: no remainder term
+    d_all = discriminant(p, names, "hbb", {"top": 0.5, "wz": 0.25, "qcd": 0.25})
+    assert np.allclose(d_all, np.log(p[:, 0] / (0.5 * p[:, 1] + 0.25 * p[:, 2] + 0.25 * p[:, 3])))
+
+
+DISC = {"signal": "bjets", "fractions": {"cjets": 0.05}, "working_points": list(WORKING_POINTS)}
+
+
+def flavour(probs, labels, weights, fc=0.05, **kw):
+    """The model metrics of a b-tagger with f_c = ``fc``."""
+    spec = {**DISC, "fractions": {"cjets": fc}}
+    return classification_metrics(probs, labels, CLASSES, weights, discriminant_spec=spec, **kw)["model"]
+
+
+def bayes(llr_bl, llr_cl, labels, weights, names=CLASSES):
+    values, reasons = bayes_metrics(llr_bl, llr_cl, labels, names, weights, discriminant_spec=DISC)
+    assert reasons == {}
+    return values
 
 
 def gaussian_toy(n=6000, seed=7):
@@ -147,57 +180,72 @@ def gaussian_toy(n=6000, seed=7):
     return llr_bl, llr_cl, labels, weights
 
 
-def test_bayes_metrics_keys_match_flavour_metrics():
+def test_bayes_metrics_keys_match_the_model_metrics():
     llr_bl, llr_cl, labels, weights = gaussian_toy()
     probs = probs_from_logits(np.stack([llr_bl, llr_cl, np.zeros_like(llr_bl)], axis=1))
-    bayes = bayes_metrics(llr_bl, llr_cl, labels, CLASSES, weights)
-    model = flavour_metrics(probs, labels, CLASSES, weights)
-    assert set(bayes) == set(model)
+    reference = bayes(llr_bl, llr_cl, labels, weights)
+    model = flavour(probs, labels, weights)
+    assert set(reference) == set(model)
     expected = {"auc_bjets_vs_cjets", "auc_bjets_vs_ujets", "auc_cjets_vs_ujets"}
+    expected |= {f"auc_{c}_vs_rest" for c in CLASSES}
     expected |= {f"{c}_rejection_{round(100 * wp)}" for c in ("cjets", "ujets") for wp in WORKING_POINTS}
-    assert set(bayes) == expected
+    assert set(reference) == expected
     assert [round(100 * wp) for wp in WORKING_POINTS] == [60, 70, 77, 85]
+    # without a discriminant there are no rejections
+    plain = classification_metrics(probs, labels, CLASSES, weights)["model"]
+    assert set(plain) == {k for k in expected if k.startswith("auc_")}
 
 
 def test_model_using_the_llr_matches_bayes_metrics_exactly():
     llr_bl, llr_cl, labels, weights = gaussian_toy()
     priors = np.log(np.array([0.2, 0.3, 0.5]))
     probs = probs_from_logits(np.stack([llr_bl, llr_cl, np.zeros_like(llr_bl)], axis=1) + priors)
-    bayes = bayes_metrics(llr_bl, llr_cl, labels, CLASSES, weights)
-    # pair AUCs rank by log(p_i / p_j) = llr_ij + constant, whatever fc is
-    model = flavour_metrics(probs, labels, CLASSES, weights)
+    reference = bayes(llr_bl, llr_cl, labels, weights)
+    # pair AUCs rank by log(p_i / p_j) = llr_ij + constant, whatever the fractions are
+    model = flavour(probs, labels, weights)
     for key in ("auc_bjets_vs_cjets", "auc_bjets_vs_ujets", "auc_cjets_vs_ujets"):
-        assert model[key] == pytest.approx(bayes[key], abs=1e-14)
-    # fc=0 makes D_b the b-vs-light LLR, fc=1 the b-vs-c LLR (each plus a constant)
-    light = flavour_metrics(probs, labels, CLASSES, weights, fc=0.0)
-    charm = flavour_metrics(probs, labels, CLASSES, weights, fc=1.0)
+        assert model[key] == pytest.approx(reference[key], abs=1e-14)
+    # f_c = 0 makes D_b the b-vs-light LLR, f_c = 1 the b-vs-c LLR (each plus a constant)
+    light = flavour(probs, labels, weights, fc=0.0)
+    charm = flavour(probs, labels, weights, fc=1.0)
     for wp in (60, 70, 77, 85):
-        assert light[f"ujets_rejection_{wp}"] == bayes[f"ujets_rejection_{wp}"]
-        assert charm[f"cjets_rejection_{wp}"] == bayes[f"cjets_rejection_{wp}"]
+        assert light[f"ujets_rejection_{wp}"] == reference[f"ujets_rejection_{wp}"]
+        assert charm[f"cjets_rejection_{wp}"] == reference[f"cjets_rejection_{wp}"]
+
+
+def test_bayes_one_vs_rest_is_the_posterior_with_the_rows_class_fractions():
+    llr_bl, llr_cl, labels, weights = gaussian_toy()
+    fractions = np.bincount(labels, weights=weights) / weights.sum()
+    # a model whose probabilities are the exact posteriors for this mixture reaches the reference
+    probs = probs_from_logits(np.stack([llr_bl, llr_cl, np.zeros_like(llr_bl)], axis=1) + np.log(fractions))
+    model = flavour(probs, labels, weights)
+    reference = bayes(llr_bl, llr_cl, labels, weights)
+    for name in CLASSES:
+        assert model[f"auc_{name}_vs_rest"] == pytest.approx(reference[f"auc_{name}_vs_rest"], abs=1e-12)
 
 
 def test_noisy_model_is_worse_than_bayes():
     llr_bl, llr_cl, labels, weights = gaussian_toy(n=20000)
     rng = np.random.default_rng(8)
     logits = np.stack([llr_bl, llr_cl, np.zeros_like(llr_bl)], axis=1) + rng.normal(0, 1.0, (len(labels), 3))
-    noisy = flavour_metrics(probs_from_logits(logits), labels, CLASSES, weights, fc=0.0)
-    bayes = bayes_metrics(llr_bl, llr_cl, labels, CLASSES, weights)
-    for key in ("auc_bjets_vs_cjets", "auc_bjets_vs_ujets", "auc_cjets_vs_ujets"):
-        assert noisy[key] < bayes[key] - 0.005
+    noisy = flavour(probs_from_logits(logits), labels, weights, fc=0.0)
+    reference = bayes(llr_bl, llr_cl, labels, weights)
+    for key in ("auc_bjets_vs_cjets", "auc_bjets_vs_ujets", "auc_cjets_vs_ujets", "auc_bjets_vs_rest"):
+        assert noisy[key] < reference[key] - 0.005
     for wp in (60, 70, 77, 85):
-        assert noisy[f"ujets_rejection_{wp}"] < bayes[f"ujets_rejection_{wp}"]
+        assert noisy[f"ujets_rejection_{wp}"] < reference[f"ujets_rejection_{wp}"]
 
 
 def test_bayes_metrics_follow_class_order():
     llr_bl, llr_cl, labels, weights = gaussian_toy(n=3000)
-    bayes = bayes_metrics(llr_bl, llr_cl, labels, CLASSES, weights)
+    reference = bayes(llr_bl, llr_cl, labels, weights)
     order = ["ujets", "bjets", "cjets"]
     relabel = np.array([order.index(name) for name in CLASSES])[labels]
-    permuted = bayes_metrics(llr_bl, llr_cl, relabel, order, weights)
+    permuted = bayes(llr_bl, llr_cl, relabel, weights, names=order)
     # ranking u against b by log(L_u / L_b) is the b-vs-u ranking turned round: same AUC
-    assert permuted["auc_ujets_vs_bjets"] == pytest.approx(bayes["auc_bjets_vs_ujets"], abs=1e-12)
-    assert permuted["auc_bjets_vs_cjets"] == pytest.approx(bayes["auc_bjets_vs_cjets"], abs=1e-12)
-    assert permuted["ujets_rejection_70"] == bayes["ujets_rejection_70"]
+    assert permuted["auc_ujets_vs_bjets"] == pytest.approx(reference["auc_bjets_vs_ujets"], abs=1e-12)
+    assert permuted["auc_bjets_vs_cjets"] == pytest.approx(reference["auc_bjets_vs_cjets"], abs=1e-12)
+    assert permuted["ujets_rejection_70"] == reference["ujets_rejection_70"]
     with pytest.raises(ValueError):
         bayes_metrics(llr_bl, llr_cl, labels, ["b", "c", "light"], weights)
 
@@ -214,3 +262,13 @@ def test_fold_summary_mean_std_per_fold():
         fold_summary([{"auc": 0.5}, {"rej": 1.0}])
     with pytest.raises(ValueError):
         fold_summary([])
+
+
+def test_fold_summary_leaves_null_folds_out_and_says_so():
+    summary = fold_summary({0: {"auc": 0.8, "rej": None}, 3: {"auc": None, "rej": None}, 4: {"auc": 0.6, "rej": None}})
+    assert summary["auc"]["per_fold"] == [0.8, None, 0.6]
+    assert summary["auc"]["mean"] == pytest.approx(0.7)
+    assert summary["auc"]["std"] == pytest.approx(np.std([0.8, 0.6], ddof=1))
+    assert "fold 3" in summary["auc"]["reason"]
+    assert summary["rej"]["mean"] is None and summary["rej"]["std"] is None
+    assert summary["rej"]["reason"] == "null in every fold"

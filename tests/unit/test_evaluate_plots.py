@@ -5,7 +5,15 @@ import numpy as np
 import pytest
 
 from tracerflow.evaluate.metrics import roc_curve
-from tracerflow.evaluate.plots import plot_discriminant, plot_learning_curves, plot_roc, read_learning_curve
+from tracerflow.evaluate.plots import (
+    plot_binned,
+    plot_calibration,
+    plot_class_distributions,
+    plot_learning_curves,
+    plot_pred_vs_true,
+    plot_roc,
+    read_learning_curve,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -42,11 +50,31 @@ def test_plot_roc_is_deterministic(tmp_path):
     assert_same_png(tmp_path / "a" / "roc.png", tmp_path / "b" / "roc.png")
 
 
-def test_plot_discriminant_is_deterministic(tmp_path):
+def test_plot_class_distributions_is_deterministic_and_takes_negative_weights(tmp_path):
     disc, labels, weights = toy()
+    weights[::7] *= -1.0
     for name in ("a.png", "b.png"):
-        plot_discriminant(disc, labels, ["bjets", "cjets", "ujets"], weights, tmp_path / name)
+        plot_class_distributions(disc, labels, ["signal", "ttbar", "qcd"], weights, tmp_path / name)
     assert_same_png(tmp_path / "a.png", tmp_path / "b.png")
+    # a class whose total weight is not positive is left out, not drawn with a negative area
+    weights[labels == 1] = -1.0
+    plot_class_distributions(disc, labels, ["signal", "ttbar", "qcd"], weights, tmp_path / "c.png")
+    assert (tmp_path / "c.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_calibration_pred_vs_true_and_binned_plots_are_deterministic(tmp_path):
+    rng = np.random.default_rng(3)
+    true = rng.normal(size=500)
+    pred = true + rng.normal(0, 0.2, 500)
+    signed = rng.uniform(-0.2, 1.0, 500)
+    curves = {"signal": ([0.05, None, 0.5, 0.9], [0.1, None, 0.45, 0.95]), "background": ([0.1, 0.3], [0.2, 0.3])}
+    for folder in ("a", "b"):
+        plot_calibration(curves, tmp_path / folder / "calibration.png", title="out of fold")
+        plot_pred_vs_true(pred, true, signed, tmp_path / folder / "pvt.png", name="mass")
+        plot_binned([0.0, 1.0, 2.0, 4.0], {"mass": [0.1, None, -0.2]}, tmp_path / folder / "bias.png",
+                    xlabel="pt", ylabel="bias")
+    for name in ("calibration.png", "pvt.png", "bias.png"):
+        assert_same_png(tmp_path / "a" / name, tmp_path / "b" / name)
 
 
 def test_plot_learning_curves_is_deterministic(tmp_path):

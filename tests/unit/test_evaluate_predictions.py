@@ -86,3 +86,48 @@ def test_reader_rejects_other_schema(tmp_path):
         f.attrs["complete"] = True
     with pytest.raises(SchemaMismatch):
         read_predictions(path)
+
+
+def test_binary_file_records_objective_and_positive_class(tmp_path):
+    path = tmp_path / "binary.h5"
+    rng = np.random.default_rng(1)
+    p = rng.random(20)
+    write_predictions(path, hash=np.arange(20, dtype=np.uint64), pred=np.stack([1 - p, p], axis=1),
+                      label=rng.integers(0, 2, 20), fold=np.zeros(20), weight=np.ones(20),
+                      class_names=["background", "signal"], objective="binary", positive="signal",
+                      kind="out_of_fold", split="train", config_digest="d", created_by="t")
+    out = read_predictions(path)
+    assert out["objective"] == "binary" and out["attrs"]["positive"] == "signal"
+    assert out["class_names"] == ["background", "signal"]
+    np.testing.assert_allclose(out["pred"][:, 1], p, rtol=1e-6)
+
+
+def test_regression_file_has_targets_instead_of_labels(tmp_path):
+    path = tmp_path / "regression.h5"
+    rng = np.random.default_rng(2)
+    pred, target = rng.normal(size=(30, 2)), rng.normal(size=(30, 2))
+    write_predictions(path, hash=np.arange(30, dtype=np.uint64), pred=pred, target=target,
+                      target_names=["mass", "pt"], fold=np.full(30, -1), weight=rng.normal(size=30),
+                      class_names=["all"], objective="regression", kind="ensemble", split="test",
+                      config_digest="d", created_by="t")
+    with h5py.File(path, "r") as f:
+        assert set(f) == {"index", "pred", "target", "fold", "weight"}
+        assert json.loads(f["pred"].attrs["names"]) == ["mass", "pt"]
+        assert json.loads(f["target"].attrs["names"]) == ["mass", "pt"]
+    out = read_predictions(path)
+    assert out["objective"] == "regression" and out["target_names"] == ["mass", "pt"] and "label" not in out
+    np.testing.assert_allclose(out["target"], target, rtol=1e-6)
+    np.testing.assert_allclose(out["pred"], pred, rtol=1e-6)
+    with pytest.raises(ValueError):
+        write_predictions(tmp_path / "bad.h5", hash=np.arange(30, dtype=np.uint64), pred=pred, fold=np.zeros(30),
+                          weight=np.ones(30), objective="regression", kind="ensemble", split="test",
+                          config_digest="d", created_by="t")
+
+
+def test_files_without_an_objective_read_as_multiclass(tmp_path):
+    path = tmp_path / "old.h5"
+    write(path, columns())
+    with h5py.File(path, "a") as f:
+        del f.attrs["objective"]
+    out = read_predictions(path)
+    assert out["objective"] == "multiclass" and out["class_names"] == CLASSES and "label" in out
