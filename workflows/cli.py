@@ -1,12 +1,13 @@
 """The ``tracerflow`` command: run, generate, validate and show an analysis.
 
 Every subcommand validates the config first (exit code 2 on a config error); ``run`` exits
-1 when any task failed or could not run, so batch systems and CI see failures.
+1 when any task failed or could not run, so batch systems and CI see failures. Each failed
+task is reported in one block (task, message, hint); tracebacks go to
+``<output_dir>/logs/<project name>.log`` and, with ``-v``, to the terminal.
 """
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -15,6 +16,7 @@ import luigi
 
 from tracerflow.config import ConfigError, load_config
 from tracerflow.tasks import STAGES
+from tracerflow.workflows import reporting
 from tracerflow.workflows.analysis import LAST, Analysis
 from tracerflow.workflows.inspect import describe_dag
 from tracerflow.workflows.retcodes import install_retcodes
@@ -40,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--central", action="store_true", help="use the central scheduler luigid (scheduler.host/port)")
     run.add_argument("--scheduler-host", default=None, help="luigid host (implies --central)")
     run.add_argument("--scheduler-port", type=int, default=None, help="luigid port (implies --central)")
-    run.add_argument("-v", "--verbose", action="store_true", help="luigi's INFO log")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="luigi's INFO log, and tracebacks of failed tasks on the terminal (always in the log file)")
     gen = sub.add_parser("generate", help="write the toy samples only (GenerateSample)")
     _common(gen)
     gen.add_argument("--workers", type=int, default=None)
@@ -90,7 +93,7 @@ def _run(args: argparse.Namespace, cfg, config: str, overrides: tuple[str, ...],
         kwargs["scheduler_port"] = getattr(args, "scheduler_port", None) or scheduler["port"]
     else:
         kwargs["local_scheduler"] = True
-    logging.getLogger("luigi-interface").setLevel(kwargs["log_level"])
+    log = reporting.setup(cfg.output_root, verbose=getattr(args, "verbose", False))
     result = luigi.build([Analysis(config=config, overrides=overrides, until=until)], **kwargs)
     print(result.summary_text)
     ok = result.status in (luigi.execution_summary.LuigiStatusCode.SUCCESS,
@@ -98,7 +101,7 @@ def _run(args: argparse.Namespace, cfg, config: str, overrides: tuple[str, ...],
     if ok:
         print(f"tracerflow: done; outputs in {cfg.output_root}")
         return 0
-    print(f"tracerflow: FAILED ({result.status.name}); see the messages above", file=sys.stderr)
+    print(f"tracerflow: FAILED ({result.status.name}); see the messages above and {log}", file=sys.stderr)
     return EXIT_FAILED
 
 

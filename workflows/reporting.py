@@ -1,0 +1,184 @@
+"""What ``tracerflow run`` tells the terminal and its log file.
+
+Every record of luigi and tracerflow goes to ``<output_dir>/logs/<project name>.log`` with
+tracebacks (beside the project's outputs, not among them, so a run that changes nothing leaves
+the outputs as they were). The terminal gets one block per failed task: the task (family and parameters),
+the error message and a hint. Failures that are the user's to fix (see :func:`is_user_error`)
+show no traceback there unless ``-v``; anything else (a bug) shows luigi's traceback as well.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import luigi
+import luigi.configuration
+
+from tracerflow.config import ConfigError
+from tracerflow.events.build import InputError
+from tracerflow.events.source import SourceError
+from tracerflow.io.h5target import SchemaMismatch
+from tracerflow.templates.event import TemplateError
+from tracerflow.templates.expressions import ExpressionError
+
+USER_ERRORS = (ConfigError, TemplateError, InputError, SourceError, ExpressionError, SchemaMismatch)
+READER_ERRORS = (KeyError, ValueError)
+LOGGERS = ("luigi-interface", "luigi", "tracerflow")
+HINTS = (
+    (SourceError, "the input file cannot give what the config asks for: check samples.<name>.files, the tree "
+                  "and the branches event.template reads (uproot.open(file)[tree].keys() lists them)"),
+    (ConfigError, "fix the key named above; `tracerflow validate --config ...` checks a config without running it"),
+    (InputError, "check the sample's files and the entry filters of the event block"),
+    (SchemaMismatch, "the file was written by another tracerflow version or stage: remove it and run again"),
+    (ExpressionError, "fix the expression in the template named above (`tracerflow validate` checks its names)"),
+    (TemplateError, "the template does not fit this file: check the branches, collections and expressions it "
+                    "names against the file"),
+    (READER_ERRORS, "the file named above does not hold what this stage reads: rerun the stage that wrote it, "
+                    "or check the config keys that name its columns"),
+)
+_PATH = re.compile(r"(?:^|[\s'\"(=])(?:/[^\s'\":,)]+|[\w.-]+\.(?:h5|root|json|ya?ml|txt|pt|csv))")
+_state: dict[str, Any] = {"active": False, "log": None, "verbose": False}
+
+
+def is_user_error(exc: BaseException | None) -> bool:
+    """True for the errors a user fixes in the config or the inputs: tracerflow's config,
+    template, input and file-schema errors, and KeyError/ValueError raised by tracerflow's own
+    code with a message naming a file."""
+    if isinstance(exc, USER_ERRORS):
+        return True
+    if not isinstance(exc, READER_ERRORS) or exc.__traceback__ is None:
+        return False
+    frames = traceback.extract_tb(exc.__traceback__)
+    module = _module_of(exc.__traceback__)
+    return bool(frames) and module.startswith("tracerflow") and bool(_PATH.search(message_of(exc)))
+
+
+def _module_of(tb: Any) -> str:
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(tb.tb_frame.f_globals.get("__name__", ""))
+
+
+def message_of(exc: BaseException) -> str:
+    """The exception's message (a KeyError's without the quotes ``str`` adds)."""
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str) \
+            and type(exc).__str__ is KeyError.__str__:
+        return exc.args[0]
+    return str(exc) or type(exc).__name__
+
+
+def hint_for(exc: BaseException) -> str:
+    for kinds, hint in HINTS:
+        if isinstance(exc, kinds):
+            return hint
+    return "this looks like a bug in tracerflow or a library: the traceback says where"
+
+
+def task_label(task: luigi.Task) -> str:
+    """``Family(param=value, ...)`` without the config parameters every task of a run shares."""
+    params = {k: v for k, v in task.to_str_params(only_significant=True).items() if k not in ("config", "overrides")}
+    return f"{task.task_family}({', '.join(f'{k}={v}' for k, v in params.items())})"
+
+
+def failure_block(task: luigi.Task, error: BaseException | str, log: Path | None, verbose: bool) -> str:
+    """The lines that report one failed task."""
+    if isinstance(error, BaseException):
+        message, user = message_of(error), is_user_error(error)
+        hint = hint_for(error)
+        kind = "" if user else f"{type(error).__name__}: "
+    else:
+        message, user, kind = str(error), False, ""
+        hint = "the task's process ended without reporting an error (killed, out of memory, timed out?)"
+    lines = [f"tracerflow: {task_label(task)} failed", f"    {kind}{message}", f"    hint: {hint}"]
+    if log is not None and (user and not verbose):
+        lines.append(f"    traceback: {log} (or run with -v)")
+    elif log is not None:
+        lines.append(f"    log: {log}")
+    return "\n".join(lines)
+
+
+def _report(task: luigi.Task, error: BaseException | str) -> None:
+    if not _state["active"]:
+        return
+    block = failure_block(task, error, _state["log"], _state["verbose"])
+    print(block, file=sys.stderr, flush=True)
+    logging.getLogger("tracerflow.failures").error("%s", block)
+
+
+class _QuietUserErrors(logging.Filter):
+    """Drops luigi's records of a user error (the failure block says it): its ``logger.exception``
+    in the worker and the 'Will not run ...' warnings logged while the error is being handled."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None and str(record.msg).startswith("Will not run"):
+            exc = sys.exc_info()[1]
+        return not is_user_error(exc)
+
+
+def _owned(handler: logging.Handler) -> logging.Handler:
+    handler._tracerflow = True  # type: ignore[attr-defined]
+    return handler
+
+
+def log_path(output_root: Path) -> Path:
+    """The log file of the project whose outputs are in ``output_root`` (``<output_dir>/<name>``)."""
+    return output_root.parent / "logs" / f"{output_root.name}.log"
+
+
+def setup(output_root: Path, verbose: bool) -> Path:
+    """Send luigi's and tracerflow's logging to :func:`log_path` and the terminal, and report each
+    failed task in one block; returns the log file's path.
+
+    A luigi config that sets ``[core] logging_conf_file`` keeps its own logging; the log file
+    and the failure blocks come on top.
+    """
+    log = log_path(output_root)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    config = luigi.configuration.get_config()
+    own_logging = config.has_option("core", "logging_conf_file")
+    if not own_logging:
+        if not config.has_section("core"):
+            config.add_section("core")
+        config.set("core", "no_configure_logging", "true")
+    to_file = _owned(logging.FileHandler(log, encoding="utf-8"))
+    to_file.setLevel(logging.INFO)
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s: %(message)s"))
+    for name in (*LOGGERS, "tracerflow.failures"):
+        logger = logging.getLogger(name)
+        for old in [h for h in logger.handlers if getattr(h, "_tracerflow", False)]:
+            logger.removeHandler(old)
+            old.close()
+    terminal = _owned(logging.StreamHandler(sys.stderr))
+    terminal.setLevel(logging.INFO if verbose else logging.WARNING)
+    terminal.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    if not verbose:
+        terminal.addFilter(_QuietUserErrors())
+    ours = _owned(logging.StreamHandler(sys.stderr))
+    ours.setLevel(logging.INFO)
+    ours.setFormatter(logging.Formatter("tracerflow: %(message)s"))
+    for name in ("luigi-interface", "luigi"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        logger.addHandler(to_file)
+        if not own_logging:
+            logger.addHandler(terminal)
+            logger.propagate = False
+    tracerflow = logging.getLogger("tracerflow")
+    tracerflow.setLevel(logging.INFO)
+    tracerflow.propagate = False
+    tracerflow.addHandler(to_file)
+    tracerflow.addHandler(ours)
+    failures = logging.getLogger("tracerflow.failures")
+    failures.propagate = False
+    failures.addHandler(to_file)
+    _state.update(active=True, log=log, verbose=verbose)
+    for event in (luigi.Event.FAILURE, luigi.Event.BROKEN_TASK, luigi.Event.PROCESS_FAILURE, luigi.Event.TIMEOUT):
+        luigi.Task.event_handler(event)(_report)
+    return log
