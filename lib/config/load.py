@@ -417,8 +417,7 @@ def _check_predict(config: Config, ctx: Context) -> None:
                      "which has no ONNX export")
     # The discriminant names classes of the analysis; regression bins name a stored column.
     train, write, resample = config["train"], config["write"], config["resample"]
-    objective = ((train["model"].get("tail") or {}).get("objective", "multiclass")
-                 if train is not None else None)
+    objective = objective_of(train) if train is not None else None
     discriminant, binning = predict["discriminant"], predict["regression_bins"]
     if discriminant is not None and resample is not None:
         if objective == "regression":

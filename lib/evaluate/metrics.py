@@ -5,7 +5,8 @@ Classification (``k`` classes, probabilities ``(n, k)`` in class-index order, la
 - ``auc_<i>_vs_<j>`` for every class pair ``i < j``: rows of the two classes ranked by
   ``log(p_i / p_j)`` (equivalent to ``p_i / (p_i + p_j)`` but free of its saturation at 1; for
   calibrated probabilities the Bayes-optimal ranking of that pair).
-- ``auc_<i>_vs_rest`` for every class: all rows ranked by ``log(p_i / sum_{j != i} p_j)``.
+- ``auc_<i>_vs_rest`` for every class when there are more than two (with two it is the pair AUC):
+  all rows ranked by ``log(p_i / sum_{j != i} p_j)``.
 - with a discriminant block ``{signal, fractions, working_points}`` (umami/puma style):
   ``D = log(p_s / (sum_f f_i p_i + (1 - sum_f f_i) sum_{other} p_j))``, where ``other`` are the
   classes that are neither the signal nor in ``fractions``, and ``<bkg>_rejection_<wp>`` for each
@@ -268,7 +269,7 @@ def _scalar_metrics(results: _Results, prefix: str, labels: np.ndarray, w: np.nd
             out[key] = results.value(f"{prefix}.{key}",
                                      lambda: auc(pair_score(i, j)[pair], labels[pair] == i, w[pair]),
                                      absent.get(i) or absent.get(j))
-    for i in range(k):
+    for i in range(k if k > 2 else 0):
         key = f"auc_{names[i]}_vs_rest"
         rest = labels != i
         reason = absent.get(i)

@@ -447,6 +447,7 @@ def classification_plots(plots: Path, oof: tuple[np.ndarray, np.ndarray, dict[st
     else:
         classes = [names.index(columns["positive"])] if "positive" in columns else range(len(names))
         for i in classes:
+            rest = names[1 - i] if len(names) == 2 else "rest"
             curves = {}
             for name, (p, c, r) in sets.items():
                 others = np.maximum(np.delete(p, i, axis=1).sum(axis=1), 1e-30)
@@ -454,10 +455,11 @@ def classification_plots(plots: Path, oof: tuple[np.ndarray, np.ndarray, dict[st
                 curve = _rest_curve(score, c["labels"][r], c["weight"][r], i)
                 if curve is not None:
                     curves[name] = curve
-            path = plots / f"roc_{_safe(names[i])}_vs_rest.png"
-            plot_roc(curves, path, xlabel=f"{names[i]} efficiency", ylabel="efficiency of the other classes",
+            path = plots / f"roc_{_safe(names[i])}_vs_{_safe(rest)}.png"
+            plot_roc(curves, path, xlabel=f"{names[i]} efficiency",
+                     ylabel=f"{rest} efficiency" if len(names) == 2 else "efficiency of the other classes",
                      rejection=False)
-            figures.append((f"ROC: {names[i]} against the other classes", path))
+            figures.append((f"ROC: {names[i]} against " + (rest if len(names) == 2 else "the other classes"), path))
     if len(rows):
         classes = [names.index(columns["positive"])] if "positive" in columns else range(len(names))
         for i in classes:

@@ -86,7 +86,7 @@ def _describe(metrics: Mapping[str, Any]) -> str:
     objective = metrics.get("objective", "multiclass")
     if objective == "regression":
         targets = ", ".join(html.escape(t) for t in metrics.get("targets") or [])
-        text = f"Regression of {targets} per row ({level})."
+        text = f"Regression of {targets}; the rows are {level}."
     else:
         classes = ", ".join(html.escape(c) for c in metrics.get("classes", []))
         kind = "Binary" if objective == "binary" else "Multiclass"

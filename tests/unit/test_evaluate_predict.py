@@ -187,8 +187,9 @@ def test_binary_predictions_use_the_positive_class_of_the_model_files(tmp_path):
     np.testing.assert_allclose(oof["pred"].sum(axis=1), 1.0, rtol=1e-6)
     block = metrics["out_of_fold"]["all"]
     assert metrics["positive"] == "signal"
+    assert set(block["model"]) == {"auc_signal_vs_background"}  # with two classes one-vs-rest is the pair
     assert block["model"]["auc_signal_vs_background"] > 0.8
-    assert block["model"]["auc_signal_vs_rest"] == pytest.approx(block["model"]["auc_signal_vs_background"])
+    assert (out / "plots" / "roc_signal_vs_background.png").exists()
     # threshold 0.5 on p(signal)
     is_signal = oof["pred"][:, 0] > 0.5
     weights = np.array(block["confusion_matrix"]["weights"])
@@ -200,7 +201,8 @@ def test_binary_predictions_use_the_positive_class_of_the_model_files(tmp_path):
         write_fold_model(tmp_path / f"fold_{k}.h5", "binary", 1, weight=[0, 1.5], bias=[0.0], fold=k)
     _, metrics = predict_dir(tmp_path / "fallback", settings, models, {"train": train})
     assert metrics["positive"] == "background"
-    assert metrics["out_of_fold"]["all"]["model"]["auc_background_vs_rest"] > 0.8
+    assert metrics["out_of_fold"]["all"]["model"]["auc_signal_vs_background"] > 0.8
+    assert (tmp_path / "fallback" / "predict" / "plots" / "roc_background_vs_signal.png").exists()
 
 
 def test_report_names_the_analysis_classes_and_rows_and_nothing_of_flavour_tagging(tmp_path):
@@ -351,7 +353,7 @@ def test_regression_predictions_are_destandardised_per_fold_before_ensembling(tm
     for name in ("pred_vs_true_mass.png", "pred_vs_true_width.png", "bias_vs_pt.png", "resolution_vs_pt.png"):
         assert (out / "plots" / name).read_bytes()[:4] == b"\x89PNG"
     page = (out / "report.html").read_text()
-    assert "Regression of mass, width" in page and "Confusion" not in page
+    assert "Regression of mass, width; the rows are jets." in page and "Confusion" not in page
 
 
 def test_stale_outputs_are_removed_and_others_kept(tmp_path, caplog):
