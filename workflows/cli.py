@@ -14,7 +14,7 @@ from typing import Sequence
 
 import luigi
 
-from tracerflow.config import ConfigError, load_config
+from tracerflow.config import ConfigError, load_config, resolve_config
 from tracerflow.tasks import STAGES
 from tracerflow.workflows import reporting
 from tracerflow.workflows.analysis import LAST, Analysis
@@ -26,7 +26,8 @@ EXIT_CONFIG = 2
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="", help="analysis YAML (default: the embedded toy analysis)")
+    parser.add_argument("--config", default="", help="analysis YAML, or the name of a shipped analysis "
+                        "(configs/<name>.yaml, e.g. toy-events); default: the embedded toy analysis")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set samples.ttbar.generate.n_jets=1000000")
 
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tracerflow`` command; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    config = str(Path(args.config).resolve()) if args.config else ""
+    config = resolve_config(args.config)
     overrides = tuple(args.overrides)
     try:
         cfg = load_config(config or None, overrides)

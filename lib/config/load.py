@@ -37,7 +37,29 @@ class SampleFile:
 
 def default_config_path() -> Path:
     """The default analysis shipped inside the package (configs/default.yaml)."""
-    return Path(str(resources.files("tracerflow.configs").joinpath("default.yaml")))
+    return shipped_config_path("default")
+
+
+def shipped_config_path(name: str) -> Path:
+    """``configs/<name>.yaml`` as shipped inside the package (it may not exist)."""
+    return Path(str(resources.files("tracerflow.configs").joinpath(f"{name}.yaml")))
+
+
+def shipped_configs() -> list[str]:
+    """Names of the analyses shipped inside the package, which ``--config <name>`` runs from any directory."""
+    return sorted(p.name[:-5] for p in resources.files("tracerflow.configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_config(text: str) -> str:
+    """What ``--config`` names: an existing file (made absolute), else a shipped analysis's name
+    (kept as the name), else the text as given (loading it then fails naming the file)."""
+    if not text:
+        return ""
+    if Path(text).is_file():
+        return str(Path(text).resolve())
+    if "/" not in text and not text.endswith((".yaml", ".yml")) and shipped_config_path(text).is_file():
+        return text
+    return str(Path(text).resolve())
 
 
 class Config:
@@ -153,6 +175,8 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
 @functools.lru_cache(maxsize=32)
 def _load(path: str, overrides: tuple[str, ...]) -> Config:
     source_path = Path(path) if path else default_config_path()
+    if path and not source_path.is_file() and "/" not in path and shipped_config_path(path).is_file():
+        source_path = shipped_config_path(path)
     source = str(source_path) if path else EMBEDDED
     if not source_path.is_file():
         raise ConfigError(source, "", "no such config file")

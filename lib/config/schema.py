@@ -204,6 +204,9 @@ BLOCKS = Block({
         "untouched_splits": ListOf(Scalar((str,)), default=None, nullable=True,
                                    doc="splits kept as they are (default: test)"),
         "weight": Scalar((str,), default=None, nullable=True, doc="selection output multiplied into the weight"),
+        "balance_weights": Scalar((bool,), default=False,
+                                  doc="scale each class's weights in resampled splits to the target class's total "
+                                      "(class balance on top of physics weights)"),
         "chunk_size": Scalar((int,), default=500_000, minimum=1, doc="jets per chunk: bounds memory"),
         "plots": Scalar((bool,), default=True),
     }, default=None, nullable=True, doc="absent: the analysis ends at ApplySelections"),

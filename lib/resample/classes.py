@@ -131,7 +131,7 @@ def _target(resample: Mapping[str, Any], names: tuple[str, ...]) -> str:
 
 #: The keys of the ``resample`` block that make a :class:`ResampleSpec` (with the resolved classes).
 SPEC_KEYS = ("method", "variables", "sampling_fraction", "max_upsampling_ratio", "upscale_pdf", "splits",
-             "untouched_splits")
+             "untouched_splits", "balance_weights")
 
 
 def resampled_samples(cfg: Any) -> list[str]:

@@ -32,7 +32,9 @@ class ResampleSpec:
     ratio; ``upscale_pdf``: sub-bins per bin and variable for ``pdf``; ``splits``: name ->
     fraction of events; ``untouched_splits``: splits kept as they are (default: ``test`` if
     present); ``split_seed``: seed of the split assignment (default: ``seed``), so that the
-    resampling can be re-drawn without moving events between splits.
+    resampling can be re-drawn without moving events between splits; ``balance_weights``: in
+    resampled splits, scale each class's weights to the target class's total (class balance on
+    top of physics weights).
     """
 
     variables: Mapping[str, Any]
@@ -47,6 +49,7 @@ class ResampleSpec:
     splits: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_SPLITS))
     untouched_splits: tuple[str, ...] | None = None
     split_seed: int | None = None
+    balance_weights: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -113,7 +116,7 @@ def spec_from_config(block: Mapping[str, Any], seed: int) -> ResampleSpec:
     if not isinstance(block, Mapping):
         raise ValueError(f"resample: expected a mapping, got {type(block).__name__}")
     allowed = {"variables", "label", "classes", "target", "method", "sampling_fraction",
-               "max_upsampling_ratio", "upscale_pdf", "splits", "untouched_splits", "split_seed"}
+               "max_upsampling_ratio", "upscale_pdf", "splits", "untouched_splits", "split_seed", "balance_weights"}
     for key in block:
         if key not in allowed:
             raise ValueError(f"resample.{key}: unknown key; expected one of {', '.join(sorted(allowed))}")
@@ -144,6 +147,7 @@ def spec_from_config(block: Mapping[str, Any], seed: int) -> ResampleSpec:
         splits=block.get("splits", dict(DEFAULT_SPLITS)),
         untouched_splits=None if untouched is None else tuple(untouched),
         split_seed=block.get("split_seed"),
+        balance_weights=bool(block.get("balance_weights", False)),
     )
 
 

@@ -276,6 +276,8 @@ def _finish_split(layout: _Layout, k: int, name: str, hist: np.ndarray, out_of_r
     parent = parent[perm]
     out = {c: v[parent] for c, v in cols.items()}
     C = layout.n_classes
+    if spec.balance_weights and layout.resampled[k]:
+        out["weight"] = balanced_weights(out["weight"], out["label"], spec.target_index, C)
     available = hist.reshape(C, -1).sum(axis=1) + out_of_range
     if plan is None:
         ratio = (hist > 0).astype(np.float64)
@@ -295,6 +297,15 @@ def _finish_split(layout: _Layout, k: int, name: str, hist: np.ndarray, out_of_r
         unique=acc.unique[k], unlabelled=unlabelled, requested=requested, sampling_fraction=fraction,
         clipped_bins=clipped, empty_bins=empty, ratio_grid_bins=grid_bins, **out,
     )
+
+
+def balanced_weights(weight: np.ndarray, label: np.ndarray, target: int, n_classes: int) -> np.ndarray:
+    """``weight`` scaled per class so that every class sums to the target class's total weight (a class
+    whose total is not positive is left as it is): class balance on top of physics weights."""
+    sums = np.bincount(label, weights=weight.astype(np.float64), minlength=n_classes)
+    ok = (sums > 0) & (sums[target] > 0)
+    factor = np.where(ok, sums[target] / np.where(ok, sums, 1.0), 1.0)
+    return (weight.astype(np.float64) * factor[label]).astype(np.float32)
 
 
 def _is_sorted(source: np.ndarray, row: np.ndarray) -> bool:

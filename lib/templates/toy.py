@@ -7,6 +7,9 @@ selection and graph templates, and every stored column counts against the cache 
 """
 from __future__ import annotations
 
+import numpy as np
+
+from tracerflow.columns import EventBatch
 from tracerflow.templates.event import Collection, EventTemplate
 
 
@@ -34,3 +37,17 @@ class ToyEvent(EventTemplate):
         ),
     }
 
+
+
+class ToyProcessEvent(ToyEvent):
+    """:class:`ToyEvent` plus ``llr_zprime``, the Bayes-optimal log-likelihood ratio of the event being
+    Z'-like rather than ttbar-like given its jets' pt and flavour LLRs (the reference of the toy
+    event-level analysis, configs/toy-events.yaml; see
+    :func:`tracerflow.toy.likelihood.event_log_likelihood_ratio`)."""
+
+    def derive(self, batch: EventBatch) -> None:
+        from tracerflow.toy.likelihood import event_log_likelihood_ratio
+
+        jets = batch.tables["jets"]
+        batch.event["llr_zprime"] = event_log_likelihood_ratio(
+            jets.counts, jets.fields["pt"], jets.fields["llr_bl"], jets.fields["llr_cl"]).astype(np.float32)

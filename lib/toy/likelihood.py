@@ -199,3 +199,37 @@ def jet_log_likelihood_ratios(
     """Bayes-optimal (llr_bl, llr_cl) = (log L_b - log L_light, log L_c - log L_light) per jet, float64."""
     logl = jet_log_likelihoods(jet_pt, jet_ntracks, trk_pt, trk_deta, trk_dphi, trk_d0, trk_z0)
     return logl[:, 0] - logl[:, 2], logl[:, 1] - logl[:, 2]
+
+
+def event_log_likelihood_ratio(jet_counts: np.ndarray, jet_pt: np.ndarray, llr_bl: np.ndarray, llr_cl: np.ndarray,
+                               signal: str = "zprime", background: str = "ttbar") -> np.ndarray:
+    """Bayes-optimal log p(event | signal) - log p(event | background) of toy events, float64.
+
+    An event is its jet multiplicity (2 + Poisson) and independent jets; a jet's density under a
+    process is sum_f fraction_f * gamma_f(pt - PT_MIN) * L_f(tracks | pt), and dividing by
+    L_light(tracks | pt), the same under both processes, leaves exp(llr_bl), exp(llr_cl) and 1 for
+    b, c and light. Eta, phi and mass have the same densities under both processes and cancel.
+    ``jet_counts`` are jets per event; the jet arrays run over every jet of every event.
+    """
+    from .processes import PT_MIN, get_process
+
+    counts = np.asarray(jet_counts, dtype=np.int64)
+    pt = np.asarray(jet_pt, dtype=np.float64)
+    flavour_llr = np.stack([np.asarray(llr_bl, np.float64), np.asarray(llr_cl, np.float64), np.zeros(len(pt))], axis=1)
+
+    def log_density(name: str) -> tuple[np.ndarray, np.ndarray]:
+        process = get_process(name)
+        k = process.pt_shape
+        theta = (np.asarray(process.pt_mean) - PT_MIN) / k
+        x = np.maximum(pt - PT_MIN, 1e-12)[:, None]
+        log_gamma = (k - 1.0) * np.log(x) - x / theta[None, :] - gammaln(k) - k * np.log(theta)[None, :]
+        jets = _logsumexp(np.log(np.asarray(process.flavour_fractions))[None, :] + log_gamma + flavour_llr, axis=1)
+        lam = process.extra_jets_mean
+        extra = counts - 2
+        multiplicity = extra * np.log(lam) - lam - gammaln(extra + 1.0)
+        return multiplicity, jets
+
+    n_sig, jets_sig = log_density(signal)
+    n_bkg, jets_bkg = log_density(background)
+    event_of_jet = np.repeat(np.arange(len(counts)), counts)
+    return n_sig - n_bkg + np.bincount(event_of_jet, weights=jets_sig - jets_bkg, minlength=len(counts))

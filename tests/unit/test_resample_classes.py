@@ -83,3 +83,16 @@ def test_physics_scales_refuse_what_cannot_be_normalised(sums, lumi, key, messag
     with pytest.raises(ValueError, match=message) as err:
         physics_scales(["a"], sums, {"a": 1.0}, lumi)
     assert str(err.value).startswith(key)
+
+
+def test_balanced_weights_give_every_class_the_target_total():
+    import numpy as np
+
+    from tracerflow.resample.stream import balanced_weights
+
+    weight = np.array([830.0, 820.0, 5.0, 4.0, -1.0, 3.0], np.float32)
+    label = np.array([0, 0, 1, 1, 1, 2])
+    out = balanced_weights(weight, label, target=1, n_classes=4)
+    sums = np.bincount(label, weights=out.astype(np.float64), minlength=4)
+    assert sums[:3] == pytest.approx([8.0, 8.0, 8.0])
+    assert out[4] < 0 and out[2] / out[3] == pytest.approx(5 / 4)
