@@ -32,6 +32,7 @@ class ApplySelections(FileTask):
         return H5Target(self.target_path("selections"), self.digest(), selections_file.SCHEMA)
 
     def run(self) -> None:
+        self.remove_stale()
         cfg = self.cfg
         with self.progress(f"ApplySelections {self.sample}/{self.file}") as progress:
             apply_selection(

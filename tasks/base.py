@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from tracerflow.config import Config, load_config
 from tracerflow.io.h5target import target_status
+from tracerflow.io.stale import remove_stale_outputs
 
 
 class H5Target(luigi.LocalTarget):
@@ -41,6 +42,10 @@ class TracerflowTask(luigi.Task):
     def config_params(self) -> dict:
         """The parameters that pass the config on to upstream tasks."""
         return {"config": self.config, "overrides": tuple(self.overrides)}
+
+    def remove_stale(self) -> None:
+        """Remove this stage's outputs of samples, files, splits or folds the config no longer has."""
+        remove_stale_outputs(self.cfg, self.task_family)
 
     @contextlib.contextmanager
     def progress(self, label: str) -> Iterator[Callable[[int, int], None]]:

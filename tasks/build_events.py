@@ -39,6 +39,7 @@ class BuildEvents(FileTask):
         return H5Target(self.target_path("events"), self.digest(), events_file.SCHEMA)
 
     def run(self) -> None:
+        self.remove_stale()
         cfg = self.cfg
         event = cfg.block_for("event", self.sample)
         source = cfg.sample_file(self.sample, self.file)

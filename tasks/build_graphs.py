@@ -21,6 +21,7 @@ class BuildGraphs(FileTask):
         return H5Target(self.target_path("graphs"), self.digest(), graphs_file.SCHEMA)
 
     def run(self) -> None:
+        self.remove_stale()
         cfg = self.cfg
         graph = cfg["graph"]
         with self.progress(f"BuildGraphs {self.sample}/{self.file}") as progress:

@@ -51,6 +51,7 @@ class ConvertTFRecords(TracerflowTask):
         return MetadataTarget(self.cfg.output_root / "tfrecords" / self.split, self.digest())
 
     def run(self) -> None:
+        self.remove_stale()
         block = self.cfg["tfrecords"]
         self.set_status_message(f"ConvertTFRecords {self.split}")
         write_tfrecords(self.input()["umami"].path, self.output().directory, chunk_size=block["chunk_size"],

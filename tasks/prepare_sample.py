@@ -38,6 +38,7 @@ class PrepareSample(TracerflowTask):
         return H5Target(self.out_dir() / f"{self.sample}.h5", self.digest(), umami_file.SCHEMA)
 
     def run(self) -> None:
+        self.remove_stale()
         scale_dict = read_embedded_scale_dict(next(iter(self.input()["scaling"].values())).path)
         self.set_status_message(f"PrepareSample {self.sample}: gathering, scaling, writing")
         self.out_dir().mkdir(parents=True, exist_ok=True)

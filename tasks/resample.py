@@ -59,6 +59,7 @@ class Resample(TracerflowTask):
         return self.cfg.output_root / "resample"
 
     def run(self) -> None:
+        self.remove_stale()
         cfg = self.cfg
         block = cfg["resample"]
         spec, classes = resample_spec(cfg)

@@ -37,6 +37,7 @@ class TrainFold(TracerflowTask):
         return H5Target(self.out_dir() / "model.h5", self.digest(), model_file.SCHEMA)
 
     def run(self) -> None:
+        self.remove_stale()
         cfg = self.cfg
         self.set_status_message(f"TrainFold {self.fold}: {cfg['train']['epochs']} epochs")
         inputs = self.input()

@@ -49,6 +49,7 @@ class WriteTrainSample(TracerflowTask):
         return out
 
     def run(self) -> None:
+        self.remove_stale()
         cfg = self.cfg
         resampled = self.input()["resampled"].path
         scale_dict = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 import luigi
 
 from tracerflow.config import Config, load_config
+from tracerflow.io.stale import remove_stale_outputs
 from tracerflow.tasks import (STAGES, ApplySelections, BuildEvents, BuildGraphs, ConvertTFRecords, GenerateSample,
                               Predict, Resample, TrainFold, WriteTrainSample)
 from tracerflow.tasks.predict import trained_folds
@@ -47,6 +48,18 @@ def stage_tasks(config: str, overrides: tuple[str, ...], until: str) -> list[lui
                 + [WriteTrainSample(split=s, **params) for s in cfg["resample"]["splits"] if s not in converted])
     stage = FILE_STAGES[until]
     return [stage(sample=s, file=f.logical, **params) for s in cfg["samples"] for f in cfg.sample_files(s)]
+
+
+def remove_stale_until(cfg: Config, until: str) -> None:
+    """Remove the outputs of every stage up to ``until`` that the config no longer makes.
+
+    Each stage also does this as it starts; doing it before a run covers the stages whose
+    targets are all complete and so do not run (a sample dropped from the config leaves its
+    per-file caches behind otherwise). Predict's own outputs are Predict's to prune.
+    """
+    until = last_stage(cfg) if until == LAST else until
+    for stage in (*STAGES[:STAGES.index(until) + 1], *(("PrepareSample",) if until == "Predict" else ())):
+        remove_stale_outputs(cfg, stage)
 
 
 class Analysis(luigi.WrapperTask):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Sequence
 
 import luigi
@@ -17,7 +16,7 @@ import luigi
 from tracerflow.config import ConfigError, load_config, resolve_config
 from tracerflow.tasks import STAGES
 from tracerflow.workflows import reporting
-from tracerflow.workflows.analysis import LAST, Analysis
+from tracerflow.workflows.analysis import LAST, Analysis, remove_stale_until
 from tracerflow.workflows.inspect import describe_dag
 from tracerflow.workflows.retcodes import install_retcodes
 
@@ -95,6 +94,7 @@ def _run(args: argparse.Namespace, cfg, config: str, overrides: tuple[str, ...],
     else:
         kwargs["local_scheduler"] = True
     log = reporting.setup(cfg.output_root, verbose=getattr(args, "verbose", False))
+    remove_stale_until(cfg, until)
     result = luigi.build([Analysis(config=config, overrides=overrides, until=until)], **kwargs)
     print(result.summary_text)
     ok = result.status in (luigi.execution_summary.LuigiStatusCode.SUCCESS,
