@@ -20,11 +20,13 @@ from tracerflow.evaluate.predict import (
     PredictSettings,
     ReportInputs,
     remove_stale_outputs,
+    row_level,
     run_predict,
 )
 from tracerflow.evaluate.predictions_file import write_predictions
 from tracerflow.io.model_file import write_model
 from tracerflow.models import ModelBuilder
+from tracerflow.templates.selection import SelectionTemplate
 from tracerflow.write.umami_file import SCHEMA as UMAMI_SCHEMA
 from tracerflow.write.umami_file import SCHEMA_VERSION as UMAMI_VERSION
 
@@ -400,3 +402,15 @@ def test_predict_block_is_checked_against_the_analysis():
     with pytest.raises(ConfigError, match="regression"):
         load_config(None, ["train.model.tail.objective=regression"])
     assert load_config(None, ["predict.discriminant=null"])["predict"]["discriminant"] is None
+
+
+class MuonSelection(SelectionTemplate):
+    """A Python selection template at muon level."""
+
+    level = "muons"
+
+
+def test_row_level_names_the_selection_level():
+    assert row_level(load_config()) == "jets"
+    assert row_level({"selection": {"template": {"level": "event"}}}) == "events"
+    assert row_level({"selection": {"template": f"{__name__}:MuonSelection"}}) == "muons"
