@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import luigi
 
-from tracerflow.config import Config, load_config
+from tracerflow.config import Config, ConfigError, load_config
 from tracerflow.io.stale import remove_stale_outputs
 from tracerflow.tasks import (STAGES, ApplySelections, BuildEvents, BuildGraphs, ConvertTFRecords, GenerateSample,
                               Predict, Resample, TrainFold, WriteTrainSample)
@@ -25,13 +25,14 @@ def stage_tasks(config: str, overrides: tuple[str, ...], until: str) -> list[lui
     """The tasks of stage ``until`` (or the config's last stage) for every sample, file or split.
 
     ConvertTFRecords covers only ``tfrecords.splits``; the other splits end at their train files.
+    A stage whose config block is missing raises ConfigError naming the block.
     """
     cfg = load_config(config or None, overrides)
     until = last_stage(cfg) if until == LAST else until
     if until not in STAGES:
         raise ValueError(f"unknown stage {until!r}; stages are {', '.join(STAGES)}")
     if until in STAGE_BLOCKS and cfg[STAGE_BLOCKS[until]] is None:
-        raise ValueError(f"stage {until} needs a {STAGE_BLOCKS[until]!r} block in the config")
+        raise ConfigError(cfg.source, STAGE_BLOCKS[until], f"is missing, and stage {until} needs it")
     params = {"config": config, "overrides": tuple(overrides)}
     if until == "GenerateSample":
         return [GenerateSample(sample=s, **params) for s, spec in cfg["samples"].items() if spec["generate"]]

@@ -16,7 +16,7 @@ import luigi
 from tracerflow.config import ConfigError, load_config, resolve_config
 from tracerflow.tasks import STAGES
 from tracerflow.workflows import reporting
-from tracerflow.workflows.analysis import LAST, Analysis, remove_stale_until
+from tracerflow.workflows.analysis import LAST, Analysis, remove_stale_until, stage_tasks
 from tracerflow.workflows.inspect import describe_dag
 from tracerflow.workflows.retcodes import install_retcodes
 
@@ -71,10 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(yaml.safe_dump(cfg.as_dict(), sort_keys=False), end="")
         print(f"# {cfg.source}: valid", file=sys.stderr)
         return 0
-    if args.command == "show":
-        print(describe_dag(Analysis(config=config, overrides=overrides, until=args.until)))
-        return 0
     until = "GenerateSample" if args.command == "generate" else args.until
+    try:
+        stage_tasks(config, overrides, until)
+    except ConfigError as err:
+        print(f"tracerflow: config error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "show":
+        print(describe_dag(Analysis(config=config, overrides=overrides, until=until)))
+        return 0
     if until == "GenerateSample" and not any(s["generate"] for s in cfg["samples"].values()):
         print("tracerflow: no sample has a generate block; nothing to generate", file=sys.stderr)
         return 0

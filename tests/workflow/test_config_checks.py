@@ -140,3 +140,15 @@ def test_generator_weight_is_an_event_field_when_configured(tmp_path, shared_dat
     config["event"]["generator_weight"] = "weight * jets.pt"
     code, key, message = _validate(tmp_path, shared_data, config, capsys)
     assert code == 2 and key == "event.generator_weight" and "reduce" in message
+
+
+def test_until_a_stage_whose_block_is_missing(tmp_path, shared_data, capsys):
+    path = tmp_path / "hzz.yaml"
+    config = copy.deepcopy(HZZ)
+    config["samples"]["hzz"]["files"] = [str(shared_data / "uproot-HZZ.root")]
+    path.write_text(yaml.safe_dump(config))
+    for command in ("run", "show"):
+        assert cli.main([command, "--config", str(path), "--until", "Resample"]) == 2
+        key, message = config_error(capsys.readouterr().err, str(path))
+        assert key == "resample" and "Resample" in message
+    assert not (tmp_path / "out").exists()
