@@ -2,16 +2,16 @@
 
 Every record of luigi and tracerflow goes to ``<output_dir>/logs/<project name>.log`` with
 tracebacks (beside the project's outputs, not among them, so a run that changes nothing leaves
-the outputs as they were). The terminal gets one block per failed task: the task (family and parameters),
-the error message and a hint. Failures that are the user's to fix (see :func:`is_user_error`)
-show no traceback there unless ``-v``; anything else (a bug) shows luigi's traceback as well.
+the outputs as they were). The terminal gets one block per failed task: the task (family and
+parameters), the error message and a hint. Failures that are the user's to fix (see
+:func:`is_user_error`) show no traceback there unless ``-v``; anything else (a bug) shows
+luigi's traceback as well.
 """
 from __future__ import annotations
 
 import logging
 import re
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +52,7 @@ def is_user_error(exc: BaseException | None) -> bool:
         return True
     if not isinstance(exc, READER_ERRORS) or exc.__traceback__ is None:
         return False
-    frames = traceback.extract_tb(exc.__traceback__)
-    module = _module_of(exc.__traceback__)
-    return bool(frames) and module.startswith("tracerflow") and bool(_PATH.search(message_of(exc)))
+    return _module_of(exc.__traceback__).startswith("tracerflow") and bool(_PATH.search(message_of(exc)))
 
 
 def _module_of(tb: Any) -> str:
@@ -122,6 +120,18 @@ class _QuietUserErrors(logging.Filter):
         return not is_user_error(exc)
 
 
+class _Stderr(logging.StreamHandler):
+    """A handler writing to whatever ``sys.stderr`` is when a record comes (not when it was made)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _owned(handler: logging.Handler) -> logging.Handler:
     handler._tracerflow = True  # type: ignore[attr-defined]
     return handler
@@ -155,12 +165,12 @@ def setup(output_root: Path, verbose: bool) -> Path:
         for old in [h for h in logger.handlers if getattr(h, "_tracerflow", False)]:
             logger.removeHandler(old)
             old.close()
-    terminal = _owned(logging.StreamHandler(sys.stderr))
+    terminal = _owned(_Stderr())
     terminal.setLevel(logging.INFO if verbose else logging.WARNING)
     terminal.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     if not verbose:
         terminal.addFilter(_QuietUserErrors())
-    ours = _owned(logging.StreamHandler(sys.stderr))
+    ours = _owned(_Stderr())
     ours.setLevel(logging.INFO)
     ours.setFormatter(logging.Formatter("tracerflow: %(message)s"))
     for name in ("luigi-interface", "luigi"):
