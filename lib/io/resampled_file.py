@@ -2,9 +2,10 @@
 
 Per output row (rows are already globally shuffled):
 
-- ``/index/{source, row, hash, item, copy}``: ``source`` is the position in the ``sources``
-  attribute (a JSON list of ``[sample, file]``), ``row`` the row in that source's selections
-  file, ``copy`` 0 for a jet's first copy;
+- ``/index/{source, row, hash, item, copy, entry}``: ``source`` is the position in the
+  ``sources`` attribute (a JSON list of ``[sample, file]``), ``row`` the row in that source's
+  selections file, ``item`` the row's position within its event, ``copy`` 0 for a jet's first
+  copy, ``entry`` the event's entry in the source's ROOT tree (gathered from the selections file);
 - ``/label`` (class index; the ``classes`` attribute names them) and ``/weight``;
 - ``/jets/<name>``: every selection output (``derived/<name>`` of the selections file);
 - ``/nodes/counts``: graph nodes (tracks) of the row's jet; ``/nodes/x`` and ``/nodes/truth``:
@@ -30,8 +31,10 @@ from tracerflow.io.contiguous_views import ContiguousViews
 from tracerflow.io.h5target import SchemaFile
 
 SCHEMA = "tracerflow.resampled"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 INDEX_COLUMNS = ("source", "row", "hash", "item", "copy")
+#: Index columns gathered from the selections files rather than given with the rows.
+GATHERED_INDEX = ("entry",)
 INDEX_DTYPES = {"source": np.uint32, "row": np.int64, "hash": np.uint64, "item": np.int32, "copy": np.int32}
 LABEL_DTYPE = np.int16
 WEIGHT_DTYPE = np.float32
@@ -104,8 +107,8 @@ class ResampledFile(SchemaFile):
         return self._rows("nodes/x_half_counts")[self._node_columns("x", names)]
 
     def index(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Column ``name`` (an index column, ``label`` or ``weight``) of rows ``[start, stop)``."""
-        return self._rows(f"index/{name}" if name in INDEX_COLUMNS else name, start, stop)
+        """Column ``name`` (an index column, ``entry``, ``label`` or ``weight``) of rows ``[start, stop)``."""
+        return self._rows(f"index/{name}" if name in (*INDEX_COLUMNS, *GATHERED_INDEX) else name, start, stop)
 
     def jets(self, names: Sequence[str], start: int, stop: int) -> dict[str, np.ndarray]:
         """Selection outputs ``names`` of rows ``[start, stop)``; a ``KeyError`` names a missing one."""

@@ -93,16 +93,18 @@ def write_resampled(path: str | os.PathLike, rows: Mapping[str, np.ndarray], *, 
     with tempfile.TemporaryDirectory(prefix=".gather-", dir=path.parent) as tmp:
         scratch = _Scratch(Path(tmp))
         jets = {v: scratch.array(f"jets.{v}", (n,), dtype) for v, dtype in names["jets"].items()}
+        entry = scratch.array("entry", (n,), np.dtype(np.int64))
         x = scratch.array("x", (int(offsets[-1]), len(names["x"])), names["x_dtype"])
         truth = scratch.array("truth", (int(offsets[-1]), len(names["truth"])), names["truth_dtype"])
         for s in plan:
-            _scatter_source(s, rows, offsets, jets, x, truth)
+            _scatter_source(s, rows, offsets, jets, entry, x, truth)
         with H5Writer(path, SCHEMA, SCHEMA_VERSION, config_digest, created_by, None,
                       attrs={"split": split, "classes": list(classes), "sources": [list(s) for s in sources],
                              "n_rows": n, **dict(attrs or {})}) as writer:
             columns = {f"index/{c}": np.asarray(rows[c], dtype=INDEX_DTYPES[c]) for c in INDEX_COLUMNS}
             columns["label"] = np.asarray(rows["label"], dtype=LABEL_DTYPE)
             columns["weight"] = np.asarray(rows["weight"], dtype=WEIGHT_DTYPE)
+            columns["index/entry"] = entry
             columns.update({f"jets/{v}": values for v, values in jets.items()})
             if names["graphs"]:
                 columns["nodes/counts"] = counts.astype(COUNT_DTYPE)
@@ -196,8 +198,9 @@ class _Scratch:
 
 
 def _scatter_source(s: _Source, rows: Mapping[str, np.ndarray], offsets: np.ndarray, jets: dict[str, np.ndarray],
-                    x: np.ndarray, truth: np.ndarray) -> None:
-    """Copy one source's jets and nodes, block by block in row order, to their output places."""
+                    entry: np.ndarray, x: np.ndarray, truth: np.ndarray) -> None:
+    """Copy one source's jets (selection outputs and tree entries) and nodes, block by block in row
+    order, to their output places."""
     with h5py.File(s.paths.selections, "r") as sel, _open_graphs(s.paths.graphs) as graphs:
         for lo in range(0, len(s.positions), BLOCK_ROWS):
             positions = s.positions[lo:lo + BLOCK_ROWS]
@@ -205,6 +208,7 @@ def _scatter_source(s: _Source, rows: Mapping[str, np.ndarray], offsets: np.ndar
             r0, r1 = int(row[0]), int(row[-1]) + 1
             for v, out in jets.items():
                 out[positions] = sel[f"derived/{v}"][r0:r1][row - r0]
+            entry[positions] = sel["index/entry"][r0:r1][row - r0]
             if graphs is None:
                 continue
             graph = s.graph[lo:lo + BLOCK_ROWS]

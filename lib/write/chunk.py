@@ -22,7 +22,9 @@ MIN_BLOCK_JETS = 256
 @dataclass
 class TrainChunk:
     """``n`` jets with their tracks, labels, weights, fold ids and event hashes (and the
-    regression ``targets``, raw, per jet).
+    regression ``targets``, raw, per jet, and ``ids``: where each jet comes from, ``source``
+    (position among the resampled file's sources), ``entry`` in its ROOT tree and ``item``, its
+    position within the event).
 
     ``jets[v]``, ``label`` and the other per-jet arrays are ``(n,)``. Jet ``i`` has ``counts[i]``
     (at most ``max_tracks``) tracks; ``tracks[v]`` and ``track_labels[v]`` hold the tracks of
@@ -41,6 +43,7 @@ class TrainChunk:
     track_labels: dict[str, np.ndarray] = field(default_factory=dict)
     add_labels: dict[str, np.ndarray] = field(default_factory=dict)
     targets: dict[str, np.ndarray] = field(default_factory=dict)
+    ids: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def from_padded(cls, *, jets: dict[str, np.ndarray], tracks: dict[str, np.ndarray], valid: np.ndarray,
@@ -84,6 +87,7 @@ class TrainChunk:
         per_jet.update({f"jets[{k!r}]": v for k, v in self.jets.items()})
         per_jet.update({f"add_labels[{k!r}]": v for k, v in self.add_labels.items()})
         per_jet.update({f"targets[{k!r}]": v for k, v in self.targets.items()})
+        per_jet.update({f"ids[{k!r}]": v for k, v in self.ids.items()})
         for name, arr in per_jet.items():
             if np.shape(arr) != (n,):
                 raise ValueError(f"{name} has shape {np.shape(arr)}, expected ({n},)")
@@ -111,6 +115,7 @@ class TrainChunk:
             track_labels={k: v[t0:t1] for k, v in self.track_labels.items()},
             add_labels={k: v[start:stop] for k, v in self.add_labels.items()},
             targets={k: v[start:stop] for k, v in self.targets.items()},
+            ids={k: v[start:stop] for k, v in self.ids.items()},
         )
 
     def blocks(self, padded_row_bytes: int, block_bytes: int = BLOCK_BYTES) -> Iterator["TrainChunk"]:
@@ -142,4 +147,5 @@ class TrainChunk:
             track_labels={k: v[tracks] for k, v in self.track_labels.items()},
             add_labels={k: v[rows] for k, v in self.add_labels.items()},
             targets={k: v[rows] for k, v in self.targets.items()},
+            ids={k: v[rows] for k, v in self.ids.items()},
         )

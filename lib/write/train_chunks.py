@@ -106,6 +106,8 @@ class TrainChunks:
             track_labels={v: truth[:, j].astype(np.int16) for j, v in enumerate(c.track_labels)},
             add_labels={v: jets[v].astype(np.float32, copy=False) for v in c.add_labels},
             targets={v: jets[v].astype(np.float32, copy=False) for v in c.targets},
+            ids={"source": f.index("source", start, stop), "entry": f.index("entry", start, stop),
+                 "item": f.index("item", start, stop)},
         )
 
     def _tracks(self, start: int, stop: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -16,7 +16,7 @@ from tracerflow.templates.loader import load_template
 from tracerflow.write.fold_file import write_folds
 from tracerflow.write.train_chunks import Columns, TrainChunks
 from tracerflow.write.scaling import GROUPS, ScaleAccumulator, write_scale_dict
-from tracerflow.write.umami_file import write_umami
+from tracerflow.write.umami_file import ID_DTYPES, write_umami
 
 
 @dataclass
@@ -79,6 +79,7 @@ def write_train_sample(resampled_path: str | os.PathLike, columns: Columns, writ
     with TrainChunks(resampled_path, columns, n_folds=write["n_folds"], seed=seed,
                      chunk_size=write["chunk_size"]) as chunks, ThreadPoolExecutor(2, "scale") as pool:
         classes = chunks.file.classes
+        common["attrs"]["sources"] = [list(s) for s in chunks.file.sources]
         start = time.perf_counter()
         fitting: ScaleDictBeingFitted | None = None
         if scale_dict is None:
@@ -87,7 +88,7 @@ def write_train_sample(resampled_path: str | os.PathLike, columns: Columns, writ
             write_umami(umami_path, chunks, class_names=classes, jet_vars=columns.jet_vars,
                         track_vars=columns.track_vars, scale_dict=scale_dict if fitting is None else fitting,
                         track_label_names=columns.track_labels, add_label_names=columns.add_labels,
-                        target_names=columns.targets,
+                        target_names=columns.targets, id_names=tuple(ID_DTYPES),
                         precision=write["precision"], concat_jet_tracks=write["concat_jet_tracks"],
                         max_tracks=columns.max_tracks, expected_jets=len(chunks), **common)
         if fitting is not None:

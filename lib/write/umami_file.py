@@ -3,7 +3,9 @@
 ``jets/inputs`` (n, n_jet_vars), ``jets/labels`` (n,) int64 (class index, -1 when unknown: rows of
 collision data), ``jets/labels_one_hot`` (n, n_classes) uint8 (all 0 when unknown), ``jets/weight`` (n,) float32, ``jets/add_labels/<name>`` (n,) float32 (NaN -> 0, not
 scaled, infinities kept), ``jets/targets`` (n, n_targets) float32 (regression targets, raw, finite; only
-when there are targets, names in its ``names`` attribute), ``jets/fold`` (n,) int16, ``jets/hash`` (n,) uint64, ``tracks/inputs`` (n, max_tracks,
+when there are targets, names in its ``names`` attribute), ``jets/fold`` (n,) int16, ``jets/hash`` (n,) uint64, ``jets/{source, entry, item}`` (where
+each row comes from: a position in the root attribute ``sources``, the entry in that ROOT tree,
+the row within its event; files written from a resampled split), ``tracks/inputs`` (n, max_tracks,
 n_track_vars [+ n_concat]), ``tracks/valid`` (n, max_tracks) bool, ``tracks/labels``
 (n, max_tracks, n_track_labels) int8 (-1 in padding) (no ``tracks/`` datasets in an analysis
 without graphs), and ``scale_dict`` (JSON text).
@@ -40,6 +42,9 @@ from tracerflow.write.workers import run_all, worker_threads
 SCHEMA = "tracerflow.train_umami"
 SCHEMA_VERSION = 1
 PRECISIONS = ("float16", "float32")
+#: Where a row comes from (``id_names``): its source (position in the root attribute ``sources``,
+#: ``[sample, file]`` pairs), the entry in that file's tree and its position within the event.
+ID_DTYPES = {"source": np.dtype(np.uint32), "entry": np.dtype(np.int64), "item": np.dtype(np.int32)}
 READ_CACHE_BYTES = 64 << 20
 #: Padded track bytes per block of jets a worker takes at once (few blocks: little per-task overhead).
 PLACED_BLOCK_BYTES = 32 << 20
@@ -85,6 +90,7 @@ class _UmamiRows:
     concat: tuple[str, ...]
     add_label_names: tuple[str, ...]
     target_names: tuple[str, ...]
+    id_names: tuple[str, ...]
     track_label_names: tuple[str, ...]
     label_dtype: np.dtype
     precision: str
@@ -102,6 +108,7 @@ class _UmamiRows:
             "jets/weight": (np.float32, (), {}),
             "jets/fold": (np.int16, (), {}),
             "jets/hash": (np.uint64, (), {}),
+            **{f"jets/{name}": (ID_DTYPES[name], (), {}) for name in self.id_names},
             **{f"jets/add_labels/{name}": (np.float32, (), {}) for name in self.add_label_names},
             **({"jets/targets": (np.float32, (len(self.target_names),), {"names": list(self.target_names)})}
                if self.target_names else {}),
@@ -145,6 +152,7 @@ class _UmamiRows:
             "jets/weight": np.asarray(chunk.weight, dtype=np.float32),
             "jets/fold": fold.astype(np.int16),
             "jets/hash": np.asarray(chunk.hash, dtype=np.uint64),
+            **{f"jets/{name}": np.asarray(chunk.ids[name], dtype=ID_DTYPES[name]) for name in self.id_names},
         }
         for name in self.add_label_names:
             rows[f"jets/add_labels/{name}"] = _nan_to_zero(chunk.add_labels[name])
@@ -233,6 +241,7 @@ def write_umami(
     track_label_names: Sequence[str] = (),
     add_label_names: Sequence[str] | None = None,
     target_names: Sequence[str] = (),
+    id_names: Sequence[str] = (),
     precision: str = "float16",
     compression: str | None = None,
     concat_jet_tracks: bool | Sequence[str] = False,
@@ -269,7 +278,8 @@ def write_umami(
         raise ValueError(f"track_label_dtype must be a signed integer type, got {track_label_dtype!r}")
     layout = _UmamiRows(scale_dict, tuple(class_names), jet_vars, track_vars,
                         tuple(_concat_names(concat_jet_tracks, jet_vars)), tuple(add_label_names),
-                        tuple(target_names), tuple(track_label_names), label_dtype, precision, int(max_tracks))
+                        tuple(target_names), tuple(id_names), tuple(track_label_names), label_dtype, precision,
+                        int(max_tracks))
     root_attrs = {
         "class_names": list(class_names),
         "jet_variables": list(jet_vars),
