@@ -39,6 +39,8 @@ EVENT_TEMPLATE = Block({
     "leaves": MapOf(Scalar((str,)), doc="attribute -> ROOT branch, one value per event"),
     "collections": MapOf(COLLECTION),
     "derived": _expression_map("'name' or 'collection.name' -> expression"),
+    "optional": MapOf(Scalar((int, float, bool)),
+                      doc="branch -> value filling it in files without it (truth branches in collision data)"),
 })
 
 TOPOLOGY = Block({

@@ -66,7 +66,8 @@ def build_events(
     """Read ``tree`` of ``source`` through ``template`` and write the events target atomically."""
     source = Path(source)
     with RootSource(source, tree, threads) as root:
-        root.require_branches(template.branches(), "event.template")
+        branches = [b for b in template.branches() if b not in template.optional or root.has_branch(b)]
+        root.require_branches(branches, "event.template")
         if root.num_entries == 0:
             raise InputError(f"{source}: tree {tree!r} is empty (0 entries)")
         entries = select_entries(root.num_entries, entry_filter, _run_event_reader(root, entry_filter))
@@ -75,7 +76,8 @@ def build_events(
             out_path, events_file.SCHEMA, events_file.SCHEMA_VERSION, config_digest, created_by, compression,
             attrs={"sample": sample, "file": logical_file, "tree": tree, "entries_in_tree": root.num_entries},
         ) as writer:
-            batches = _batches(root, template, entries, chunk_size, source, (sample, logical_file, tree), allow_nan)
+            batches = _batches(root, template, branches, entries, chunk_size, source, (sample, logical_file, tree),
+                               allow_nan)
             weigh = GeneratorWeight(generator_weight, negative_weights, source)
             layout: EventBatch | None = None
             for batch, done in batches:
@@ -89,7 +91,7 @@ def build_events(
                 if progress:
                     progress(done, len(entries))
             if layout is None:
-                layout = template.build(root.read(template.branches(), entries[:0]), _empty_index())
+                layout = template.build(root.read(branches, entries[:0]), _empty_index())
                 weigh(layout)
             events_file.finish(writer, layout, [sample], [logical_file])
             writer.set_attrs("/", sum_generator_weight=weigh.total, generator_weight=generator_weight or "",
@@ -97,8 +99,8 @@ def build_events(
     return EventStats(root.num_entries, len(entries), chunks)
 
 
-def _batches(root: RootSource, template: EventTemplate, entries: np.ndarray, chunk_size: int, source: Path,
-             identity: tuple[str, str, str], allow_nan: bool) -> Iterator[tuple[EventBatch, int]]:
+def _batches(root: RootSource, template: EventTemplate, branches: list[str], entries: np.ndarray, chunk_size: int,
+             source: Path, identity: tuple[str, str, str], allow_nan: bool) -> Iterator[tuple[EventBatch, int]]:
     """Read, check, hash and template ``entries`` chunk by chunk; yield each batch and entries done.
 
     Hashes need no uniqueness check here: within one file they are distinct by construction
@@ -106,7 +108,7 @@ def _batches(root: RootSource, template: EventTemplate, entries: np.ndarray, chu
     """
     for lo in range(0, len(entries), chunk_size):
         chunk_entries = entries[lo:lo + chunk_size]
-        arrays = root.read(template.branches(), chunk_entries)
+        arrays = root.read(branches, chunk_entries)
         _check_nan(arrays, source, chunk_entries, allow_nan)
         index = {
             "hash": event_hashes(*identity, chunk_entries),

@@ -45,6 +45,10 @@ class RootSource:
             self._executor.shutdown()
         self._file.close()
 
+    def has_branch(self, branch: str) -> bool:
+        """Whether the tree has ``branch``."""
+        return branch in self.tree.keys(recursive=True)
+
     def require_branches(self, branches: Sequence[str], key: str) -> None:
         """Raise :class:`SourceError` naming the file, the missing branches and the config key."""
         have = set(self.tree.keys(recursive=True))

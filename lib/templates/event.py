@@ -47,11 +47,17 @@ class Collection:
 
 
 class EventTemplate:
-    """Declares leaves, collections and derived fields; turns branch arrays into an EventBatch."""
+    """Declares leaves, collections and derived fields; turns branch arrays into an EventBatch.
+
+    ``optional`` maps branches that a file may lack (truth branches, absent in collision data) to
+    the value that fills them there: a leaf gets it for every event, a collection's attribute for
+    every item (the collection's other branches give the counts).
+    """
 
     leaves: ClassVar[Mapping[str, str]] = {}
     collections: ClassVar[Mapping[str, Collection]] = {}
     derived: ClassVar[Mapping[str, str]] = {}
+    optional: ClassVar[Mapping[str, float]] = {}
 
     def __init__(self) -> None:
         self._check()
@@ -75,6 +81,11 @@ class EventTemplate:
                 missing = [c for c in CONVENTIONS[coll.four_vector] if c not in attrs]
                 if missing:
                     raise TemplateError(f"collection {name!r}: four_vector {coll.four_vector} needs attributes {missing}")
+            required = [b for b in (coll.branches or {}).values() if b not in self.optional]
+            if coll.branches and not required:
+                raise TemplateError(f"collection {name!r}: every branch is optional; one must give the counts")
+            if coll.link is not None and coll.link in self.optional:
+                raise TemplateError(f"collection {name!r}: its link {coll.link!r} cannot be optional")
             if coll.parent != EVENT:
                 if coll.parent not in self.collections:
                     raise TemplateError(f"collection {name!r}: unknown parent {coll.parent!r}")
@@ -98,8 +109,9 @@ class EventTemplate:
         (``sample_names``: the names behind ``index["sample"]``, for expressions reading ``sample``)."""
         n = len(index["hash"])
         batch = EventBatch(index=index, sample_names=tuple(sample_names))
+        arrays = {**{b: None for b in self.optional}, **arrays}
         for attr, branch in self.leaves.items():
-            values = _flat(arrays[branch], branch)
+            values = np.full(n, self.optional[branch]) if arrays[branch] is None else _flat(arrays[branch], branch)
             if values.ndim != 1 or len(values) != n:
                 raise TemplateError(f"leaf {attr!r}: branch {branch!r} is not one value per event")
             batch.event[attr] = values
@@ -120,13 +132,19 @@ class EventTemplate:
             return self._members(name, arrays, n)
         counts = None
         fields: dict[str, np.ndarray] = {}
+        absent = {attr: branch for attr, branch in coll.branches.items() if arrays[branch] is None}
         for attr, branch in coll.branches.items():
+            if attr in absent:
+                continue
             c, content = _jagged(arrays[branch], branch, n)
             if counts is None:
                 counts = c
             elif not np.array_equal(c, counts):
                 raise TemplateError(f"collection {name!r}: branch {branch!r} has other counts than the collection's first branch")
             fields[attr] = content
+        for attr, branch in absent.items():
+            fields[attr] = np.full(int(counts.sum()), self.optional[branch])
+        fields = {attr: fields[attr] for attr in coll.branches}
         if coll.four_vector:
             fields.update(derive_kinematics(coll.four_vector, fields, coll.added_kinematics()))
         if coll.parent == EVENT:
@@ -154,7 +172,8 @@ class EventTemplate:
         coll = self.collections[name]
         fields = {}
         for attr in coll.members[0]:
-            columns = [_flat(arrays[m[attr]], m[attr]) for m in coll.members]
+            columns = [np.full(n, self.optional[m[attr]]) if arrays[m[attr]] is None else _flat(arrays[m[attr]], m[attr])
+                       for m in coll.members]
             fields[attr] = np.stack(columns, axis=1).reshape(-1)
         if coll.four_vector:
             fields.update(derive_kinematics(coll.four_vector, fields, coll.added_kinematics()))
@@ -231,6 +250,7 @@ def declared(spec: Mapping[str, Any]) -> EventTemplate:
     cls = type(
         "DeclaredEventTemplate",
         (EventTemplate,),
-        {"leaves": dict(spec.get("leaves") or {}), "collections": collections, "derived": dict(spec.get("derived") or {})},
+        {"leaves": dict(spec.get("leaves") or {}), "collections": collections, "derived": dict(spec.get("derived") or {}),
+         "optional": dict(spec.get("optional") or {})},
     )
     return cls()

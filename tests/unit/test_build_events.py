@@ -364,3 +364,40 @@ def test_without_generator_weight_the_sum_counts_events(tmp_path, root_file):
     assert "generator_weight" not in read_all(out).event
     with h5py.File(out, "r") as f:
         assert f.attrs["sum_generator_weight"] == N - 5
+
+
+class TruthTemplate(Template):
+    """The test template plus truth branches that collision data lacks."""
+
+    leaves = {**Template.leaves, "process": "truth_process"}
+    collections = {**Template.collections,
+                   "jets": Collection(branches={"pt": "jet_pt", "eta": "jet_eta", "flavour": "jet_truth"})}
+    optional = {"truth_process": -1, "jet_truth": -99}
+
+
+def test_optional_branches_absent_from_a_file_are_filled_with_their_default(tmp_path, root_file):
+    """A file without the truth branches (collision data) builds, with the stated defaults in their
+    place; a file that has them keeps their values."""
+    data = tmp_path / "data.h5"
+    build(root_file, data, template=TruthTemplate())
+    events = read_all(data)
+    assert (events.event["process"] == -1).all() and len(events.event["process"]) == N
+    assert (events.tables["jets"].fields["flavour"] == -99).all()
+    np.testing.assert_array_equal(events.tables["jets"].counts, ak.num(branches()["jet_pt"]).to_numpy())
+
+    mc_branches = {**branches(), "truth_process": np.arange(N, dtype=np.int32)}
+    mc_branches["jet_truth"] = ak.values_astype(ak.ones_like(mc_branches["jet_pt"]) * 5, np.int32)
+    mc = tmp_path / "mc.root"
+    write_root(mc, mc_branches)
+    build(mc, tmp_path / "mc.h5", template=TruthTemplate())
+    events = read_all(tmp_path / "mc.h5")
+    np.testing.assert_array_equal(events.event["process"], np.arange(N))
+    assert (events.tables["jets"].fields["flavour"] == 5).all()
+
+
+def test_a_missing_required_branch_still_fails_by_name(tmp_path, root_file):
+    class Needs(TruthTemplate):
+        optional = {"jet_truth": -99}
+
+    with pytest.raises(SourceError, match="truth_process"):
+        build(root_file, tmp_path / "x.h5", template=Needs())
