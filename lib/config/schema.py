@@ -33,6 +33,9 @@ COLLECTION = Block({
     "kinematics": ListOf(Scalar((str,), choices=("pt", "eta", "phi", "mass", "px", "py", "pz", "e")), default=None, nullable=True),
     "parent": Scalar((str,), default="event"),
     "link": Scalar((str,), default=None, nullable=True, doc="branch with each item's parent index in the event"),
+    "match_dr": Scalar((float,), default=None, minimum=0.0, nullable=True,
+                       doc="without a link: attach each item to its event's parent item nearest in delta R, "
+                           "within this cone"),
 })
 
 EVENT_TEMPLATE = Block({

@@ -11,10 +11,10 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from tracerflow.columns import EVENT, EventBatch, Table
+from tracerflow.columns import EVENT, EventBatch, Table, ragged_index
 from tracerflow.columns_scope import Scope
 from tracerflow.templates.expressions import Expression, compile_expression
-from tracerflow.templates.fourvector import CONVENTIONS, DEFAULT_ADDED, derive_kinematics
+from tracerflow.templates.fourvector import CONVENTIONS, DEFAULT_ADDED, derive_kinematics, wrap_phi
 
 
 class TemplateError(ValueError):
@@ -27,8 +27,12 @@ class Collection:
 
     ``link`` names a per-event jagged branch holding, for each item, the index of its parent
     item within the event (e.g. a track's jet index); items with an index outside the parent
-    collection (such as -1) are dropped. ``members`` builds a fixed-size collection from
-    flat branches instead (``[{pt: pt1, ...}, {pt: pt2, ...}]``: two objects per event).
+    collection (such as -1) are dropped. ``match_dr`` attaches items to a parent collection
+    without a link branch instead: each item goes to the parent item of its event nearest in
+    delta R (from the ``eta`` and ``phi`` attributes of both, measured or derived from the four
+    vector) when that is below ``match_dr``, and is dropped otherwise (muons or PF candidates to
+    jets within 0.4). ``members`` builds a fixed-size collection from flat branches instead
+    (``[{pt: pt1, ...}, {pt: pt2, ...}]``: two objects per event).
     """
 
     branches: Mapping[str, str] = field(default_factory=dict)
@@ -37,6 +41,7 @@ class Collection:
     kinematics: tuple[str, ...] | None = None
     parent: str = EVENT
     link: str | None = None
+    match_dr: float | None = None
 
     def added_kinematics(self) -> tuple[str, ...]:
         if self.four_vector is None:
@@ -89,8 +94,9 @@ class EventTemplate:
             if coll.parent != EVENT:
                 if coll.parent not in self.collections:
                     raise TemplateError(f"collection {name!r}: unknown parent {coll.parent!r}")
-                if coll.link is None:
-                    raise TemplateError(f"collection {name!r}: a parent other than the event needs a link branch")
+                if (coll.link is None) == (coll.match_dr is None):
+                    raise TemplateError(f"collection {name!r}: a parent other than the event needs a link branch "
+                                        "or match_dr (nearest in delta R), one of the two")
 
     def branches(self) -> list[str]:
         """Every ROOT branch the template reads, in a stable order."""
@@ -149,15 +155,18 @@ class EventTemplate:
             fields.update(derive_kinematics(coll.four_vector, fields, coll.added_kinematics()))
         if coll.parent == EVENT:
             return Table(counts=counts.astype(np.int64), fields=fields)
-        link_counts, link = _jagged(arrays[coll.link], coll.link, n)
-        if counts is not None and not np.array_equal(link_counts, counts):
-            raise TemplateError(f"collection {name!r}: link {coll.link!r} has other counts than its branches")
         parent = batch.tables[coll.parent]
-        event_of_item = np.repeat(np.arange(n), link_counts)
-        link = link.astype(np.int64)
         per_event = _items_per_event(batch, coll.parent)
-        valid = (link >= 0) & (link < per_event[event_of_item])
-        global_parent = parent.offsets[:-1][event_of_item] + link
+        if coll.match_dr is not None:
+            valid, global_parent = _nearest_parent(name, coll, fields, counts, parent)
+        else:
+            link_counts, link = _jagged(arrays[coll.link], coll.link, n)
+            if counts is not None and not np.array_equal(link_counts, counts):
+                raise TemplateError(f"collection {name!r}: link {coll.link!r} has other counts than its branches")
+            event_of_item = np.repeat(np.arange(n), link_counts)
+            link = link.astype(np.int64)
+            valid = (link >= 0) & (link < per_event[event_of_item])
+            global_parent = parent.offsets[:-1][event_of_item] + link
         keep = np.flatnonzero(valid)
         order = keep[np.argsort(global_parent[keep], kind="stable")]
         per_parent = np.bincount(global_parent[order], minlength=len(parent))
@@ -178,6 +187,33 @@ class EventTemplate:
         if coll.four_vector:
             fields.update(derive_kinematics(coll.four_vector, fields, coll.added_kinematics()))
         return Table(counts=np.full(n, len(coll.members), dtype=np.int64), fields=fields)
+
+
+def _nearest_parent(name: str, coll: Collection, fields: Mapping[str, np.ndarray], counts: np.ndarray,
+                    parent: Table) -> tuple[np.ndarray, np.ndarray]:
+    """For each item (``counts`` per event), whether a parent item of its event lies within
+    ``coll.match_dr`` in delta R, and the nearest one's position in ``parent`` (ties: the first)."""
+    for table, what in ((fields, f"collection {name!r}"), (parent.fields, f"its parent {coll.parent!r}")):
+        missing = [k for k in ("eta", "phi") if k not in table]
+        if missing:
+            raise TemplateError(f"{what}: match_dr needs eta and phi attributes (missing {missing}); "
+                                "declare them or a four_vector")
+    counts = np.asarray(counts, dtype=np.int64)
+    n_items = int(counts.sum())
+    event_of_item = np.repeat(np.arange(len(counts)), counts)
+    candidates = parent.counts[event_of_item]
+    pair_item = np.repeat(np.arange(n_items), candidates)
+    pair_parent = ragged_index(parent.offsets[:-1][event_of_item], candidates)
+    deta = np.asarray(fields["eta"], np.float64)[pair_item] - np.asarray(parent.fields["eta"], np.float64)[pair_parent]
+    dphi = wrap_phi(np.asarray(fields["phi"], np.float64)[pair_item] - np.asarray(parent.fields["phi"], np.float64)[pair_parent])
+    dr = np.hypot(deta, dphi)
+    order = np.lexsort((pair_parent, dr, pair_item))
+    first = order[np.r_[0, np.flatnonzero(np.diff(pair_item[order])) + 1]] if len(order) else order
+    valid = np.zeros(n_items, bool)
+    nearest = np.zeros(n_items, np.int64)
+    nearest[pair_item[first]] = pair_parent[first]
+    valid[pair_item[first]] = dr[first] < coll.match_dr
+    return valid, nearest
 
 
 def _items_per_event(batch: EventBatch, parent: str) -> np.ndarray:
@@ -244,6 +280,7 @@ def declared(spec: Mapping[str, Any]) -> EventTemplate:
             kinematics=tuple(c["kinematics"]) if c.get("kinematics") is not None else None,
             parent=c.get("parent", EVENT),
             link=c.get("link"),
+            match_dr=c.get("match_dr"),
         )
         for name, c in (spec.get("collections") or {}).items()
     }

@@ -272,3 +272,37 @@ def test_members_declaration_errors():
         type("Neither", (EventTemplate,), {"collections": {"x": Collection()}})()
     with pytest.raises(TemplateError, match="same attributes"):
         type("Ragged", (EventTemplate,), {"collections": {"x": Collection(members=({"pt": "a"}, {"eta": "b"}))}})()
+
+
+class MuonsInJets(EventTemplate):
+    collections = {
+        "jets": Collection(branches={"eta": "jet_eta", "phi": "jet_phi"}),
+        "muons": Collection(branches={"eta": "mu_eta", "phi": "mu_phi", "q": "mu_q"}, parent="jets", match_dr=0.4),
+    }
+
+
+def test_match_dr_attaches_items_to_the_nearest_parent_within_the_cone():
+    """Without a link branch, each muon goes to its event's nearest jet in delta R (phi wraps) when
+    closer than 0.4; muons outside every cone, and muons of events without jets, are dropped."""
+    arrays = {
+        "jet_eta": ak.Array([[0.0, 1.0], [], [2.0, -2.0, 0.0]]),
+        "jet_phi": ak.Array([[0.0, 0.0], [], [3.1, 0.0, 1.0]]),
+        # event 0: near jet 1, near jet 0, outside; event 1: no jets; event 2: across the phi wrap to jet 0, near jet 2
+        "mu_eta": ak.Array([[0.9, 0.1, 5.0], [0.0], [2.0, 0.05]]),
+        "mu_phi": ak.Array([[0.1, -0.1, 0.0], [0.0], [-3.1, 1.2]]),
+        "mu_q": ak.Array([[1, 2, 3], [4], [5, 6]]),
+    }
+    batch = MuonsInJets().build(arrays, make_index(3))
+    muons = batch.tables["muons"]
+    assert muons.parent == "jets"
+    assert muons.counts.tolist() == [1, 1, 1, 0, 1]
+    assert muons.fields["q"].tolist() == [2, 1, 5, 6]
+
+
+def test_a_parent_needs_a_link_or_match_dr_not_both():
+    with pytest.raises(TemplateError, match="link branch or match_dr"):
+        declared({"collections": {"jets": {"branches": {"eta": "a", "phi": "b"}},
+                                  "muons": {"branches": {"eta": "c"}, "parent": "jets"}}})
+    with pytest.raises(TemplateError, match="link branch or match_dr"):
+        declared({"collections": {"jets": {"branches": {"eta": "a", "phi": "b"}},
+                                  "muons": {"branches": {"eta": "c"}, "parent": "jets", "link": "l", "match_dr": 0.4}}})
