@@ -54,6 +54,7 @@ class Fields:
     parents: dict[str, str] = field(default_factory=dict)
     kinds: dict[str, dict[str, str]] = field(default_factory=dict)
     open: bool = False
+    samples: tuple[str, ...] = ()  # the config's sample names, which ``sample`` compares with
 
     def has_level(self, level: str) -> bool:
         return level == EVENT or level in self.parents
@@ -200,8 +201,17 @@ class _Walk:
         return BOOL if isinstance(node.op, ast.Not) else kind
 
     def _Compare(self, node: ast.Compare, level: str) -> str:
-        for child in (node.left, *node.comparators):
-            self.kind(child, level)
+        operands = (node.left, *node.comparators)
+        kinds = [self.kind(child, level) for child in operands]
+        for (a, kind_a), (b, kind_b) in zip(zip(operands, kinds), zip(operands[1:], kinds[1:])):
+            if {kind_a, kind_b} & {STR} and {kind_a, kind_b} & {INT, FLOAT, BOOL}:
+                raise _Problem("compares a string with a number: `sample` is the row's sample name, "
+                               "compare it with a name in quotes (sample == 'ttbar')")
+            for name, other in ((a, b), (b, a)):
+                if (isinstance(name, ast.Name) and name.id == "sample" and isinstance(other, ast.Constant)
+                        and isinstance(other.value, str) and self.fields.samples
+                        and other.value not in self.fields.samples):
+                    raise _Problem(f"{other.value!r} is not a sample{_have(self.fields.samples, other.value)}")
         return BOOL
 
     def _BoolOp(self, node: ast.BoolOp, level: str) -> str:
@@ -431,6 +441,7 @@ def check_config(config: Any, ctx: Context) -> None:
         key = f"samples.{own[0]}.event.template" if own else "event.template"
         try:
             fields[event_id] = event_fields(spec, key, where)
+            fields[event_id].samples = tuple(samples)
         except KeyedError as err:
             ctx.fail(err.key, err.message)
         except (ImportError, AttributeError, TypeError):

@@ -85,3 +85,17 @@ def test_python_templates_declare_their_fields():
     # a template that computes fields of its own in derive() may have any field: let them through
     assert expression_kind(event_fields(Open), "jets.extra", "jets") == UNKNOWN
     assert expression_kind(event_fields(Open), "count(taus)", "event") == INT
+
+
+@pytest.mark.parametrize("text,says", [
+    ("sample == 0", "compares a string with a number"),
+    ("0 < sample", "compares a string with a number"),
+    ("sample == 'ttbr'", "'ttbr' is not a sample .*did you mean 'ttbar'"),
+    ("'zprim' != sample", "'zprim' is not a sample"),
+])
+def test_sample_is_compared_with_a_sample_name(text, says):
+    fields = event_fields(HZZ)
+    fields.samples = ("ttbar", "zprime")
+    with pytest.raises(ValueError, match=says):
+        expression_kind(fields, text, "event")
+    assert expression_kind(fields, "sample == 'zprime'", "event") == BOOL
