@@ -41,8 +41,16 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from tracerflow.config.load import Config
-from tracerflow.evaluate.predict import fold_ensemble, jet_metrics, out_of_fold, write_predict_outputs
-from tracerflow.evaluate.report import REPORT_ROCS, summed_cutflow, write_report
+from tracerflow.evaluate.predict import (
+    Figure,
+    PredictSettings,
+    evaluate_rows,
+    fold_ensemble,
+    out_of_fold,
+    settings_from_config,
+    write_predict_outputs,
+)
+from tracerflow.evaluate.report import summed_cutflow, with_samples, write_report
 from tracerflow.models import ModelBuilder
 from tracerflow.seeding import derive_seed
 from tracerflow.training.data import TrainFileDataset
@@ -436,30 +444,44 @@ def held_out_file(cfg: Config, files: Sequence[CachedFile], train_path: Path) ->
     return split, out_path, used
 
 
-def quality_rows(row_type: Callable[..., R], model_metrics: Mapping[str, float], bayes: Mapping[str, float],
-                 jets: int, where: str) -> list[R]:
+def number_text(value: float | None, spec: str = ".4g") -> str:
+    """A metric for a detail text; ``n/a`` for a null metric."""
+    return "n/a" if value is None else format(value, spec)
+
+
+def quality_ratio(value: float | None, reference: float | None, offset: float = 0.0) -> float | None:
+    """``(value - offset) / (reference - offset)``, None when either is null or the reference is not above ``offset``."""
+    if value is None or reference is None or not math.isfinite(reference) or reference <= offset:
+        return None
+    return (value - offset) / (reference - offset)
+
+
+def quality_rows(row_type: Callable[..., R], model_metrics: Mapping[str, float | None],
+                 bayes: Mapping[str, float | None], jets: int, where: str) -> list[R]:
     """AUC (b vs light) and light rejection at the working point, against the Bayes-optimal discriminant."""
     auc_key, rej_key = f"auc_{SIGNAL}_vs_{LIGHT}", f"{LIGHT}_rejection_{WORKING_POINT}"
     auc, auc_bayes = model_metrics[auc_key], bayes[auc_key]
     rej, rej_bayes = model_metrics[rej_key], bayes[rej_key]
-    auc_ratio = (auc - 0.5) / (auc_bayes - 0.5)
-    rej_ratio = rej / rej_bayes if math.isfinite(rej_bayes) and rej_bayes > 0 else math.nan
-    others = ", ".join(f"{k} {v:.4g} (Bayes {bayes[k]:.4g})" for k, v in model_metrics.items()
+    auc_ratio = quality_ratio(auc, auc_bayes, 0.5)
+    rej_ratio = quality_ratio(rej, rej_bayes)
+    others = ", ".join(f"{k} {number_text(v)} (Bayes {number_text(bayes[k])})" for k, v in model_metrics.items()
                        if k not in (auc_key, rej_key) and k in bayes)
     detail = f"{where}; other metrics: {others}"
     return [
         row_type("Quality: AUC b vs light", jets, auc, "AUC",
                  "Bayes-optimal llr_bl on the same jets", auc_bayes, auc_ratio,
-                 f"(AUC-0.5) >= {AUC_GOAL:g} x Bayes'", auc_ratio >= AUC_GOAL, None, detail),
+                 f"(AUC-0.5) >= {AUC_GOAL:g} x Bayes'", None if auc_ratio is None else auc_ratio >= AUC_GOAL,
+                 None, detail),
         row_type(f"Quality: light rejection at {WORKING_POINT}% b-eff", jets, rej, "1/eff_light",
                  "Bayes-optimal llr_bl on the same jets", rej_bayes, rej_ratio,
-                 f">= {REJECTION_GOAL:g} x Bayes'", bool(rej_ratio >= REJECTION_GOAL), None, detail),
+                 f">= {REJECTION_GOAL:g} x Bayes'", None if rej_ratio is None else rej_ratio >= REJECTION_GOAL,
+                 None, detail),
     ]
 
 
 def default_model_rows(row_type: Callable[..., R], cfg: Config, files: Sequence[CachedFile], path: Path) -> list[R]:
     """TrainFold[0] of the config's default model, predict throughput and quality against Bayes."""
-    train, fc = cfg["train"], cfg["predict"]["fc"]
+    train, settings = cfg["train"], settings_from_config(cfg)
     n_folds = n_folds_of(path)
     out_dir = cfg.output_root / "train" / f"fold_{VAL_FOLD}"
     seconds, result = timed(lambda: train_fold(path, VAL_FOLD, n_folds, train, out_dir, seed=cfg.seed))
@@ -478,8 +500,9 @@ def default_model_rows(row_type: Callable[..., R], cfg: Config, files: Sequence[
 
     models = {VAL_FOLD: result.model}
     batch = train["batch_size"]
-    oof_seconds, (order, oof_pred, oof_columns) = timed(lambda: out_of_fold(models, path, batch_size=batch))
-    oof_metrics = jet_metrics(oof_pred, oof_columns, order, fc)
+    options = {"batch_size": batch, "settings": settings, "model_attrs": {VAL_FOLD: result.attrs()}}
+    oof_seconds, (order, oof_pred, oof_columns) = timed(lambda: out_of_fold(models, path, **options))
+    oof_metrics = evaluate_rows(oof_pred, oof_columns, order, settings, f"fold {VAL_FOLD} out of fold")
     rows.append(row_type("Predict out_of_fold (default model)", len(order), len(order) / oof_seconds, "jets/s",
                          None, None, None, "info", None, oof_seconds,
                          f"out_of_fold of fold {VAL_FOLD} of the train file with its TrainFold model, "
@@ -494,24 +517,25 @@ def default_model_rows(row_type: Callable[..., R], cfg: Config, files: Sequence[
         split, held_path, method = held_out
         mode = cfg["predict"]["ensemble"]
         ens_seconds, (pred, columns) = timed(lambda: fold_ensemble(models, {VAL_FOLD: float(history.best_loss)},
-                                                                   held_path, mode=mode, batch_size=batch))
+                                                                   held_path, mode=mode, **options))
         jets = len(pred)
-        metrics = jet_metrics(pred, columns, np.arange(jets), fc)
+        metrics = evaluate_rows(pred, columns, np.arange(jets), settings, f"split {split}")
         rows.append(row_type(f"Predict fold ensemble ({split})", jets, jets / ens_seconds, "jets/s", None, None, None,
                              "info", None, ens_seconds,
                              f"fold_ensemble(mode={mode}) of the {split} split with the fold-{VAL_FOLD} model only "
                              f"(k fold models cost about k times this), batch_size={batch}; {split} file written "
                              f"with write_train_sample in {write_seconds:.1f} s (not timed)"))
-        oof_model = oof_metrics["model"]
+        oof_model, oof_bayes = oof_metrics["model"], oof_metrics.get("bayes_optimal", {})
         where = (f"{split} split ({jets:,} jets, resample method {method}, train split's scale dict) "
                  f"predicted by fold_ensemble of the fold-{VAL_FOLD} model only "
-                 f"(TrainFold[{VAL_FOLD}], {epochs} epoch(s)); fc={fc}; out of fold on fold {VAL_FOLD}: AUC "
-                 f"{oof_model[f'auc_{SIGNAL}_vs_{LIGHT}']:.4f}, light rejection "
-                 f"{oof_model[f'{LIGHT}_rejection_{WORKING_POINT}']:.3g} (Bayes "
-                 f"{oof_metrics['bayes_optimal'][f'auc_{SIGNAL}_vs_{LIGHT}']:.4f}, "
-                 f"{oof_metrics['bayes_optimal'][f'{LIGHT}_rejection_{WORKING_POINT}']:.3g})")
+                 f"(TrainFold[{VAL_FOLD}], {epochs} epoch(s)); discriminant {settings.discriminant}; "
+                 f"out of fold on fold {VAL_FOLD}: AUC "
+                 f"{number_text(oof_model.get(f'auc_{SIGNAL}_vs_{LIGHT}'), '.4f')}, light rejection "
+                 f"{number_text(oof_model.get(f'{LIGHT}_rejection_{WORKING_POINT}'), '.3g')} (Bayes "
+                 f"{number_text(oof_bayes.get(f'auc_{SIGNAL}_vs_{LIGHT}'), '.4f')}, "
+                 f"{number_text(oof_bayes.get(f'{LIGHT}_rejection_{WORKING_POINT}'), '.3g')})")
         report = write_quality_report(cfg, files, (order, oof_pred, oof_columns), {split: (pred, columns)},
-                                      out_dir / "epochs.csv")
+                                      out_dir / "epochs.csv", settings)
         where += f"; report {report}"
     if "bayes_optimal" not in metrics:
         return rows
@@ -520,19 +544,17 @@ def default_model_rows(row_type: Callable[..., R], cfg: Config, files: Sequence[
 
 
 def write_quality_report(cfg: Config, files: Sequence[CachedFile], oof: tuple, ensembles: Mapping[str, tuple],
-                         epochs_csv: Path) -> Path:
+                         epochs_csv: Path, settings: PredictSettings) -> Path:
     """Predict's metrics, plots and ``report.html`` for the benchmark's fold-0 model, in ``<work>/predict``."""
     out = cfg.output_root / "predict"
     plots = out / "plots"
 
-    def report(metrics: dict[str, Any]) -> None:
+    def report(metrics: dict[str, Any], figures: list[Figure]) -> None:
         write_report(out / "report.html", title=f"benchmark, {cfg['project']['name']}: default model, fold 0",
                      cutflow=summed_cutflow([f.selections for f in files]), resample_plots=[],
-                     learning_curves=plots / "learning_curves.png",
-                     roc={heading: plots / name for heading, name in REPORT_ROCS.items()},
-                     discriminant=plots / "discriminant.png", metrics=metrics)
+                     learning_curves=plots / "learning_curves.png", figures=figures, metrics=with_samples(metrics))
 
-    write_predict_outputs(out, oof=oof, ensembles=ensembles, fc=cfg["predict"]["fc"], epochs_csv=[epochs_csv],
+    write_predict_outputs(out, oof=oof, ensembles=ensembles, settings=settings, epochs_csv=[epochs_csv],
                           config_digest="benchmark", created_by=CREATED_BY, before_target=report)
     return out / "report.html"
 

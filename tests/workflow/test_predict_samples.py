@@ -83,7 +83,7 @@ def test_the_sample_is_never_resampled_or_trained_on(root):
 def test_metrics_include_the_labelled_sample(root):
     metrics = json.loads((root / "predict" / "metrics.json").read_text())
     block = metrics["samples"][NEW]
-    assert block["jets"] == len(selected_hashes(root, NEW))
+    assert block["rows"] == len(selected_hashes(root, NEW))
     assert 0.5 < block["model"]["auc_bjets_vs_ujets"] <= 1.0 and "bayes_optimal" in block
     assert f"ensemble, sample {NEW}" in (root / "predict" / "report.html").read_text()
 

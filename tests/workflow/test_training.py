@@ -75,7 +75,7 @@ def test_test_split_gets_the_fold_ensemble_and_metrics_sit_beside_the_bayes_opti
         assert set(block["model"]) == set(block["bayes_optimal"])
         assert 0.5 < block["bayes_optimal"]["auc_bjets_vs_ujets"] <= 1.0
         assert block["model"]["auc_bjets_vs_ujets"] <= block["bayes_optimal"]["auc_bjets_vs_ujets"] + 0.02
-    for name in ("roc_light.png", "discriminant.png", "learning_curves.png"):
+    for name in ("roc_ujets.png", "roc_cjets.png", "discriminant.png", "learning_curves.png"):
         assert (root / "predict" / "plots" / name).read_bytes()[:4] == b"\x89PNG"
 
 
@@ -121,7 +121,7 @@ def test_exported_torchscript_models_give_the_out_of_fold_predictions(root):
 @pytest.mark.slow
 def test_report_is_one_self_contained_page(root):
     page = (root / "predict" / "report.html").read_text()
-    for section in ("Cutflow", "Resampling", "Learning curves", "Light-jet rejection", "Discriminant", "Metrics"):
+    for section in ("Cutflow", "Resampling", "Learning curves", "ujets rejection", "Discriminant", "Metrics"):
         assert f"<h2>{section}" in page
     assert page.count('src="data:image/png;base64,') >= 5 and "src=\"http" not in page
     assert "has_tracks" in page and "Bayes optimal" in page
