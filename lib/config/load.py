@@ -272,6 +272,7 @@ def _check_templates(config: Config, ctx: Context) -> None:
 
 def _check_training_inputs(config: Config, ctx: Context) -> None:
     """Check that resample/write/tfrecords name columns the selection and graph templates make."""
+    from tracerflow.io.umami_groups import group_names
     from tracerflow.resample.classes import resample_spec
     from tracerflow.templates.loader import load_template
 
@@ -320,6 +321,10 @@ def _check_training_inputs(config: Config, ctx: Context) -> None:
     need("write.jets.variables", jets["variables"], outputs, "a selection output")
     need("write.add_labels", write["add_labels"], outputs, "a selection output")
     need("write.targets", write["targets"], outputs, "a selection output")
+    try:
+        group_names(write["groups"])
+    except ValueError as err:
+        ctx.fail("write.groups", str(err).partition(": ")[2])
     if config["train"] is not None:
         _check_objective(config, classes, ctx)
     features = list(graph.node_features) if config["graph"] is not None else []

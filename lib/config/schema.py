@@ -228,6 +228,10 @@ BLOCKS = Block({
             "max_tracks": Scalar((int,), default=40, minimum=1),
         }),
         "add_labels": ListOf(Scalar((str,)), default=list, doc="selection outputs stored unscaled, NaN -> 0"),
+        "groups": Block({
+            "jets": Scalar((str,), default="jets", doc="the train file's group of per-row datasets"),
+            "tracks": Scalar((str,), default="tracks", doc="the train file's group of the rows' sets (graph nodes)"),
+        }, doc="group names of the umami train file (umami's by default; e.g. events and jets for event-level rows)"),
         "targets": ListOf(Scalar((str,)), default=list,
                           doc="selection outputs a regression learns (jets/targets, stored unscaled)"),
         "n_folds": Scalar((int,), default=5, minimum=2),

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from tracerflow.io.umami_groups import groups_of, path_in
 from tracerflow.seeding import rng_for
 from tracerflow.training.batching import DEFAULT_BUCKET_ROWS, batch_rows
 
@@ -178,7 +179,7 @@ class TrainFileDataset(BlockDataset):
         """(start, selected local rows) of each block holding at least one jet of the folds."""
         blocks = []
         with h5py.File(self.path, "r") as f:
-            fold = f["jets/fold"]
+            fold = f[path_in(groups_of(f.attrs), "jets/fold")]
             for start in range(0, fold.shape[0], self.block_rows):
                 values = fold[start:start + self.block_rows]
                 keep = np.ones(len(values), bool) if self.folds is None else np.isin(values, self.folds)
@@ -194,9 +195,11 @@ class TrainFileDataset(BlockDataset):
     def _read_blocks(self, blocks: list[tuple[int, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
         """The selected rows of each contiguous block, in the order of its rows."""
         with h5py.File(self.path, "r") as f:
+            groups = groups_of(f.attrs)
+            datasets = {key: f[path_in(groups, name)] for key, name in self._names().items()}
             for start, rows in blocks:
                 stop = start + int(rows.max()) + 1
-                yield {key: f[name][start:stop][rows] for key, name in self._names().items()}
+                yield {key: dataset[start:stop][rows] for key, dataset in datasets.items()}
 
 
 class Loader:

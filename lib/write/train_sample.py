@@ -90,7 +90,7 @@ def write_train_sample(resampled_path: str | os.PathLike, columns: Columns, writ
                         track_label_names=columns.track_labels, add_label_names=columns.add_labels,
                         target_names=columns.targets, id_names=tuple(ID_DTYPES),
                         precision=write["precision"], concat_jet_tracks=write["concat_jet_tracks"],
-                        max_tracks=columns.max_tracks, expected_jets=len(chunks), **common)
+                        max_tracks=columns.max_tracks, expected_jets=len(chunks), groups=write["groups"], **common)
         if fitting is not None:
             scale_dict, ready = fitting.result()
             if scale_dict_json is not None:

@@ -15,6 +15,10 @@ label datasets and ``class_names`` on the root. Jet variables concatenated to th
 (umami's ``concat_jet_tracks``) follow the track variables and are named ``jet_<var>``.
 Uncompressed files of a known length have contiguous datasets, written in place by several
 threads (:mod:`tracerflow.write.placed`); compressed ones have row-chunked datasets.
+
+The groups are named ``jets`` and ``tracks`` as in umami unless the writer is given other names
+(:mod:`tracerflow.io.umami_groups`); :class:`UmamiFile` reads every dataset by umami's name
+whatever the file calls its groups.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import h5py
 import numpy as np
 
 from tracerflow.io.h5target import H5Writer, SchemaFile
+from tracerflow.io.umami_groups import ATTRIBUTE, group_names, groups_of, name_in, path_in
 from tracerflow.write.appender import RowAppender, WriteBehind, read_text, write_text
 from tracerflow.write.chunk import TrainChunk
 from tracerflow.write.kernels import check_fits, pad_track_rows
@@ -251,6 +256,7 @@ def write_umami(
     created_by: str = "",
     attrs: Mapping[str, Any] | None = None,
     expected_jets: int | None = None,
+    groups: Mapping[str, str] | None = None,
 ) -> int:
     """Write the scaled train file from chunks in their final order; return the number of jets.
 
@@ -261,7 +267,9 @@ def write_umami(
     place by several threads (:mod:`tracerflow.write.placed`); otherwise they are chunked, and one
     thread appends each block while the next is made. ``scale_dict`` is read only when rows are
     made (it may be a mapping whose groups are still being computed, as WriteTrainSample's is).
+    ``groups`` renames umami's ``jets`` and ``tracks`` groups in the file (see the module docstring).
     """
+    groups = group_names(groups)
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     jet_vars, track_vars = tuple(jet_vars), tuple(track_vars)
@@ -290,6 +298,7 @@ def write_umami(
         "concat_jet_tracks": list(layout.concat),
         "precision": precision,
         "max_tracks": int(max_tracks),
+        ATTRIBUTE: groups,
         **dict(attrs or {}),
     }
     chunks = _checked(chunks, layout)
@@ -299,8 +308,12 @@ def write_umami(
         else:
             n_jets = _append_chunked(w, chunks, layout, expected_jets or 0)
         write_text(w, "scale_dict", scale_dict_to_json(scale_dict))
+        for umami, name in groups.items():
+            if name != umami and umami in w.file:
+                w.file.move(umami, name)
         w.set_attrs("/", n_jets=n_jets)
     return n_jets
+
 
 
 def _checked(chunks: Iterable[TrainChunk], layout: _UmamiRows) -> Iterator[TrainChunk]:
@@ -387,9 +400,12 @@ class UmamiFile(SchemaFile):
 
     def __init__(self, path: str | os.PathLike) -> None:
         super().__init__(path, rdcc_nbytes=READ_CACHE_BYTES)
+        self.groups = groups_of(self._file.attrs)
 
     def __len__(self) -> int:
-        return int(self._file["jets/labels"].shape[0])
+        return int(self.dataset("jets/labels").shape[0])
+
+
 
     def _json_attr(self, name: str) -> list[str]:
         return json.loads(self._file.attrs[name])
@@ -425,24 +441,24 @@ class UmamiFile(SchemaFile):
         return scale_dict_from_json(read_text(self._file, "scale_dict"))
 
     def dataset(self, name: str) -> h5py.Dataset:
-        """The open dataset ``name`` (shape, dtype and attributes without reading it)."""
-        return self._file[name]
+        """The open dataset umami calls ``name`` (shape, dtype and attributes without reading it)."""
+        return self._file[path_in(self.groups, name)]
 
     def dataset_names(self) -> list[str]:
-        """Paths of the per-jet datasets, in file order."""
+        """umami's names of the per-jet datasets, in file order."""
         names: list[str] = []
         self._file.visititems(
-            lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) and obj.shape else None
+            lambda name, obj: names.append(name_in(self.groups, name)) if isinstance(obj, h5py.Dataset) and obj.shape else None
         )
         return names
 
     def read(
         self, start: int = 0, stop: int | None = None, names: Sequence[str] | None = None
     ) -> dict[str, np.ndarray]:
-        """Arrays of jets ``[start, stop)`` keyed by dataset path (all per-jet datasets by default)."""
+        """Arrays of jets ``[start, stop)`` keyed by umami's dataset names (all per-jet datasets by default)."""
         start, stop, _ = slice(start, stop).indices(len(self))
         stop = max(start, stop)
-        return {name: self._file[name][start:stop] for name in (names or self.dataset_names())}
+        return {name: self.dataset(name)[start:stop] for name in (names or self.dataset_names())}
 
 
 def read_umami(path: str | os.PathLike, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:

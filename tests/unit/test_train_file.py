@@ -515,3 +515,31 @@ def test_bad_labels_and_schema(tmp_path, chunks, scale_dict, train_path):
         f.attrs["schema"] = "something.else"
     with pytest.raises(SchemaMismatch):
         UmamiFile(tmp_path / "other.h5")
+
+
+@pytest.mark.parametrize("expected", [None, 3000])
+def test_own_group_names_read_by_umamis_names(tmp_path, chunks, scale_dict, train_path, expected):
+    """A file whose groups are named otherwise (event-level rows with their jets as the set) holds
+    the same bytes under the new names, and every reader finds them by umami's names."""
+    from tracerflow.training.data import TrainFileDataset
+
+    path = tmp_path / "events.h5"
+    write(path, chunks, scale_dict, groups={"jets": "events", "tracks": "jets"}, expected_jets=expected)
+    with h5py.File(path) as renamed, h5py.File(train_path) as plain:
+        assert set(renamed) == {"events", "jets", "scale_dict"}
+        np.testing.assert_array_equal(renamed["events/inputs"][:], plain["jets/inputs"][:])
+        np.testing.assert_array_equal(renamed["jets/valid"][:], plain["tracks/valid"][:])
+    ours, umami = umami_file.read_umami(path), umami_file.read_umami(train_path)
+    assert sorted(ours) == sorted(umami)
+    for name in umami:
+        np.testing.assert_array_equal(ours[name], umami[name])
+    batches = [list(TrainFileDataset(p, [0, 1], batch_size=512, shuffle=True, seed=3)) for p in (path, train_path)]
+    for a, b in zip(*batches):
+        assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+
+
+@pytest.mark.parametrize("groups, says", [({"jets": "x", "tracks": "x"}, "share a name"),
+                                          ({"jets": "a/b"}, "plain group name"), ({"events": "e"}, "not one of")])
+def test_bad_group_names_are_refused(tmp_path, chunks, scale_dict, groups, says):
+    with pytest.raises(ValueError, match=says):
+        write(tmp_path / "x.h5", chunks, scale_dict, groups=groups)

@@ -202,8 +202,8 @@ def test_event_level_toy_by_name_from_any_directory(tmp_path):
     sums = {}
     for split in ("train", "test"):
         with h5py.File(root / "train_sample" / f"{split}.h5") as f:
-            labels, weights = f["jets/labels"][:], f["jets/weight"][:].astype(np.float64)
+            labels, weights = f["events/labels"][:], f["events/weight"][:].astype(np.float64)
             sums[split] = [weights[labels == c].sum() for c in (0, 1)]
-            assert f["tracks/inputs"].shape[1:] == (12, 6)
+            assert f["jets/inputs"].shape[1:] == (12, 6) and "tracks" not in f
     assert sums["train"][0] == pytest.approx(sums["train"][1], rel=1e-5)
     assert sums["test"][0] / sums["test"][1] == pytest.approx(830 / 5, rel=0.25)
