@@ -56,8 +56,6 @@ class ResampleSpec:
         set_(self, "variables", _variables(self.variables))
         if not isinstance(self.label, str) or not self.label:
             raise ValueError(f"resample.label: expected a column name, got {self.label!r}")
-        if self.label in self.variables:
-            raise ValueError(f"resample.label: {self.label!r} is also a resampling variable")
         set_(self, "classes", _classes(self.classes))
         if self.target not in self.classes:
             raise ValueError(

@@ -95,3 +95,20 @@ def test_spec_is_immutable_and_edges_read_only():
     with pytest.raises(ValueError):
         spec.variables["pt"][0] = 0.0
     assert isinstance(spec, ResampleSpec)
+
+
+def test_the_label_may_also_be_a_resampling_variable():
+    """Binning in the label itself is what a user asks for when classes should follow the target's
+    label distribution (a regression-like label binned, say): accepted, and the result is resampled."""
+    import numpy as np
+
+    from tracerflow.resample import resample
+
+    spec = spec_from_config({"variables": {"flavour": [[-0.5, 5.5, 6]]}, "label": "flavour",
+                             "classes": {"b": 5, "light": 0}, "target": "b", "method": "none",
+                             "splits": {"train": 1.0}}, seed=1)
+    chunk = {"flavour": np.array([5, 0, 0, 5]), "hash": np.arange(4, dtype=np.uint64),
+             "item": np.zeros(4, np.int32), "source": np.zeros(4, np.int64), "row": np.arange(4)}
+    result = resample(spec, lambda: iter([chunk]))["train"]
+    assert sorted(result.row.tolist()) == [0, 1, 2, 3]
+    assert sorted(result.label.tolist()) == [0, 0, 1, 1]
