@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from tracerflow.config.spec import Context
+from tracerflow.templates.expressions import dotted
 
 EVENT = "event"
 EDGES = "<edges>"
@@ -174,7 +175,7 @@ class _Walk:
         return self.name(node.id, level)
 
     def _Attribute(self, node: ast.Attribute, level: str) -> str:
-        return self.name(_dotted(node) or "", level)
+        return self.name(dotted(node) or "", level)
 
     def _Constant(self, node: ast.Constant, level: str) -> str:
         value = node.value
@@ -280,23 +281,12 @@ class _Walk:
         return result
 
 
-def _dotted(node: ast.AST) -> str | None:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return ".".join(reversed(parts))
-    return None
-
-
 def _names(node: ast.AST) -> Iterable[str]:
     """Field names an expression reads, as the reductions find their level (count() reads none)."""
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "count":
         return
     if isinstance(node, ast.Attribute):
-        name = _dotted(node)
+        name = dotted(node)
         if name is not None:
             yield name
             return
