@@ -463,6 +463,22 @@ def _check_predict(config: Config, ctx: Context) -> None:
         if sum(discriminant["fractions"].values()) > 1.0:
             ctx.fail("predict.discriminant.fractions", f"fractions sum to {sum(discriminant['fractions'].values())}"
                      ", more than 1")
+    reference = predict["reference"]
+    if reference is not None:
+        if train is None:
+            ctx.fail("predict.reference", "needs a train block: the reference is compared with the fold models")
+        if objective == "regression":
+            ctx.fail("predict.reference", "ranks one class against another; a regression has no classes "
+                     "(train.model.tail.objective is regression)")
+        from tracerflow.resample.classes import resample_spec
+
+        names = list(resample_spec(config)[1].names)
+        if objective == "multiclass" and len(names) != 2:
+            ctx.fail("predict.reference", f"ranks one class against another: needs a binary objective or exactly "
+                     f"two classes (resample.classes has {len(names)}: {', '.join(names)})")
+        if reference["score"] not in write["add_labels"]:
+            ctx.fail("predict.reference.score", f"{reference['score']!r} is not stored in the train file "
+                     f"(write.add_labels: {', '.join(write['add_labels']) or 'none'})")
     if binning is not None and train is not None:
         if objective != "regression":
             ctx.fail("predict.regression_bins", f"bins residuals of a regression; train.model.tail.objective "

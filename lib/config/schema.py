@@ -288,6 +288,14 @@ BLOCKS = Block({
                                      doc="signal efficiencies at which each background's rejection is reported"),
         }, default=None, nullable=True,
             doc="a tagging discriminant and its rejections (classification only); null: none"),
+        "reference": Block({
+            "score": Scalar((str,), doc="a write.add_labels column, higher for rows more like the positive class "
+                                        "(binary: train.positive; two-class multiclass: the discriminant's "
+                                        "signal, else the last class)"),
+            "name": Scalar((str,), default="reference", doc="the reference's name in the report and the ROC plot"),
+        }, default=None, nullable=True,
+            doc="a score the model is compared with (two classes): its pair AUC and, binary, its rejections at "
+                "50, 80, 90% positive-class efficiency in every metrics block; null: none"),
         "calibration_bins": Scalar((int,), default=10, minimum=1,
                                    doc="equal-width bins of predicted probability in the calibration curves"),
         "regression_bins": Block({

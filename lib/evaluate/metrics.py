@@ -11,6 +11,11 @@ Classification (``k`` classes, probabilities ``(n, k)`` in class-index order, la
   ``D = log(p_s / (sum_f f_i p_i + (1 - sum_f f_i) sum_{other} p_j))``, where ``other`` are the
   classes that are neither the signal nor in ``fractions``, and ``<bkg>_rejection_<wp>`` for each
   background class and working point (signal efficiency in percent, rounded).
+- binary (a ``positive`` class): also ``<other>_rejection_<eff>`` at the positive-class
+  efficiencies :data:`BINARY_EFFICIENCIES` (50, 80, 90%), ranked by ``log(p_pos / p_other)``; a
+  discriminant's key of the same name is kept (for two classes it ranks the same way).
+- a reference score (:func:`reference_metrics`, two classes): the pair AUC and, binary, the
+  same rejections, for the score ranking the positive class against the other.
 - the confusion matrix: predicted class = argmax of the probabilities (binary: the positive class
   when its probability is above 0.5, the other one otherwise); ``weights[true][predicted]`` are
   sums of weights and ``fractions[true]`` each row divided by its total.
@@ -56,6 +61,8 @@ import numpy as np
 
 WORKING_POINTS = (0.60, 0.70, 0.77, 0.85)
 CALIBRATION_BINS = 10
+BINARY_EFFICIENCIES = (0.5, 0.8, 0.9)
+"""Signal (positive-class) efficiencies of a binary classifier's and its reference's background rejections."""
 TOY_CLASSES = ("bjets", "cjets", "ujets")
 """The toy's classes, for which the exact LLRs ``llr_bl`` and ``llr_cl`` give the Bayes-optimal reference."""
 _PROB_FLOOR = 1e-30
@@ -281,29 +288,40 @@ def _scalar_metrics(results: _Results, prefix: str, labels: np.ndarray, w: np.nd
         out[key] = results.value(f"{prefix}.{key}", lambda: auc(rest_score(i), labels == i, w), reason)
     if disc is not None and disc_scores is not None:
         s = _class_index(names, disc["signal"])
-        wps = list(disc["working_points"])
         for bkg, score in disc_scores.items():
-            b = _class_index(names, bkg)
-            keys = [f"{bkg}_rejection_{round(100 * wp)}" for wp in wps]
-            reason = absent.get(s) or absent.get(b)
-            if reason is None:
-                try:
-                    eff = background_efficiency_at(wps, score, labels == s, labels == b, w)
-                except MetricUndefined as err:
-                    reason = f"{err} in {results.where}"
-            if reason is not None:
-                for key in keys:
-                    out[key] = results.value(f"{prefix}.{key}", lambda: 0.0, reason)
-                continue
-            for key, wp, e in zip(keys, wps, eff):
-                if e > 0:
-                    out[key] = 1.0 / float(e)
-                    continue
-                why = ("no" if e == 0 else f"negative ({e:.6g} of the total)")
-                out[key] = results.value(
-                    f"{prefix}.{key}", lambda: 0.0,
-                    f"{why} {bkg!r} weight passes the cut at {100 * wp:g}% {disc['signal']!r} efficiency "
-                    f"in {results.where}" + (" (rejection infinite)" if e == 0 else ""))
+            out.update(_rejections(results, prefix, score, labels, w, names, absent, s, _class_index(names, bkg),
+                                   disc["working_points"]))
+    return out
+
+
+def _rejections(results: _Results, prefix: str, score: np.ndarray, labels: np.ndarray, w: np.ndarray,
+                names: Sequence[str], absent: Mapping[int, str], s: int, b: int,
+                working_points: Sequence[float]) -> dict[str, float | None]:
+    """``<bkg>_rejection_<wp>`` of class ``b`` against the signal class ``s`` ranked by ``score``, at each
+    signal efficiency of ``working_points`` (null with its reason where undefined or infinite)."""
+    out: dict[str, float | None] = {}
+    wps = list(working_points)
+    bkg = names[b]
+    keys = [f"{bkg}_rejection_{round(100 * wp)}" for wp in wps]
+    reason = absent.get(s) or absent.get(b)
+    if reason is None:
+        try:
+            eff = background_efficiency_at(wps, score, labels == s, labels == b, w)
+        except MetricUndefined as err:
+            reason = f"{err} in {results.where}"
+    if reason is not None:
+        for key in keys:
+            out[key] = results.value(f"{prefix}.{key}", lambda: 0.0, reason)
+        return out
+    for key, wp, e in zip(keys, wps, eff):
+        if e > 0:
+            out[key] = 1.0 / float(e)
+            continue
+        why = ("no" if e == 0 else f"negative ({e:.6g} of the total)")
+        out[key] = results.value(
+            f"{prefix}.{key}", lambda: 0.0,
+            f"{why} {bkg!r} weight passes the cut at {100 * wp:g}% {names[s]!r} efficiency "
+            f"in {results.where}" + (" (rejection infinite)" if e == 0 else ""))
     return out
 
 
@@ -387,6 +405,11 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, class_names: S
         disc_scores = {name: d for name in names if name != discriminant_spec["signal"]}
     model = _scalar_metrics(results, "model", labels, w, names, absent, lambda i, j: logp[:, i] - logp[:, j],
                             rest_score, disc_scores, discriminant_spec)
+    if positive is not None:
+        pos = _class_index(names, positive)
+        binary = _rejections(results, "model", logp[:, pos] - logp[:, 1 - pos], labels, w, names, absent, pos,
+                             1 - pos, BINARY_EFFICIENCIES)
+        model.update({key: value for key, value in binary.items() if key not in model})
     calibrated = [_class_index(names, positive)] if positive is not None else list(range(k))
     return {
         "rows": int(len(labels)),
@@ -397,6 +420,14 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, class_names: S
         "calibration": _calibration(results, p, labels, w, names, calibration_bins, calibrated),
         "null_reasons": results.reasons,
     }
+
+
+def toy_log_likelihoods(llr_bl: np.ndarray, llr_cl: np.ndarray) -> dict[str, np.ndarray]:
+    """The toy's log-likelihoods per class relative to light jets, keyed by :data:`TOY_CLASSES`:
+    ``llr_bl``, ``llr_cl`` and zeros."""
+    llr_bl = np.asarray(llr_bl, dtype=np.float64)
+    b, c, light = TOY_CLASSES
+    return {b: llr_bl, c: np.asarray(llr_cl, dtype=np.float64), light: np.zeros(len(llr_bl))}
 
 
 def bayes_metrics(llr_bl: np.ndarray, llr_cl: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
@@ -418,8 +449,7 @@ def bayes_metrics(llr_bl: np.ndarray, llr_cl: np.ndarray, labels: np.ndarray, cl
     labels = np.asarray(labels).astype(np.int64)
     w = _weights(weights, len(labels))
     k = len(names)
-    llr = {"bjets": np.asarray(llr_bl, dtype=np.float64), "cjets": np.asarray(llr_cl, dtype=np.float64),
-           "ujets": np.zeros(len(labels), dtype=np.float64)}
+    llr = toy_log_likelihoods(llr_bl, llr_cl)
     L = np.stack([llr[name] for name in names], axis=1) if len(labels) else np.zeros((0, k))
     rows, weight = _class_totals(labels, w, k)
     absent = _absence(names, rows, weight, where)
@@ -441,6 +471,45 @@ def bayes_metrics(llr_bl: np.ndarray, llr_cl: np.ndarray, labels: np.ndarray, cl
     results = _Results(where)
     values = _scalar_metrics(results, "bayes_optimal", labels, w, names, absent, lambda i, j: L[:, i] - L[:, j],
                              rest_score, disc_scores, discriminant_spec)
+    return values, results.reasons
+
+
+def reference_metrics(score: np.ndarray | None, labels: np.ndarray, class_names: Sequence[str],
+                      weights: np.ndarray | None = None, *, positive: str, binary: bool,
+                      where: str = "the rows evaluated",
+                      reason: str | None = None) -> tuple[dict[str, float | None], dict[str, str]]:
+    """A reference score's counterparts of the ``model`` metrics of :func:`classification_metrics` for two
+    classes, and the reasons of their nulls (paths ``reference.<key>``).
+
+    ``score`` ranks a row as the ``positive`` class against the other (higher: more like
+    ``positive``). The block holds the pair AUC ``auc_<first>_vs_<second>`` (class order, the first
+    class ranked above the second: the score is negated when ``positive`` is the second) and, when
+    ``binary``, ``<other>_rejection_<eff>`` at the positive-class efficiencies
+    :data:`BINARY_EFFICIENCIES`, the keys the model block of a binary classifier has. With
+    ``reason`` (the score cannot be read) every value is null with that reason.
+    """
+    names = list(class_names)
+    if len(names) != 2:
+        raise ValueError(f"a reference ranks one class against another: needs exactly 2 classes, got {names}")
+    pos = _class_index(names, positive)
+    labels = np.asarray(labels).astype(np.int64)
+    w = _weights(weights, len(labels))
+    results = _Results(where)
+    rows, weight = _class_totals(labels, w, 2)
+    absent = _absence(names, rows, weight, where)
+    if reason is not None:
+        absent = {0: reason, 1: reason}
+        score = np.zeros(len(labels))
+    score = np.asarray(score, dtype=np.float64)
+    if score.shape != labels.shape:
+        raise ValueError(f"the reference score has shape {score.shape}, expected {labels.shape}")
+    first = score if pos == 0 else -score
+    key = f"auc_{names[0]}_vs_{names[1]}"
+    values: dict[str, float | None] = {
+        key: results.value(f"reference.{key}", lambda: auc(first, labels == 0, w), absent.get(0) or absent.get(1))}
+    if binary:
+        values.update(_rejections(results, "reference", score, labels, w, names, absent, pos, 1 - pos,
+                                  BINARY_EFFICIENCIES))
     return values, results.reasons
 
 

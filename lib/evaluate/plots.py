@@ -1,8 +1,9 @@
 """Evaluation plots drawn on the Agg canvas (no pyplot state) and saved without a Software stamp, so equal inputs give equal PNG bytes.
 
 Curve styles in :func:`plot_roc` follow the curve names: a name starting with ``fold`` is a
-single fold model (thin line), one containing ``bayes`` the Bayes-optimal reference (black,
-dashed), anything else (the ensemble) a thick solid line.
+single fold model (thin line), one named in ``references`` a configured reference score (black,
+dash-dotted), one containing ``bayes`` the toy's Bayes-optimal reference (black, dashed), anything
+else (the ensemble) a thick solid line.
 """
 from __future__ import annotations
 
@@ -34,11 +35,13 @@ def _save(fig: Figure, path: str | os.PathLike) -> None:
     fig.savefig(path, format="png", dpi=_DPI, metadata={"Software": None})
 
 
-def _roc_style(name: str) -> dict[str, object]:
+def _roc_style(name: str, references: Sequence[str] = ()) -> dict[str, object]:
     """Line style for a curve, chosen by the naming convention in the module docstring."""
     lower = name.lower()
     if lower.startswith("fold"):
         return {"linewidth": 0.8, "alpha": 0.6}
+    if name in references:
+        return {"color": "black", "linestyle": "-.", "linewidth": 1.5}
     if "bayes" in lower:
         return {"color": "black", "linestyle": "--", "linewidth": 1.5}
     return {"linewidth": 2.0}
@@ -46,15 +49,17 @@ def _roc_style(name: str) -> dict[str, object]:
 
 def plot_roc(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike, *,
              xlabel: str = "signal efficiency", ylabel: str = "background rejection",
-             title: str | None = None, rejection: bool = True) -> None:
-    """Rejection against signal efficiency on a log y axis, one line per named curve (folds, ensemble, Bayes);
-    with ``rejection=False`` the classic ROC: background efficiency (1 / rejection) on linear axes."""
+             title: str | None = None, rejection: bool = True, references: Sequence[str] = ()) -> None:
+    """Rejection against signal efficiency on a log y axis, one line per named curve (folds, ensemble, Bayes,
+    the ``references``); with ``rejection=False`` the classic ROC: background efficiency (1 / rejection)
+    on linear axes."""
     fig, ax = _figure()
     for name, (sig_eff, rej) in curves.items():
         sig_eff = np.asarray(sig_eff, dtype=np.float64)
         rej = np.asarray(rej, dtype=np.float64)
         keep = np.isfinite(rej) & (rej > 0)
-        ax.plot(sig_eff[keep], rej[keep] if rejection else 1.0 / rej[keep], label=name, **_roc_style(name))
+        ax.plot(sig_eff[keep], rej[keep] if rejection else 1.0 / rej[keep], label=name,
+                **_roc_style(name, references))
     if rejection:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)

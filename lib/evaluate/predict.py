@@ -19,13 +19,16 @@ Objectives (``train.model.tail.objective``):
 ``metrics.json``::
 
     {"objective", "row_level", "classes" | "targets", "positive" (binary), "discriminant" (or null),
+     "reference" ({score, name, positive} or null),
      "out_of_fold": {"per_fold": {fold: block}, "summary": {metric: {mean, std, per_fold[, reason]}},
                      "all": block},
      "ensembles": {split: block}, "samples": {name: block} (labelled predict samples only)}
 
 where a block is :func:`~tracerflow.evaluate.metrics.classification_metrics`' (plus
 ``bayes_optimal``, the toy's reference, when the train file has the ``llr_bl``/``llr_cl`` add
-labels and the classes are exactly bjets, cjets, ujets) or
+labels and the classes are exactly bjets, cjets, ujets; plus ``reference``, the metrics of
+``predict.reference.score`` from :func:`~tracerflow.evaluate.metrics.reference_metrics`, when a
+reference is configured) or
 :func:`~tracerflow.evaluate.metrics.regression_metrics`'; null values carry their reasons in the
 block's ``null_reasons``.
 """
@@ -54,8 +57,10 @@ from tracerflow.evaluate.metrics import (
     discriminant,
     expand_binary,
     fold_summary,
+    reference_metrics,
     regression_metrics,
     roc_curve,
+    toy_log_likelihoods,
     warn_nulls,
 )
 from tracerflow.evaluate.predictions_file import SCHEMA as PREDICTIONS_SCHEMA
@@ -74,13 +79,15 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class PredictSettings:
     """What Predict evaluates: the objective, the row level's name (``jets``, ``events``, ...) and the
-    ``predict`` block's metric settings (``discriminant``, ``calibration_bins``, ``regression_bins``)."""
+    ``predict`` block's metric settings (``discriminant``, ``calibration_bins``, ``regression_bins``,
+    ``reference``)."""
 
     objective: str = "multiclass"
     row_level: str = "jets"
     discriminant: Mapping[str, Any] | None = None
     calibration_bins: int = 10
     regression_bins: Mapping[str, Any] | None = None
+    reference: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -106,7 +113,7 @@ def settings_from_config(cfg: Any) -> PredictSettings:
     block = cfg["predict"]
     return PredictSettings(objective=objective_of(cfg["train"]), row_level=row_level(cfg),
                            discriminant=block["discriminant"], calibration_bins=block["calibration_bins"],
-                           regression_bins=block["regression_bins"])
+                           regression_bins=block["regression_bins"], reference=block["reference"])
 
 
 def _names_attr(value: Any) -> list[str]:
@@ -141,7 +148,8 @@ def read_columns(path: str | os.PathLike, settings: PredictSettings | None = Non
     """Per-row columns of a train file that predictions and metrics need (a few numbers per row).
 
     ``hash``, ``labels``, ``fold``, ``weight``, ``class_names``; ``llr`` (the toy's exact LLRs, or
-    None); for a regression ``targets`` ``(n, t)`` and ``target_names`` (None when the file has no
+    None); ``reference`` (the ``predict.reference.score`` add label; None without a reference or
+    when the file lacks it); for a regression ``targets`` ``(n, t)`` and ``target_names`` (None when the file has no
     ``jets/targets``) and, with ``regression_bins``, ``binning`` (the variable's values per row).
     """
     settings = settings or PredictSettings()
@@ -151,6 +159,9 @@ def read_columns(path: str | os.PathLike, settings: PredictSettings | None = Non
         add_labels = f.add_label_names
         toy = sorted(out["class_names"]) == sorted(TOY_CLASSES) and all(n in add_labels for n in LLR_LABELS)
         out["llr"] = {n: f.dataset(f"jets/add_labels/{n}")[:] for n in LLR_LABELS} if toy else None
+        reference = settings.reference["score"] if settings.reference is not None else None
+        out["reference"] = (f.dataset(f"jets/add_labels/{reference}")[:].astype(np.float64)
+                            if reference is not None and reference in add_labels else None)
         out["targets"] = out["target_names"] = out["binning"] = None
         targets = _optional_dataset(f, "jets/targets") if settings.objective == "regression" else None
         if targets is not None:
@@ -312,8 +323,27 @@ def evaluate_rows(pred: np.ndarray, columns: Mapping[str, Any], rows: np.ndarray
                                             weights, where=where, discriminant_spec=settings.discriminant)
             block["bayes_optimal"] = values
             block["null_reasons"].update(reasons)
+        if settings.reference is not None:
+            score = settings.reference["score"]
+            missing = None if columns["reference"] is not None else f"the file has no add label {score!r} ({where})"
+            values, reasons = reference_metrics(
+                None if missing else columns["reference"][rows], labels, columns["class_names"], weights,
+                positive=reference_positive(columns, settings), binary=settings.objective == "binary", where=where,
+                reason=missing)
+            block["reference"] = values
+            block["null_reasons"].update(reasons)
     warn_nulls(block, stacklevel=2)
     return block
+
+
+def reference_positive(columns: Mapping[str, Any], settings: PredictSettings) -> str:
+    """The class a reference score ranks high: a binary model's positive class; with two classes and a
+    multiclass objective, the discriminant's signal, else the last class."""
+    if "positive" in columns:
+        return str(columns["positive"])
+    if settings.discriminant is not None:
+        return str(settings.discriminant["signal"])
+    return str(columns["class_names"][-1])
 
 
 def _evaluable(columns: Mapping[str, Any], settings: PredictSettings) -> bool:
@@ -345,13 +375,17 @@ def collect_metrics(oof: tuple[np.ndarray, np.ndarray, dict[str, Any]],
     per_fold = {int(k): evaluate_rows(pred[folds == k], columns, rows[folds == k], settings, f"fold {int(k)}")
                 for k in np.unique(folds)}
     metrics: dict[str, Any] = {"objective": settings.objective, "row_level": settings.row_level,
-                               "discriminant": dict(settings.discriminant) if settings.discriminant else None}
+                               "discriminant": dict(settings.discriminant) if settings.discriminant else None,
+                               "reference": None}
     if settings.objective == "regression":
         metrics["targets"] = columns["target_names"]
     else:
         metrics["classes"] = columns["class_names"]
         if "positive" in columns:
             metrics["positive"] = columns["positive"]
+        if settings.reference is not None:
+            metrics["reference"] = {"score": settings.reference["score"], "name": settings.reference["name"],
+                                    "positive": reference_positive(columns, settings)}
     metrics["out_of_fold"] = {
         "per_fold": per_fold,
         "summary": fold_summary({k: m["model"] for k, m in per_fold.items()},
@@ -395,6 +429,22 @@ def _rest_curve(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray,
         return sig, 1.0 / bkg
 
 
+def _reference_score(columns: Mapping[str, Any], rows: np.ndarray, settings: PredictSettings,
+                     toward: int) -> np.ndarray | None:
+    """The reference score of ``rows``, higher for class ``toward`` (two classes); None without one."""
+    if settings.reference is None or columns.get("reference") is None or len(columns["class_names"]) != 2:
+        return None
+    if not len(rows):
+        return None
+    score = columns["reference"][rows]
+    positive = list(columns["class_names"]).index(reference_positive(columns, settings))
+    return score if toward == positive else -score
+
+
+def _reference_label(settings: PredictSettings) -> str:
+    return f"{settings.reference['name']} (out of fold)" if settings.reference is not None else ""
+
+
 def _scored_sets(oof: tuple[np.ndarray, np.ndarray, dict[str, Any]],
                  scored: Mapping[str, tuple[np.ndarray, dict[str, Any]]]) -> dict[str, tuple[np.ndarray, dict, np.ndarray]]:
     """Curve name -> (predictions, columns, rows) for each fold, each ensemble and each labelled sample."""
@@ -431,13 +481,18 @@ def classification_plots(plots: Path, oof: tuple[np.ndarray, np.ndarray, dict[st
                 if curve is not None:
                     curves[name] = curve
             if columns["llr"] is not None and len(rows):
-                L = {"bjets": columns["llr"]["llr_bl"][rows], "cjets": columns["llr"]["llr_cl"][rows],
-                     "ujets": np.zeros(len(rows))}
+                L = toy_log_likelihoods(columns["llr"]["llr_bl"][rows], columns["llr"]["llr_cl"][rows])
                 curve = _rejection_curve(L[disc["signal"]] - L[bkg], labels, weights, s, b)
                 if curve is not None:
                     curves["bayes optimal (train)"] = curve
+            reference = _reference_score(columns, rows, settings, s)
+            if reference is not None:
+                curve = _rejection_curve(reference, labels, weights, s, b)
+                if curve is not None:
+                    curves[_reference_label(settings)] = curve
             path = plots / f"roc_{_safe(bkg)}.png"
-            plot_roc(curves, path, xlabel=f"{disc['signal']} efficiency", ylabel=f"{bkg} rejection")
+            plot_roc(curves, path, xlabel=f"{disc['signal']} efficiency", ylabel=f"{bkg} rejection",
+                     references=[_reference_label(settings)])
             figures.append((f"{bkg} rejection vs {disc['signal']} efficiency", path))
         if len(rows):
             path = plots / "discriminant.png"
@@ -455,10 +510,15 @@ def classification_plots(plots: Path, oof: tuple[np.ndarray, np.ndarray, dict[st
                 curve = _rest_curve(score, c["labels"][r], c["weight"][r], i)
                 if curve is not None:
                     curves[name] = curve
+            reference = _reference_score(columns, rows, settings, i)
+            if reference is not None:
+                curve = _rest_curve(reference, labels, weights, i)
+                if curve is not None:
+                    curves[_reference_label(settings)] = curve
             path = plots / f"roc_{_safe(names[i])}_vs_{_safe(rest)}.png"
             plot_roc(curves, path, xlabel=f"{names[i]} efficiency",
                      ylabel=f"{rest} efficiency" if len(names) == 2 else "efficiency of the other classes",
-                     rejection=False)
+                     rejection=False, references=[_reference_label(settings)])
             figures.append((f"ROC: {names[i]} against " + (rest if len(names) == 2 else "the other classes"), path))
     if len(rows):
         classes = [names.index(columns["positive"])] if "positive" in columns else range(len(names))

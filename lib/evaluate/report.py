@@ -5,7 +5,8 @@ target names, the row level (``jets``, ``events``, ...) and the discriminant, if
 each left out when it has nothing to show: what was evaluated, the cutflow summed over every
 selections file, resampling before/after plots, learning curves per fold, the figures Predict drew
 (ROC curves, score distributions, calibration, or predicted-vs-true and binned resolution), the
-metrics table (out-of-fold mean +- spread over folds, ensembles and predict samples, and the
+metrics table (out-of-fold mean +- spread over folds, ensembles and predict samples, the
+configured reference score on the out-of-fold rows, headed by its name, and the toy's
 Bayes-optimal reference where it exists) and the out-of-fold confusion matrix. A null metric is
 shown as ``n/a (reason)``.
 """
@@ -99,7 +100,20 @@ def _describe(metrics: Mapping[str, Any]) -> str:
     text += f" Out of fold: {_plural(rows, level)}" + (f" (folds {folds})." if folds else ".")
     for name, block in metrics.get("ensembles", {}).items():
         text += f" Ensemble, {html.escape(name)}: {_plural(block['rows'], level)}."
-    return f"<p>{text}</p>" + _describe_discriminant(metrics)
+    return f"<p>{text}</p>" + _describe_discriminant(metrics) + _describe_reference(metrics)
+
+
+def _describe_reference(metrics: Mapping[str, Any]) -> str:
+    reference = metrics.get("reference")
+    if not reference:
+        return ""
+    classes = list(metrics.get("classes", []))
+    positive = reference.get("positive")
+    other = next((c for c in classes if c != positive), None)
+    against = f" against {html.escape(other)}" if other else ""
+    return (f"<p>Reference: {html.escape(reference['name'])}, the stored score {html.escape(reference['score'])} "
+            f"ranking {html.escape(str(positive))}{against}; the table shows it on the out-of-fold rows, "
+            f"metrics.json on every fold, split and sample.</p>")
 
 
 def _describe_discriminant(metrics: Mapping[str, Any]) -> str:
@@ -125,17 +139,22 @@ def _metrics_table(metrics: Mapping[str, Any]) -> str:
     summary = oof.get("summary", {})
     ensembles = metrics.get("ensembles", {})
     bayes = "bayes_optimal" in oof["all"]
+    reference = "reference" in oof["all"] and metrics.get("reference")
     names = list(summary) or list(oof["all"].get("model", {}))
     if not names:
         return ""
     header = ["metric", "out of fold (mean &plusmn; std over folds)" if summary else "out of fold",
               *[f"ensemble, {html.escape(s)}" for s in ensembles]]
+    if reference:
+        header.append(f"{html.escape(metrics['reference']['name'])} (out of fold)")
     if bayes:
         header.append("Bayes optimal (train)")
     rows = []
     for name in sorted(names):
         cells = [html.escape(name), _summary_cell(summary[name]) if name in summary else _cell(oof["all"], "model", name)]
         cells += [_cell(block, "model", name) for block in ensembles.values()]
+        if reference:
+            cells.append(_cell(oof["all"], "reference", name))
         if bayes:
             cells.append(_cell(oof["all"], "bayes_optimal", name))
         rows.append(cells)

@@ -15,7 +15,13 @@ import torch
 
 from tracerflow.config import ConfigError, load_config
 from tracerflow.evaluate import read_predictions
-from tracerflow.evaluate.metrics import NullMetricWarning, classification_metrics, regression_metrics, warn_nulls
+from tracerflow.evaluate.metrics import (
+    NullMetricWarning,
+    classification_metrics,
+    regression_metrics,
+    rejection_at,
+    warn_nulls,
+)
 from tracerflow.evaluate.predict import (
     PredictSettings,
     ReportInputs,
@@ -189,8 +195,16 @@ def test_binary_predictions_use_the_positive_class_of_the_model_files(tmp_path):
     np.testing.assert_allclose(oof["pred"].sum(axis=1), 1.0, rtol=1e-6)
     block = metrics["out_of_fold"]["all"]
     assert metrics["positive"] == "signal"
-    assert set(block["model"]) == {"auc_signal_vs_background"}  # with two classes one-vs-rest is the pair
+    # with two classes one-vs-rest is the pair; binary adds the background rejections at 50, 80, 90%
+    assert set(block["model"]) == {"auc_signal_vs_background", "background_rejection_50",
+                                   "background_rejection_80", "background_rejection_90"}
     assert block["model"]["auc_signal_vs_background"] > 0.8
+    p_signal = oof["pred"][:, 0].astype(np.float64)
+    expected_rejection = rejection_at([0.5, 0.8, 0.9], np.log(p_signal) - np.log(1 - p_signal), oof["label"] == 0,
+                                      oof["label"] == 1)
+    for eff, value in zip((50, 80, 90), expected_rejection):
+        assert block["model"][f"background_rejection_{eff}"] == pytest.approx(value, rel=1e-9)
+    assert block["model"]["background_rejection_50"] > block["model"]["background_rejection_90"] > 1
     assert (out / "plots" / "roc_signal_vs_background.png").exists()
     # threshold 0.5 on p(signal)
     is_signal = oof["pred"][:, 0] > 0.5
