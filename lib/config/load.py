@@ -137,8 +137,11 @@ class Config:
 
 
 def _strip_performance(value: Any) -> Any:
+    """``value`` without performance-only keys, at any depth of dicts and lists."""
     if isinstance(value, dict):
         return {k: _strip_performance(v) for k, v in value.items() if k not in PERFORMANCE_KEYS}
+    if isinstance(value, (list, tuple)):
+        return [_strip_performance(v) for v in value]
     return value
 
 
