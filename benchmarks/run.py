@@ -1,11 +1,12 @@
 """Stage-by-stage benchmarks of tracerflow against its anchors.
 
-Run as ``python benchmarks/run.py [--jets N] [--quick] [--skip-training]``. The embedded default
+Run as ``python benchmarks/run.py [--jets N] [--quick] [--skip-training] [--skip-events]``. The embedded default
 analysis (configs/default.yaml) is loaded with ``--set``-style overrides that only scale the toy
 samples' ``n_jets`` (keeping their ttbar:zprime proportion and files of the default size) and
 move the output below ``benchmarks/work/``; every stage then runs the library function with the
 config's own template, chunk, precision and compression settings; the training and prediction
-rows (benchmarks/training.py) then train on the train file written there. Prints a table and writes
+rows (benchmarks/training.py) then train on the train file written there; the event-level rows
+(benchmarks/events.py) run the shipped event-level toy analysis on its own. Prints a table and writes
 ``benchmarks/results.json``. Benchmarks report, they do not gate: the exit code is 0 even when
 a goal is missed.
 """
@@ -39,6 +40,7 @@ from tracerflow.tasks.build_events import entry_filter
 from tracerflow.templates.loader import load_template
 from tracerflow.toy import generate_sample
 
+from events import bench_events
 from preprocessing import bench_preprocessing
 from training import bench_training
 
@@ -95,6 +97,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the results JSON")
     parser.add_argument("--skip-training", action="store_true",
                         help="leave out the training and prediction rows (benchmarks/training.py)")
+    parser.add_argument("--skip-events", action="store_true",
+                        help="leave out the event-level analysis rows (benchmarks/events.py)")
     args = parser.parse_args(argv)
     args.jets = args.jets or (QUICK_JETS if args.quick else DEFAULT_JETS)
     return args
@@ -383,9 +387,10 @@ def print_table(rows: list[Row]) -> None:
     print(f"GOALS MISSED: {', '.join(missed)}" if missed else "All goals met.")
 
 
-def write_results(path: Path, rows: list[Row], n_jets: int, overrides: list[str], seconds: float) -> None:
-    """Write the rows and run metadata as JSON."""
-    payload = {
+def write_results(path: Path, rows: list[Row], n_jets: int, overrides: list[str], seconds: float,
+                  event_level: dict[str, Any] | None = None) -> None:
+    """Write the rows and run metadata as JSON (``event_level``: what the event-level rows ran)."""
+    payload: dict[str, Any] = {
         "machine": machine(),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "jets": n_jets,
@@ -394,11 +399,15 @@ def write_results(path: Path, rows: list[Row], n_jets: int, overrides: list[str]
         "total_seconds": round(seconds, 1),
         "rows": [asdict(r) for r in rows],
     }
+    if event_level is not None:
+        payload["event_level"] = {"date": payload["date"], **event_level}
     path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
-def run(n_jets: int, repeats: int, training: bool = True) -> tuple[list[Row], list[str]]:
-    """Generate the sample, run every benchmark row on it and return the rows and overrides."""
+def run(n_jets: int, repeats: int, training: bool = True, events: bool = True,
+        quick: bool = False) -> tuple[list[Row], list[str], dict[str, Any] | None]:
+    """Generate the sample, run every benchmark row on it, then the event-level rows; return the rows,
+    the overrides and what the event-level rows ran."""
     work_dir = WORK / f"jets_{n_jets}"
     shutil.rmtree(work_dir, ignore_errors=True)
     overrides = sample_overrides(n_jets, work_dir)
@@ -420,18 +429,20 @@ def run(n_jets: int, repeats: int, training: bool = True) -> tuple[list[Row], li
     training_rows = bench_training(cfg, files, work_dir, Row) if training else []
     memory_row = bench_peak_memory(cfg, overrides, n_jets, work_dir)
     print("  peak memory done", flush=True)
+    event_rows, event_level = bench_events(Row, quick=quick) if events else ([], None)
     rows = [uproot_row, events_row, graphs_row, cache_size_row(files), memory_row, selections_row, generate,
-            *preprocessing_rows, *training_rows]
-    return rows, overrides
+            *preprocessing_rows, *training_rows, *event_rows]
+    return rows, overrides, event_level
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks, print the table, write results.json; always exit 0."""
     args = parse_args(argv)
-    seconds, (rows, overrides) = timed(lambda: run(args.jets, repeats=2, training=not args.skip_training))
+    seconds, (rows, overrides, event_level) = timed(lambda: run(args.jets, repeats=2, training=not args.skip_training,
+                                                                events=not args.skip_events, quick=args.quick))
     print()
     print_table(rows)
-    write_results(args.output, rows, args.jets, overrides, seconds)
+    write_results(args.output, rows, args.jets, overrides, seconds, event_level)
     print(f"\nwrote {args.output} ({seconds:.0f} s in all)")
     return 0
 
