@@ -29,7 +29,7 @@ class ApplySelections(FileTask):
         return [self.digest(), *([self.requires()["graphs"].digest()] if "graphs" in self.requires() else [])]
 
     def output(self) -> H5Target:
-        return H5Target(self.target_path("selections"), self.digest(), selections_file.SCHEMA)
+        return H5Target(self.target_path("selections"), self.digest(), selections_file.SCHEMA, selections_file.SCHEMA_VERSION)
 
     def run(self) -> None:
         self.remove_stale()

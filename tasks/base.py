@@ -14,19 +14,21 @@ from tracerflow.io.stale import remove_stale_outputs
 
 
 class H5Target(luigi.LocalTarget):
-    """An HDF5 target that exists only when complete and made from the current config digest."""
+    """An HDF5 target that exists only when complete, of the layout version this code writes and
+    made from the current config digest."""
 
-    def __init__(self, path: str | Path, digest: str, schema: str) -> None:
+    def __init__(self, path: str | Path, digest: str, schema: str, version: int) -> None:
         super().__init__(str(path))
         self.digest = digest
         self.schema = schema
+        self.version = version
 
     def exists(self) -> bool:
-        return target_status(self.path, self.digest, self.schema).ok
+        return target_status(self.path, self.digest, self.schema, self.version).ok
 
     def status(self) -> str:
         """'ok', 'missing', 'incomplete', 'config changed', ... for ``tracerflow show``."""
-        return target_status(self.path, self.digest, self.schema).reason
+        return target_status(self.path, self.digest, self.schema, self.version).reason
 
 
 class TracerflowTask(luigi.Task):

@@ -36,7 +36,7 @@ class BuildEvents(FileTask):
         return self.cfg.digest(f"samples.{self.sample}.tree", upstream=upstream, extra=[self.file, event])
 
     def output(self) -> H5Target:
-        return H5Target(self.target_path("events"), self.digest(), events_file.SCHEMA)
+        return H5Target(self.target_path("events"), self.digest(), events_file.SCHEMA, events_file.SCHEMA_VERSION)
 
     def run(self) -> None:
         self.remove_stale()

@@ -18,7 +18,7 @@ class BuildGraphs(FileTask):
         return self.cfg.digest("graph", upstream=[self.requires().digest()])
 
     def output(self) -> H5Target:
-        return H5Target(self.target_path("graphs"), self.digest(), graphs_file.SCHEMA)
+        return H5Target(self.target_path("graphs"), self.digest(), graphs_file.SCHEMA, graphs_file.SCHEMA_VERSION)
 
     def run(self) -> None:
         self.remove_stale()

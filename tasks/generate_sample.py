@@ -9,6 +9,7 @@ from tracerflow.tasks.base import H5Target, TracerflowTask
 from tracerflow.toy import generate_sample
 
 SCHEMA = "tracerflow.sample"
+SCHEMA_VERSION = 1
 
 
 class GenerateSample(TracerflowTask):
@@ -20,7 +21,7 @@ class GenerateSample(TracerflowTask):
         return self.cfg.digest("project.seed", f"samples.{self.sample}.generate")
 
     def output(self) -> H5Target:
-        return H5Target(self.cfg.sample_dir(self.sample) / "manifest.h5", self.digest(), SCHEMA)
+        return H5Target(self.cfg.sample_dir(self.sample) / "manifest.h5", self.digest(), SCHEMA, SCHEMA_VERSION)
 
     def run(self) -> None:
         cfg = self.cfg
@@ -31,6 +32,6 @@ class GenerateSample(TracerflowTask):
                 gen["process"], gen["n_jets"], gen["events_per_file"], cfg.seed, self.sample, out_dir,
                 progress=progress,
             )
-        with H5Writer(self.output().path, SCHEMA, 1, self.digest(), repr(self),
+        with H5Writer(self.output().path, SCHEMA, SCHEMA_VERSION, self.digest(), repr(self),
                       attrs={"sample": self.sample, "process": gen["process"], "n_jets": gen["n_jets"]}) as writer:
             writer.write("files", np.array([p.name for p in paths], dtype="S"))

@@ -42,7 +42,7 @@ class Predict(TracerflowTask):
         return self.cfg.output_root / "predict"
 
     def output(self) -> H5Target:
-        return H5Target(self.out_dir() / "out_of_fold.h5", self.digest(), predictions_file.SCHEMA)
+        return H5Target(self.out_dir() / "out_of_fold.h5", self.digest(), predictions_file.SCHEMA, predictions_file.SCHEMA_VERSION)
 
     def run(self) -> None:
         cfg, block, inputs = self.cfg, self.cfg["predict"], self.input()

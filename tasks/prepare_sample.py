@@ -35,7 +35,7 @@ class PrepareSample(TracerflowTask):
         return self.cfg.output_root / "predict_samples"
 
     def output(self) -> H5Target:
-        return H5Target(self.out_dir() / f"{self.sample}.h5", self.digest(), umami_file.SCHEMA)
+        return H5Target(self.out_dir() / f"{self.sample}.h5", self.digest(), umami_file.SCHEMA, umami_file.SCHEMA_VERSION)
 
     def run(self) -> None:
         self.remove_stale()

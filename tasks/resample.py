@@ -53,7 +53,7 @@ class Resample(TracerflowTask):
                               cfg["project"]["luminosity"])
 
     def output(self) -> H5Target:
-        return H5Target(self.out_dir() / f"{self.split}.h5", self.digest(), resampled_file.SCHEMA)
+        return H5Target(self.out_dir() / f"{self.split}.h5", self.digest(), resampled_file.SCHEMA, resampled_file.SCHEMA_VERSION)
 
     def out_dir(self) -> Path:
         return self.cfg.output_root / "resample"

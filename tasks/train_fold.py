@@ -34,7 +34,7 @@ class TrainFold(TracerflowTask):
         return self.cfg.output_root / "train" / f"fold_{self.fold}"
 
     def output(self) -> H5Target:
-        return H5Target(self.out_dir() / "model.h5", self.digest(), model_file.SCHEMA)
+        return H5Target(self.out_dir() / "model.h5", self.digest(), model_file.SCHEMA, model_file.SCHEMA_VERSION)
 
     def run(self) -> None:
         self.remove_stale()

@@ -43,9 +43,9 @@ class WriteTrainSample(TracerflowTask):
         fmt = self.cfg["write"]["format"]
         out = {}
         if fmt in ("umami", "both"):
-            out["umami"] = H5Target(self.out_dir() / f"{self.split}.h5", self.digest(), umami_file.SCHEMA)
+            out["umami"] = H5Target(self.out_dir() / f"{self.split}.h5", self.digest(), umami_file.SCHEMA, umami_file.SCHEMA_VERSION)
         if fmt in ("folds", "both"):
-            out["folds"] = H5Target(self.out_dir() / f"{self.split}_folds.h5", self.digest(), fold_file.SCHEMA)
+            out["folds"] = H5Target(self.out_dir() / f"{self.split}_folds.h5", self.digest(), fold_file.SCHEMA, fold_file.SCHEMA_VERSION)
         return out
 
     def run(self) -> None:

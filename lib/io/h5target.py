@@ -241,8 +241,10 @@ def read_root_attrs(path: str | os.PathLike) -> dict[str, Any]:
         return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
 
 
-def target_status(path: str | os.PathLike, config_digest: str, schema: str | None = None) -> TargetStatus:
-    """Tell whether ``path`` is a finished target made from ``config_digest``."""
+def target_status(path: str | os.PathLike, config_digest: str, schema: str | None = None,
+                  version: int | None = None) -> TargetStatus:
+    """Tell whether ``path`` is a finished target made from ``config_digest`` (of ``schema`` and its
+    ``version`` when given: a file of another layout version is out of date whatever its digest)."""
     path = Path(path)
     if not path.exists():
         return TargetStatus(False, False, False, "missing")
@@ -252,6 +254,9 @@ def target_status(path: str | os.PathLike, config_digest: str, schema: str | Non
         return TargetStatus(True, False, False, f"unreadable: {err}")
     if schema is not None and attrs.get("schema") != schema:
         return TargetStatus(True, False, False, f"schema {attrs.get('schema')!r}, expected {schema!r}")
+    if version is not None and attrs.get("schema_version") != version:
+        return TargetStatus(True, False, False,
+                            f"layout version {attrs.get('schema_version')}, this tracerflow writes {version}")
     complete = bool(attrs.get("complete", False))
     matches = attrs.get("config_digest") == config_digest
     reason = "ok" if complete and matches else ("incomplete" if not complete else "config changed")

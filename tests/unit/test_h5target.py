@@ -165,6 +165,11 @@ def test_target_status(tmp_path):
     status = target_status(path, "d1", schema="other.schema")
     assert not status.ok and "expected 'other.schema'" in status.reason
 
+    version = int(h5py.File(path, "r").attrs["schema_version"])
+    assert target_status(path, "d1", schema="test.schema", version=version).ok
+    status = target_status(path, "d1", schema="test.schema", version=version + 1)
+    assert not status.ok and status.reason == f"layout version {version}, this tracerflow writes {version + 1}"
+
     path.write_bytes(b"not an hdf5 file at all")
     status = target_status(path, "d1")
     assert status.exists and not status.ok and status.reason.startswith("unreadable")

@@ -51,8 +51,10 @@ def test_hzz_vs_zmumu_by_sample_binary_to_predict_with_data_scored(tmp_path, sha
     scores P(hzz); a third sample without a class (data) is scored by the fold ensemble."""
     config = example("hzz_vs_zmumu", shared_data)
     config["train"]["epochs"] = 3
+    data_template = {**config["samples"]["zmumu"]["event"]["template"], "leaves": {"run": "Run", "truth": "MC_truth"},
+                     "optional": {"MC_truth": -1}}  # a truth branch collision data lacks
     config["samples"]["data"] = {**config["samples"]["zmumu"], "label": None,
-                                 "event": {**config["samples"]["zmumu"]["event"], "entry_list": list(range(300))}}
+                                 "event": {"template": data_template, "entry_list": list(range(300))}}
     config["predict"]["samples"] = ["data"]
     root = run(tmp_path, config)
 
@@ -75,6 +77,8 @@ def test_hzz_vs_zmumu_by_sample_binary_to_predict_with_data_scored(tmp_path, sha
     with h5py.File(root / "train_sample" / "train.h5") as f:
         labels = f["jets/labels"][:]
         assert set(np.unique(labels)) == {0, 1}
+    with h5py.File(root / "events" / "data" / "uproot-Zmumu.h5") as f:
+        assert (f["event/truth"][:] == -1).all() and len(f["event/truth"]) == 300
     with h5py.File(root / "predict" / "sample_data.h5") as f:
         assert len(f["pred"]) == _selected_zmumu(shared_data, 300)
         assert (f["label"][:] == -1).all()
@@ -207,3 +211,14 @@ def test_event_level_toy_by_name_from_any_directory(tmp_path):
             assert f["jets/inputs"].shape[1:] == (12, 6) and "tracks" not in f
     assert sums["train"][0] == pytest.approx(sums["train"][1], rel=1e-5)
     assert sums["test"][0] / sums["test"][1] == pytest.approx(830 / 5, rel=0.25)
+    # the exact event LLR is the configured reference, beside the model in every block, in the report
+    assert m["reference"] == {"score": "llr_zprime", "name": "Bayes optimal", "positive": "zprime"}
+    for block in (m["out_of_fold"]["all"], *m["out_of_fold"]["per_fold"].values(), m["ensembles"]["test"]):
+        assert set(block["reference"]) == {"auc_ttbar_vs_zprime", "ttbar_rejection_50", "ttbar_rejection_80",
+                                           "ttbar_rejection_90"}
+        assert set(block["reference"]) <= set(block["model"])
+    oof = m["out_of_fold"]["all"]
+    assert 0.95 < oof["reference"]["auc_ttbar_vs_zprime"] <= 1.0
+    # three epochs at a tenth of the shipped size; the benchmark checks the shipped run (ratio >= 0.995)
+    assert oof["reference"]["auc_ttbar_vs_zprime"] - 0.03 < oof["model"]["auc_ttbar_vs_zprime"]
+    assert "<th>Bayes optimal (out of fold)</th>" in (root / "predict" / "report.html").read_text()
