@@ -144,10 +144,26 @@ def _optional_dataset(f: UmamiFile, name: str) -> h5py.Dataset | None:
         return None
 
 
+def _origin(f: UmamiFile) -> dict[str, Any] | None:
+    """Where each row comes from (sample and file codes with their names, tree entry, row within the
+    event), from the train file's ``jets/{source, entry, item}`` and ``sources``; None without them."""
+    datasets = {name: _optional_dataset(f, f"jets/{name}") for name in ("source", "entry", "item")}
+    if any(d is None for d in datasets.values()) or "sources" not in f.attrs:
+        return None
+    sources = [tuple(s) for s in json.loads(f.attrs["sources"])]
+    samples = list(dict.fromkeys(s for s, _ in sources))
+    files = list(dict.fromkeys(name for _, name in sources))
+    source = datasets["source"][:].astype(np.int64)
+    return {"sample": np.array([samples.index(s) for s, _ in sources], np.int64)[source],
+            "file": np.array([files.index(name) for _, name in sources], np.int64)[source],
+            "entry": datasets["entry"][:], "item": datasets["item"][:], "samples": samples, "files": files}
+
+
 def read_columns(path: str | os.PathLike, settings: PredictSettings | None = None) -> dict[str, Any]:
     """Per-row columns of a train file that predictions and metrics need (a few numbers per row).
 
-    ``hash``, ``labels``, ``fold``, ``weight``, ``class_names``; ``llr`` (the toy's exact LLRs, or
+    ``hash``, ``labels``, ``fold``, ``weight``, ``class_names``; ``origin`` (where each row comes
+    from: see :func:`_origin`; None for files without it); ``llr`` (the toy's exact LLRs, or
     None); ``reference`` (the ``predict.reference.score`` add label; None without a reference or
     when the file lacks it); for a regression ``targets`` ``(n, t)`` and ``target_names`` (None when the file has no
     ``jets/targets``) and, with ``regression_bins``, ``binning`` (the variable's values per row).
@@ -156,6 +172,7 @@ def read_columns(path: str | os.PathLike, settings: PredictSettings | None = Non
     with UmamiFile(path) as f:
         out: dict[str, Any] = {name: f.dataset(f"jets/{name}")[:] for name in ("hash", "labels", "fold", "weight")}
         out["class_names"] = list(f.class_names)
+        out["origin"] = _origin(f)
         add_labels = f.add_label_names
         toy = sorted(out["class_names"]) == sorted(TOY_CLASSES) and all(n in add_labels for n in LLR_LABELS)
         out["llr"] = {n: f.dataset(f"jets/add_labels/{n}")[:] for n in LLR_LABELS} if toy else None
@@ -606,6 +623,10 @@ def _write_file(path: Path, pred: np.ndarray, columns: Mapping[str, Any], rows: 
     """One predictions file of ``rows`` of a train file."""
     common = {"hash": columns["hash"][rows], "pred": pred, "fold": fold, "weight": columns["weight"][rows],
               "objective": settings.objective, "class_names": columns["class_names"]}
+    origin = columns.get("origin")
+    if origin is not None:
+        common["origin"] = {**{k: origin[k][rows] for k in ("sample", "file", "entry", "item")},
+                            "samples": origin["samples"], "files": origin["files"]}
     if settings.objective == "regression":
         names = columns["target_names"] or [f"target_{i}" for i in range(pred.shape[1])]
         target = (columns["targets"][rows] if columns["targets"] is not None

@@ -1,6 +1,9 @@
 """The predictions HDF5 layout: per-row outputs of the fold models or of their ensemble.
 
-``/index/{hash, fold}`` per row; ``/fold`` (the fold whose model predicted the row out of fold,
+``/index/{hash, fold}`` per row and, where the train file says where its rows come from,
+``/index/{sample, file, entry, item}``: the sample and its logical file (uint16 codes whose names
+are the ``labels`` attribute, JSON, as in the events layout), the entry in that file's tree and the
+row's position within its event, so every prediction joins back to its ROOT entry; ``/fold`` (the fold whose model predicted the row out of fold,
 -1 for an ensemble on new data); ``/weight``; and, by objective (root attribute ``objective``):
 
 - ``multiclass`` and ``binary``: ``/pred`` ``(n, k)`` float32 class probabilities in class order
@@ -29,6 +32,7 @@ SCHEMA = "tracerflow.predictions"
 SCHEMA_VERSION = 1
 KINDS = ("out_of_fold", "ensemble")
 OBJECTIVES = ("multiclass", "binary", "regression")
+ORIGIN_DTYPES = {"sample": np.uint16, "file": np.uint16, "entry": np.int64, "item": np.int32}
 
 
 def write_predictions(path: str | os.PathLike, *, hash: np.ndarray, pred: np.ndarray, fold: np.ndarray,
@@ -36,11 +40,12 @@ def write_predictions(path: str | os.PathLike, *, hash: np.ndarray, pred: np.nda
                       label: np.ndarray | None = None, class_names: Sequence[str] = (),
                       target: np.ndarray | None = None, target_names: Sequence[str] | None = None,
                       objective: str = "multiclass", positive: str | None = None,
-                      attrs: Mapping[str, Any] | None = None) -> None:
+                      origin: Mapping[str, Any] | None = None, attrs: Mapping[str, Any] | None = None) -> None:
     """Write one predictions file atomically, checking that every column has one row per jet.
 
     Classifiers give ``label`` and ``class_names`` (binary also ``positive``); a regression gives
-    ``target`` and ``target_names``.
+    ``target`` and ``target_names``. ``origin`` holds per row ``sample`` and ``file`` (codes into
+    its ``samples`` and ``files`` names), ``entry`` and ``item``.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -60,6 +65,8 @@ def write_predictions(path: str | os.PathLike, *, hash: np.ndarray, pred: np.nda
                "weight": np.asarray(weight, dtype=np.float32)}
     if not regression:
         columns["label"] = np.asarray(label, dtype=np.int16)
+    if origin is not None:
+        columns.update({f"index/{k}": np.asarray(origin[k], dtype=ORIGIN_DTYPES[k]) for k in ORIGIN_DTYPES})
     for name, column in columns.items():
         if column.shape != (n,):
             raise ValueError(f"{name} has shape {column.shape}, expected ({n},)")
@@ -76,6 +83,11 @@ def write_predictions(path: str | os.PathLike, *, hash: np.ndarray, pred: np.nda
                   attrs={**root, **dict(attrs or {})}) as writer:
         writer.append("index/hash", columns["hash"])
         writer.append("index/fold", columns["fold"])
+        if origin is not None:
+            for k in ORIGIN_DTYPES:
+                writer.append(f"index/{k}", columns[f"index/{k}"])
+            writer.set_attrs("index/sample", labels=list(origin["samples"]))
+            writer.set_attrs("index/file", labels=list(origin["files"]))
         writer.append("pred", pred)
         writer.set_attrs("pred", names=names)
         if regression:
@@ -89,7 +101,8 @@ def write_predictions(path: str | os.PathLike, *, hash: np.ndarray, pred: np.nda
 
 def read_predictions(path: str | os.PathLike) -> dict[str, Any]:
     """Read a predictions file: its columns, ``objective``, ``class_names`` (or ``target_names`` and
-    ``target`` for a regression), ``kind``, ``split`` and root ``attrs``."""
+    ``target`` for a regression), ``kind``, ``split`` and root ``attrs``; where the file has them,
+    ``sample`` and ``file`` (names per row), ``entry`` and ``item``."""
     with h5py.File(path, "r") as f:
         check_schema(f, SCHEMA, SCHEMA_VERSION)
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
@@ -105,6 +118,11 @@ def read_predictions(path: str | os.PathLike) -> dict[str, Any]:
             "split": str(attrs["split"]),
             "attrs": attrs,
         }
+        if "index/entry" in f:
+            for name in ("sample", "file"):
+                names = np.asarray(json.loads(f[f"index/{name}"].attrs["labels"]), dtype=str)
+                out[name] = names[f[f"index/{name}"][:]]
+            out["entry"], out["item"] = f["index/entry"][:], f["index/item"][:]
         if objective == "regression":
             out["target"] = f["target"][:]
             out["target_names"] = json.loads(f["pred"].attrs["names"])

@@ -13,6 +13,9 @@ import pytest
 import uproot
 import yaml
 
+from tracerflow.evaluate.predictions_file import read_predictions
+from tracerflow.hashing import event_hashes
+
 from .helpers import output_root, tracerflow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,6 +80,15 @@ def test_hzz_vs_zmumu_by_sample_binary_to_predict_with_data_scored(tmp_path, sha
     with h5py.File(root / "train_sample" / "train.h5") as f:
         labels = f["jets/labels"][:]
         assert set(np.unique(labels)) == {0, 1}
+    for name in ("out_of_fold.h5", "test.h5", "sample_data.h5"):  # every prediction joins back to its ROOT entry
+        got = read_predictions(root / "predict" / name)
+        for sample in np.unique(got["sample"]):
+            mine = got["sample"] == sample
+            files = np.unique(got["file"][mine])
+            assert len(files) == 1 and files[0] in ("uproot-HZZ.root", "uproot-Zmumu.root")
+            expected = event_hashes(str(sample), str(files[0]), "events", got["entry"][mine])
+            np.testing.assert_array_equal(got["hash"][mine], expected)
+        assert (got["item"] == 0).all()
     with h5py.File(root / "events" / "data" / "uproot-Zmumu.h5") as f:
         assert (f["event/truth"][:] == -1).all() and len(f["event/truth"]) == 300
     with h5py.File(root / "predict" / "sample_data.h5") as f:
