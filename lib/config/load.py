@@ -45,19 +45,18 @@ def shipped_config_path(name: str) -> Path:
     return Path(str(resources.files("tracerflow.configs").joinpath(f"{name}.yaml")))
 
 
-def shipped_configs() -> list[str]:
-    """Names of the analyses shipped inside the package, which ``--config <name>`` runs from any directory."""
-    return sorted(p.name[:-5] for p in resources.files("tracerflow.configs").iterdir() if p.name.endswith(".yaml"))
+def _shipped(text: str) -> Path | None:
+    """The shipped analysis ``text`` names, when it is a name (no path, no suffix) and no such file exists."""
+    if not text or "/" in text or text.endswith((".yaml", ".yml")) or Path(text).is_file():
+        return None
+    path = shipped_config_path(text)
+    return path if path.is_file() else None
 
 
 def resolve_config(text: str) -> str:
-    """What ``--config`` names: an existing file (made absolute), else a shipped analysis's name
-    (kept as the name), else the text as given (loading it then fails naming the file)."""
-    if not text:
-        return ""
-    if Path(text).is_file():
-        return str(Path(text).resolve())
-    if "/" not in text and not text.endswith((".yaml", ".yml")) and shipped_config_path(text).is_file():
+    """What ``--config`` names: a shipped analysis's name (kept as the name, so it loads from any
+    directory), else a file (made absolute; loading a missing one fails naming it)."""
+    if not text or _shipped(text) is not None:
         return text
     return str(Path(text).resolve())
 
@@ -177,9 +176,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] 
 
 @functools.lru_cache(maxsize=32)
 def _load(path: str, overrides: tuple[str, ...]) -> Config:
-    source_path = Path(path) if path else default_config_path()
-    if path and not source_path.is_file() and "/" not in path and shipped_config_path(path).is_file():
-        source_path = shipped_config_path(path)
+    source_path = _shipped(path) or (Path(path) if path else default_config_path())
     source = str(source_path) if path else EMBEDDED
     if not source_path.is_file():
         raise ConfigError(source, "", "no such config file")
@@ -455,7 +452,9 @@ def _check_predict(config: Config, ctx: Context) -> None:
         if objective == "regression":
             ctx.fail("predict.discriminant", "a regression has no classes to tag (train.model.tail.objective "
                      "is regression); remove the block")
-        classes = list(resample["classes"] or [])
+        from tracerflow.resample.classes import resample_spec
+
+        classes = list(resample_spec(config)[1].names)
         if discriminant["signal"] not in classes:
             ctx.fail("predict.discriminant.signal", f"{discriminant['signal']!r} is not a class "
                      f"(resample.classes: {', '.join(classes) or 'none'})")
