@@ -47,7 +47,7 @@ class Resample(TracerflowTask):
         if not any(cfg["samples"][s]["cross_section"] is not None
                    or cfg.block_for("event", s)["generator_weight"] is not None for s in samples):
             return None
-        events = [t.requires()["events"].output().path for t in self.requires()]
+        events = [t.input()["events"].path for t in self.requires()]
         return physics_scales([t.sample for t in self.requires()], [generator_weight_sum(p) for p in events],
                               {s: cfg["samples"][s]["cross_section"] for s in samples},
                               cfg["project"]["luminosity"])
