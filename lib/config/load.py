@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -180,13 +181,11 @@ def _load(path: str, overrides: tuple[str, ...]) -> Config:
     source = str(source_path) if path else EMBEDDED
     if not source_path.is_file():
         raise ConfigError(source, "", "no such config file")
-    try:
-        raw = yaml.safe_load(source_path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(source, "", f"not valid YAML: {err}") from None
+    raw = _read_yaml(source_path.read_text(), source)
     raw = apply_overrides(raw, overrides)
     ctx = Context(source if not overrides else f"{source} (with --set {' '.join(overrides)})")
     data = BLOCKS.validate(raw, "", ctx)
+    _check_names(data, ctx)
     base_dir = source_path.parent.resolve()
     _resolve_inputs(data, base_dir, ctx)
     config = Config(data, source, base_dir, overrides)
@@ -195,6 +194,57 @@ def _load(path: str, overrides: tuple[str, ...]) -> Config:
     _check_predict(config, ctx)
     check_config(config, ctx)
     return config
+
+
+def _read_yaml(text: str, source: str) -> dict:
+    """The YAML document ``text``; a key given twice in one mapping is an error naming its path and
+    lines (plain YAML would keep the second silently)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as err:
+        raise ConfigError(source, "", f"not valid YAML: {err}") from None
+    _refuse_duplicates(node, "", source)
+    return yaml.safe_load(text) or {}
+
+
+def _refuse_duplicates(node: Any, path: str, source: str) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else str(key)
+            where = f"{path}.{name}" if path else str(name)
+            line = key.start_mark.line + 1
+            if name in seen:
+                raise ConfigError(source, where, f"given twice (lines {seen[name]} and {line}): "
+                                                 "YAML would keep only the second; remove one")
+            seen[name] = line
+            _refuse_duplicates(value, where, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_duplicates(item, f"{path}[{i}]", source)
+
+
+#: What a sample, split or class name may hold: it becomes a directory, a file or a dataset name.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+
+
+def _check_names(data: dict, ctx: Context) -> None:
+    """Sample, split and class names are plain names (letters, digits, ``_``, ``-``) that do not
+    collide on a case-insensitive file system: they become paths and dataset names."""
+    resample = data["resample"] or {}
+    classes = resample.get("classes") or []
+    groups = {"samples": list(data["samples"]), "resample.splits": list(resample.get("splits") or {}),
+              "resample.classes": list(classes)}
+    for key, names in groups.items():
+        folded: dict[str, str] = {}
+        for name in names:
+            if not NAME_PATTERN.fullmatch(name):
+                ctx.fail(f"{key}.{name}" if key != "resample.classes" or isinstance(classes, dict) else key,
+                         f"{name!r} is not a plain name: use letters, digits, '_' and '-' (it names files)")
+            if name.lower() in folded:
+                ctx.fail(f"{key}.{name}", f"{name!r} and {folded[name.lower()]!r} differ only in case, "
+                                          "and would share files on case-insensitive disks")
+            folded[name.lower()] = name
 
 
 def _resolve_inputs(data: dict, base_dir: Path, ctx: Context) -> None:
@@ -215,10 +265,13 @@ def _resolve_inputs(data: dict, base_dir: Path, ctx: Context) -> None:
             for f in files:
                 if not Path(f).is_relative_to(sample["root"]):
                     ctx.fail(f"samples.{name}.root", f"{f} is not below the sample root {sample['root']}")
-    event = data["event"]
-    for key, width in (("entry_list", 1), ("skip_entry_list", 1), ("run_event_list", 2), ("skip_run_event_list", 2)):
-        if isinstance(event[key], str):
-            event[key] = _read_list_file(base_dir / event[key], width, f"event.{key}", ctx)
+    events = {"event": data["event"], **{f"samples.{name}.event": s["event"] for name, s in data["samples"].items()
+                                          if s["event"]}}
+    for where, event in events.items():
+        for key, width in (("entry_list", 1), ("skip_entry_list", 1), ("run_event_list", 2),
+                           ("skip_run_event_list", 2)):
+            if isinstance(event.get(key), str):
+                event[key] = _read_list_file(base_dir / event[key], width, f"{where}.{key}", ctx)
 
 
 def _read_list_file(path: Path, width: int, key: str, ctx: Context) -> list:
@@ -230,7 +283,7 @@ def _read_list_file(path: Path, width: int, key: str, ctx: Context) -> list:
         if not parts:
             continue
         if len(parts) != width or not all(p.lstrip("-").isdigit() for p in parts):
-            ctx.fail(key, f"{path}:{lineno}: expected {width} integer(s) per line, got {line!r}")
+            ctx.fail(key, f"{path}:{lineno}: expected {width} integer(s) per line (is it an entry list?)")
         rows.append(int(parts[0]) if width == 1 else [int(p) for p in parts])
     return rows
 
