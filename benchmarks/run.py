@@ -209,7 +209,8 @@ def build_events_file(cfg: Config, item: InputFile) -> int:
         sample=item.sample, logical_file=item.source.logical, tree=tree,
         config_digest=cfg.digest(f"samples.{item.sample}.tree", "event", extra=item.source.logical),
         created_by=CREATED_BY, entry_filter=entry_filter(event), chunk_size=event["chunk_size"],
-        threads=event["threads"], compression=event["compression"], allow_nan=event["allow_nan"],
+        threads=event["threads"], compression=event["compression"], non_finite=event["non_finite"],
+        fill_value=event["fill_value"],
     )
     return stats.events
 
@@ -297,7 +298,7 @@ def peak_rss_child(overrides: list[str], source: str, out: str, sample: str, que
         source, out, template, sample=sample, logical_file=Path(source).name, tree="events",
         config_digest="benchmark", created_by=CREATED_BY, entry_filter=entry_filter(event),
         chunk_size=event["chunk_size"], threads=event["threads"], compression=event["compression"],
-        allow_nan=event["allow_nan"],
+        non_finite=event["non_finite"], fill_value=event["fill_value"],
     )
     peak = high_water_rss()
     queue.put((baseline, peak, stats.events, stats.chunks))

@@ -49,6 +49,6 @@ class BuildEvents(FileTask):
                 sample=self.sample, logical_file=source.logical, tree=cfg["samples"][self.sample]["tree"],
                 config_digest=self.digest(), created_by=repr(self), entry_filter=entry_filter(event),
                 chunk_size=event["chunk_size"], threads=event["threads"], compression=event["compression"],
-                allow_nan=event["allow_nan"], generator_weight=event["generator_weight"],
+                non_finite=event["non_finite"], fill_value=event["fill_value"], generator_weight=event["generator_weight"],
                 negative_weights=event["negative_weights"], progress=progress,
             )

@@ -129,7 +129,10 @@ EVENT_FIELDS = {
     "chunk_size": CHUNK,
     "threads": Scalar((int,), default=1, minimum=1, doc="uproot decompression threads"),
     "compression": COMPRESSION,
-    "allow_nan": Scalar((bool,), default=False),
+    "non_finite": Scalar((str,), default="fail", choices=("fail", "keep", "drop", "fill"),
+                         doc="NaN or infinity in a branch read: stop naming it, keep it, leave the event out, "
+                             "or fill it with fill_value"),
+    "fill_value": Scalar((float,), default=0.0, doc="what non_finite: fill puts in place of NaN and infinities"),
     "event_start": Scalar((int,), default=None, minimum=0, nullable=True),
     "event_stop": Scalar((int,), default=None, minimum=0, nullable=True),
     "n_skip": Scalar((int,), default=0, minimum=0),

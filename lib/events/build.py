@@ -58,7 +58,8 @@ def build_events(
     chunk_size: int = 100_000,
     threads: int = 1,
     compression: str | None = None,
-    allow_nan: bool = False,
+    non_finite: str = "fail",
+    fill_value: float = 0.0,
     generator_weight: str | None = None,
     negative_weights: str = "keep",
     progress: Callable[[int, int], None] | None = None,
@@ -77,7 +78,7 @@ def build_events(
             attrs={"sample": sample, "file": logical_file, "tree": tree, "entries_in_tree": root.num_entries},
         ) as writer:
             batches = _batches(root, template, branches, entries, chunk_size, source, (sample, logical_file, tree),
-                               allow_nan)
+                               (non_finite, fill_value))
             weigh = GeneratorWeight(generator_weight, negative_weights, source)
             layout: EventBatch | None = None
             for batch, done in batches:
@@ -100,7 +101,8 @@ def build_events(
 
 
 def _batches(root: RootSource, template: EventTemplate, branches: list[str], entries: np.ndarray, chunk_size: int,
-             source: Path, identity: tuple[str, str, str], allow_nan: bool) -> Iterator[tuple[EventBatch, int]]:
+             source: Path, identity: tuple[str, str, str],
+             non_finite: tuple[str, float]) -> Iterator[tuple[EventBatch, int]]:
     """Read, check, hash and template ``entries`` chunk by chunk; yield each batch and entries done.
 
     Hashes need no uniqueness check here: within one file they are distinct by construction
@@ -109,7 +111,7 @@ def _batches(root: RootSource, template: EventTemplate, branches: list[str], ent
     for lo in range(0, len(entries), chunk_size):
         chunk_entries = entries[lo:lo + chunk_size]
         arrays = root.read(branches, chunk_entries)
-        _check_nan(arrays, source, chunk_entries, allow_nan)
+        arrays, chunk_entries = _non_finite(arrays, source, chunk_entries, *non_finite)
         index = {
             "hash": event_hashes(*identity, chunk_entries),
             "sample": np.zeros(len(chunk_entries), np.uint16),
@@ -180,35 +182,55 @@ def _run_event_reader(root: RootSource, flt: EntryFilter):
     return read
 
 
-def _check_nan(arrays: dict, source: Path, entries: np.ndarray, allow_nan: bool) -> None:
-    """Raise :class:`InputError` naming the file, branch and entry of the first NaN.
+NON_FINITE = ("fail", "keep", "drop", "fill")
 
-    A sum is NaN when any term is (or when +inf meets -inf), so one cheap reduction clears a
-    branch; only a NaN sum pays for the exact search.
+
+def _non_finite(arrays: dict, source: Path, entries: np.ndarray, policy: str,
+                fill: float) -> tuple[dict, np.ndarray]:
+    """Apply ``event.non_finite`` to one chunk: ``fail`` raises :class:`InputError` naming the file,
+    branch, entry and value of the first NaN or infinity; ``keep`` lets them through; ``drop`` leaves
+    out the entries that hold one in any branch read; ``fill`` replaces them by ``fill``. Returns
+    the arrays and entries to build.
+
+    A sum is finite only when every term is (barring overflow, which the exact search then clears),
+    so one cheap reduction clears a branch; only a non-finite sum pays for the search.
     """
-    if allow_nan:
-        return
+    if policy not in NON_FINITE:
+        raise ValueError(f"non_finite must be one of {NON_FINITE}, got {policy!r}")
+    if policy == "keep":
+        return arrays, entries
     import awkward as ak
 
+    bad_entries = np.zeros(len(entries), bool)
+    out = dict(arrays)
     for branch, values in arrays.items():
         jagged = not isinstance(values, np.ndarray) and values.ndim > 1
         flat = _flat_content(values) if jagged else np.asarray(values)
         if flat.dtype.kind != "f":
             continue
         with np.errstate(invalid="ignore", over="ignore"):
-            if not np.isnan(np.add.reduce(flat, dtype=np.float64)):
+            if np.isfinite(np.add.reduce(flat, dtype=np.float64)):
                 continue
-        bad = np.isnan(flat)
-        if bad.any():
-            if not jagged:
-                entry = int(entries[np.argmax(bad)])
-            else:
-                per_entry = ak.to_numpy(ak.any(np.isnan(values), axis=-1))
-                entry = int(entries[np.argmax(per_entry)])
+        if not (~np.isfinite(flat)).any():
+            continue
+        per_entry = (ak.to_numpy(ak.any(~np.isfinite(values), axis=-1)) if jagged
+                     else ~np.isfinite(np.asarray(values)))
+        if policy == "fail":
+            first = int(np.argmax(per_entry))
+            value = (ak.to_numpy(values[first])[~np.isfinite(ak.to_numpy(values[first]))][0] if jagged
+                     else np.asarray(values)[first])
             raise InputError(
-                f"{source}: branch {branch!r} holds NaN (first at entry {entry}); "
-                "fix the input or set event.allow_nan: true"
-            )
+                f"{source}: branch {branch!r} holds {value} (first at entry {int(entries[first])}); fix the "
+                "input or set event.non_finite: drop (leave such events out), fill or keep")
+        if policy == "fill":
+            out[branch] = (ak.where(np.isfinite(values), values, fill) if jagged
+                           else np.where(np.isfinite(values), values, np.asarray(fill, dtype=flat.dtype)))
+        bad_entries |= per_entry
+    if policy == "drop" and bad_entries.any():
+        keep = ~bad_entries
+        out = {b: v[keep] for b, v in out.items()}
+        entries = entries[keep]
+    return out, entries
 
 
 def _flat_content(values) -> np.ndarray:

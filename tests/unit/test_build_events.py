@@ -246,17 +246,17 @@ def test_empty_tree(tmp_path):
     assert not (tmp_path / "o.h5").exists()
 
 
-def nan_file(tmp_path, where: str, entry: int):
+def nan_file(tmp_path, where: str, entry: int, value: float = np.nan):
     data = branches()
     if where == "MET":
         met = data["MET"].copy()
-        met[entry] = np.nan
+        met[entry] = value
         data["MET"] = met
     else:
         lists = data["trk_pt"].tolist()
         for i in range(len(lists)):
             if i >= entry and lists[i]:
-                lists[i][-1] = np.nan
+                lists[i][-1] = value
                 break
         data["trk_pt"] = ak.Array(lists)
     src = tmp_path / f"nan_{where}.root"
@@ -271,7 +271,7 @@ def test_nan_in_jagged_branch_names_branch_and_entry(tmp_path):
         build(src, tmp_path / "o.h5", chunk_size=5)
     message = str(info.value)
     assert str(src) in message and "'trk_pt'" in message and f"entry {first}" in message
-    assert "allow_nan" in message
+    assert "non_finite" in message
     assert not (tmp_path / "o.h5").exists()
 
 
@@ -290,10 +290,10 @@ def test_nan_in_flat_branch_names_the_right_entry(tmp_path):
     assert "entry 13" in str(info.value)
 
 
-def test_allow_nan_lets_it_through(tmp_path):
+def test_keep_lets_it_through(tmp_path):
     src = nan_file(tmp_path, "MET", 13)
     out = tmp_path / "o.h5"
-    build(src, out, allow_nan=True)
+    build(src, out, non_finite="keep")
     batch = read_all(out)
     assert np.isnan(batch.event["met"][13])
     assert np.isfinite(np.delete(batch.event["met"], 13)).all()
@@ -329,7 +329,8 @@ def test_root_source_reads_entry_lists(root_file):
         assert len(empty["MET"]) == 0
 
 
-def test_infinities_of_both_signs_are_not_taken_for_nan(tmp_path):
+def test_infinities_of_both_signs_are_named_and_kept_only_when_asked(tmp_path):
+    """+inf and -inf in one branch sum to NaN: the first is still the one named; ``keep`` stores both."""
     data = branches()
     met = data["MET"].copy()
     met[[3, 7]] = [np.inf, -np.inf]
@@ -337,7 +338,9 @@ def test_infinities_of_both_signs_are_not_taken_for_nan(tmp_path):
     src = tmp_path / "inf.root"
     write_root(src, data)
     out = tmp_path / "o.h5"
-    build(src, out, chunk_size=100)
+    with pytest.raises(InputError, match="holds inf .first at entry 3"):
+        build(src, out, chunk_size=100)
+    build(src, out, chunk_size=100, non_finite="keep")
     assert np.array_equal(read_all(out).event["met"][[3, 7]], [np.inf, -np.inf])
 
 
@@ -401,3 +404,40 @@ def test_a_missing_required_branch_still_fails_by_name(tmp_path, root_file):
 
     with pytest.raises(SourceError, match="truth_process"):
         build(root_file, tmp_path / "x.h5", template=Needs())
+
+
+@pytest.mark.parametrize("where", ["MET", "trk_pt"])
+def test_infinity_fails_like_nan_naming_branch_and_entry(tmp_path, where):
+    src = nan_file(tmp_path, where, 12, value=-np.inf)
+    with pytest.raises(InputError) as info:
+        build(src, tmp_path / "o.h5", chunk_size=5)
+    assert f"'{where}'" in str(info.value) and "-inf" in str(info.value)
+    assert not (tmp_path / "o.h5").exists()
+
+
+@pytest.mark.parametrize("where", ["MET", "trk_pt"])
+def test_drop_leaves_out_the_events_with_non_finite_values(tmp_path, where):
+    src = nan_file(tmp_path, where, 12, value=np.inf)
+    clean = read_all(_build_to(tmp_path, write_root_copy(tmp_path, branches()), "clean"))
+    batch = read_all(_build_to(tmp_path, src, "dropped", non_finite="drop", chunk_size=7))
+    lost = sorted(set(clean.index["entry"].tolist()) - set(batch.index["entry"].tolist()))
+    assert len(lost) == 1 and lost[0] >= 12
+    assert np.isfinite(batch.event["met"]).all() and np.isfinite(batch.tables["tracks"].fields["pt"]).all()
+
+
+def test_fill_replaces_non_finite_values(tmp_path):
+    src = nan_file(tmp_path, "MET", 13, value=np.inf)
+    batch = read_all(_build_to(tmp_path, src, "filled", non_finite="fill", fill_value=-1.0))
+    assert batch.event["met"][13] == -1.0 and len(batch.event["met"]) == N
+
+
+def write_root_copy(tmp_path, data):
+    path = tmp_path / "clean.root"
+    write_root(path, data)
+    return path
+
+
+def _build_to(tmp_path, src, name, **kw):
+    out = tmp_path / f"{name}.h5"
+    build(src, out, **kw)
+    return out
