@@ -12,6 +12,9 @@ from tracerflow.tasks.write_train_sample import WriteTrainSample
 from tracerflow.training.fold import train_fold
 
 TRAIN_SPLIT = "train"
+#: train keys a continued training may change: how long, how patient, and where or how it runs.
+RESUMABLE_CHANGES = ("epochs", "early_stopping", "continue_training", "loader_workers", "tensorboard", "device",
+                     "folds")
 
 
 class TrainFold(TracerflowTask):
@@ -30,6 +33,14 @@ class TrainFold(TracerflowTask):
         upstream = [t.digest() for t in self.requires().values()]
         return self.cfg.digest("project.seed", "train", upstream=upstream, extra=self.fold)
 
+    def inputs_digest(self) -> str:
+        """The digest a checkpoint must carry to be resumed: the data and every setting but those that
+        may change between a run and its continuation (epochs, patience, continue_training itself,
+        and where or how the training runs)."""
+        upstream = [t.digest() for t in self.requires().values()]
+        train = {k: v for k, v in self.cfg["train"].items() if k not in RESUMABLE_CHANGES}
+        return self.cfg.digest("project.seed", upstream=upstream, extra=[self.fold, train])
+
     def out_dir(self) -> Path:
         return self.cfg.output_root / "train" / f"fold_{self.fold}"
 
@@ -43,7 +54,8 @@ class TrainFold(TracerflowTask):
         inputs = self.input()
         tfrecords_dir = inputs["tfrecords"].directory if "tfrecords" in inputs else None
         result = train_fold(inputs["sample"]["umami"].path, self.fold, cfg["write"]["n_folds"], cfg["train"],
-                            self.out_dir(), seed=cfg.seed, tfrecords_dir=tfrecords_dir)
+                            self.out_dir(), seed=cfg.seed, tfrecords_dir=tfrecords_dir,
+                            inputs_digest=self.inputs_digest())
         history = result.history
         model_file.write_model(
             self.output().path, result.model, result.model_config, config_digest=self.digest(), created_by=repr(self),

@@ -94,15 +94,20 @@ class SaveBest(Callback):
 
 
 class Checkpoint(Callback):
-    """Write everything a resumed run needs to ``path`` after each epoch; list it after the other callbacks."""
+    """Write everything a resumed run needs to ``path`` after each epoch; list it after the other callbacks.
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    ``inputs_digest`` (of the data and settings the fold is trained from) is stored with it, so a
+    later run resumes only a checkpoint of the same inputs (:func:`tracerflow.training.fold.resumable`).
+    """
+
+    def __init__(self, path: str | os.PathLike, inputs_digest: str = "") -> None:
         self.path = Path(path)
+        self.inputs_digest = inputs_digest
 
     def on_epoch_end(self, fitter: "Fitter") -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        torch.save(fitter.state_dict(), tmp)
+        torch.save({**fitter.state_dict(), "inputs_digest": self.inputs_digest}, tmp)
         os.replace(tmp, self.path)
 
 

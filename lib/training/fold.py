@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -114,9 +115,31 @@ def fold_datasets(train_path: str | os.PathLike, fold: int, n_folds: int, train:
     return Loader(train_data, workers), Loader(make(source, [fold], shuffle=False, **options), workers)
 
 
+def resumable(checkpoint: Path, inputs_digest: str) -> Path | None:
+    """``checkpoint`` when ContinueTraining may resume it: it exists and was made from the same
+    inputs (``inputs_digest``: data and settings apart from those that may grow, such as epochs).
+    A checkpoint of other inputs is not resumed: training starts fresh, and a warning says why. A
+    file that is not a readable checkpoint is an error naming it."""
+    if not checkpoint.exists():
+        return None
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, pickle's UnpicklingError, EOFError, ...
+        raise ValueError(f"{checkpoint}: not a readable checkpoint ({type(err).__name__}: {err}); delete it "
+                         "or set train.continue_training: false") from None
+    made_from = state.get("inputs_digest") if isinstance(state, Mapping) else None
+    if made_from != inputs_digest:
+        warnings.warn(f"{checkpoint} was made from other inputs (data or settings changed since): training "
+                      "this fold from the start instead of continuing it", stacklevel=2)
+        return None
+    return checkpoint
+
+
 def train_fold(train_path: str | os.PathLike, fold: int, n_folds: int, train: Mapping[str, Any],
-               out_dir: str | os.PathLike, *, seed: int, tfrecords_dir: str | os.PathLike | None = None) -> FoldResult:
-    """Train on the folds other than ``fold``, validate on ``fold``; ``tfrecords_dir`` for ``train.data: tfrecords``."""
+               out_dir: str | os.PathLike, *, seed: int, tfrecords_dir: str | os.PathLike | None = None,
+               inputs_digest: str = "") -> FoldResult:
+    """Train on the folds other than ``fold``, validate on ``fold``; ``tfrecords_dir`` for ``train.data: tfrecords``;
+    ``inputs_digest`` identifies the data and settings, so that only a checkpoint of the same ones is resumed."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     builder, classes = model_builder(train, train_path)
@@ -133,8 +156,9 @@ def train_fold(train_path: str | os.PathLike, fold: int, n_folds: int, train: Ma
     if train["early_stopping"] is not None:
         callbacks.append(EarlyStopping(patience=train["early_stopping"]))
     checkpoint = out_dir / "last.pt"
-    callbacks += [SaveBest(out_dir / "best.pt"), MetricLogger(out_dir, tensorboard=train.get("tensorboard", False)), Checkpoint(checkpoint)]
-    resume = checkpoint if train["continue_training"] and checkpoint.exists() else None
+    resume = resumable(checkpoint, inputs_digest) if train["continue_training"] else None
+    callbacks += [SaveBest(out_dir / "best.pt"), MetricLogger(out_dir, tensorboard=train.get("tensorboard", False)),
+                  Checkpoint(checkpoint, inputs_digest)]
     fitter = Fitter(model, optimizer=optimizer, scheduler=scheduler, callbacks=callbacks,
                     device=resolve_device(train["device"]), seed=derive_seed(seed, "fit", fold))
     history = fitter.fit(train_data, val_data, train["epochs"], resume_from=resume)
