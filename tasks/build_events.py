@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from tracerflow.events.build import build_events
 from tracerflow.events.entries import EntryFilter
+from tracerflow.events.source import file_identity
 from tracerflow.io import events_file
 from tracerflow.tasks.base import FileTask, H5Target
 from tracerflow.tasks.generate_sample import GenerateSample
@@ -33,7 +34,8 @@ class BuildEvents(FileTask):
     def digest(self) -> str:
         upstream = [self.requires().digest()] if self.requires() else []
         event = self.cfg.block_for("event", self.sample)
-        return self.cfg.digest(f"samples.{self.sample}.tree", upstream=upstream, extra=[self.file, event])
+        identity = file_identity(self.cfg.sample_file(self.sample, self.file).path)
+        return self.cfg.digest(f"samples.{self.sample}.tree", upstream=upstream, extra=[self.file, event, identity])
 
     def output(self) -> H5Target:
         return H5Target(self.target_path("events"), self.digest(), events_file.SCHEMA, events_file.SCHEMA_VERSION)

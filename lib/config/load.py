@@ -70,6 +70,7 @@ class Config:
         self.source = source
         self.base_dir = base_dir
         self.overrides = overrides
+        self._files: dict[str, list[SampleFile]] = {}
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -116,6 +117,11 @@ class Config:
 
     def sample_files(self, sample: str) -> list[SampleFile]:
         """Input files of ``sample`` with logical names; planned files for generated samples."""
+        if sample not in self._files:
+            self._files[sample] = self._sample_files(sample)
+        return list(self._files[sample])
+
+    def _sample_files(self, sample: str) -> list[SampleFile]:
         spec = self._data["samples"][sample]
         if spec["generate"] is not None:
             from tracerflow.toy import plan_files

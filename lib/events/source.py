@@ -1,6 +1,8 @@
 """Chunked reading of one tree with uproot, with clear errors for unusable files."""
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -9,6 +11,29 @@ import numpy as np
 
 class SourceError(RuntimeError):
     """A ROOT input that is missing, unreadable, lacks the tree or a branch. Names file and key."""
+
+
+def file_identity(path: str | os.PathLike) -> dict | None:
+    """What tells one version of an input file from another: its size and the UUID ROOT writes into
+    every file it creates (so a file replaced under the same name is a new input, while a copy or a
+    touch is not); None while the file does not exist. Read once per (size, modification time)."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return _identity(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=65536)
+def _identity(path: str, size: int, mtime_ns: int) -> dict:
+    import uproot
+
+    try:
+        with uproot.open(path) as f:
+            uuid = str(f.file.uuid)
+    except Exception:  # not a ROOT file: BuildEvents says so by name; its size still identifies it
+        uuid = None
+    return {"size": size, "uuid": uuid}
 
 
 class RootSource:
