@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import luigi
@@ -13,6 +14,7 @@ from tracerflow.resample.classes import resample_spec, resampled_samples
 from tracerflow.resample.gather import source_paths, write_resampled
 from tracerflow.io.events_file import generator_weight_sum
 from tracerflow.resample.inputs import only_split, physics_scales, selection_chunks
+from tracerflow.resample.stream import check_split
 from tracerflow.tasks.apply_selections import ApplySelections
 from tracerflow.tasks.base import H5Target, TracerflowTask
 
@@ -71,6 +73,8 @@ class Resample(TracerflowTask):
         chunks = selection_chunks([t.output().path for t in self.requires()], columns, block["chunk_size"],
                                   weight=block["weight"], constants=constants, physics=self.physics_scales())
         result = resample(spec, only_split(chunks, spec, self.split))[self.split]
+        for warning in check_split(result, spec):
+            warnings.warn(warning, stacklevel=1)
         report = resample_report({self.split: result}, spec)
         out_dir = self.out_dir()
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -81,7 +85,8 @@ class Resample(TracerflowTask):
         self.set_status_message(f"Resample {self.split}: gathering {len(result):,} jets with their tracks")
         write_resampled(
             self.output().path, rows, split=self.split, classes=spec.class_names, sources=sources,
-            paths=source_paths(cfg.output_root, sources, graphs=cfg["graph"] is not None), config_digest=self.digest(), created_by=repr(self),
+            paths=source_paths(cfg.output_root, sources, graphs=cfg["graph"] is not None),
+            config_digest=self.digest(), created_by=repr(self),
             attrs={"method": spec.method if result.resampled else "none",
                    "sampling_fraction": None if math.isnan(result.sampling_fraction) else result.sampling_fraction},
         )

@@ -22,10 +22,11 @@ from tracerflow.config import ConfigError
 from tracerflow.events.build import InputError
 from tracerflow.events.source import SourceError
 from tracerflow.io.h5target import SchemaMismatch
+from tracerflow.resample.stream import EmptySplit
 from tracerflow.templates.event import TemplateError
 from tracerflow.templates.expressions import ExpressionError
 
-USER_ERRORS = (ConfigError, TemplateError, InputError, SourceError, ExpressionError, SchemaMismatch)
+USER_ERRORS = (ConfigError, TemplateError, InputError, SourceError, ExpressionError, SchemaMismatch, EmptySplit)
 READER_ERRORS = (KeyError, ValueError)
 LOGGERS = ("luigi-interface", "luigi", "tracerflow")
 HINTS = (
@@ -33,6 +34,8 @@ HINTS = (
                   "and the branches event.template reads (uproot.open(file)[tree].keys() lists them)"),
     (ConfigError, "fix the key named above; `tracerflow validate --config ...` checks a config without running it"),
     (InputError, "check the sample's files and the entry filters of the event block"),
+    (EmptySplit, "look at the cutflow of the selections (report.html or selections/*.h5) and at the classes "
+                 "the samples give"),
     (SchemaMismatch, "the file was written by another tracerflow version or stage: remove it and run again"),
     (ExpressionError, "fix the expression in the template named above (`tracerflow validate` checks its names)"),
     (TemplateError, "the template does not fit this file: check the branches, collections and expressions it "

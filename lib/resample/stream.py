@@ -299,6 +299,29 @@ def _finish_split(layout: _Layout, k: int, name: str, hist: np.ndarray, out_of_r
     )
 
 
+class EmptySplit(ValueError):
+    """A split that cannot be trained or resampled on: no rows, or no rows of the target class."""
+
+
+def check_split(result: ResampleResult, spec: ResampleSpec) -> list[str]:
+    """Stop on a split nothing can be learnt from; return warnings for classes it lacks.
+
+    Raises :class:`EmptySplit` when a resampled split has no labelled rows (the selection passed
+    none, or none carries a class) or none of the target class, which the resampling follows. A
+    class missing from a split otherwise is a warning: Predict then reports its metrics as null.
+    """
+    where = f"resample split {result.split!r}"
+    available = np.asarray(result.available)
+    if result.resampled and not available.sum():
+        extra = f" ({result.unlabelled} rows carry no class of resample.classes)" if result.unlabelled else ""
+        raise EmptySplit(f"{where}: no labelled rows{extra}; check the cutflow of the selections and "
+                         "resample.classes")
+    if result.resampled and not available[spec.target_index]:
+        raise EmptySplit(f"{where}: the target class {spec.target!r} has no rows, and the other classes "
+                         "follow its distribution; pick another resample.target or check its samples")
+    return [f"{where}: class {name!r} has no rows" for name, n in zip(spec.class_names, available) if not n]
+
+
 def balanced_weights(weight: np.ndarray, label: np.ndarray, target: int, n_classes: int) -> np.ndarray:
     """``weight`` scaled per class so that every class sums to the target class's total weight (a class
     whose total is not positive is left as it is): class balance on top of physics weights."""

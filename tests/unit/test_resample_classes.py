@@ -96,3 +96,26 @@ def test_balanced_weights_give_every_class_the_target_total():
     sums = np.bincount(label, weights=out.astype(np.float64), minlength=4)
     assert sums[:3] == pytest.approx([8.0, 8.0, 8.0])
     assert out[4] < 0 and out[2] / out[3] == pytest.approx(5 / 4)
+
+
+def _result(available, resampled=True, unlabelled=0):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(split="train", available=available, resampled=resampled, unlabelled=unlabelled)
+
+
+def test_check_split_stops_on_nothing_to_learn_and_warns_on_a_missing_class():
+    import numpy as np
+
+    from tracerflow.resample import spec_from_config
+    from tracerflow.resample.stream import EmptySplit, check_split
+
+    spec = spec_from_config({"variables": {"pt": [[0, 1, 1]]}, "label": "l", "classes": {"a": 0, "b": 1, "c": 2},
+                             "target": "b", "method": "countup"}, seed=1)
+    with pytest.raises(EmptySplit, match="'train': no labelled rows .5 rows carry no class"):
+        check_split(_result(np.array([0, 0, 0]), unlabelled=5), spec)
+    with pytest.raises(EmptySplit, match="target class 'b' has no rows"):
+        check_split(_result(np.array([4, 0, 3])), spec)
+    assert check_split(_result(np.array([4, 2, 0])), spec) == ["resample split 'train': class 'c' has no rows"]
+    assert check_split(_result(np.array([0, 0, 0]), resampled=False), spec) == [
+        f"resample split 'train': class {c!r} has no rows" for c in "abc"]
