@@ -111,6 +111,16 @@ class Checkpoint(Callback):
         os.replace(tmp, self.path)
 
 
+def _append_row(path: Path, record: dict) -> None:
+    """Append ``record`` to the CSV at ``path``, with a header when the file is new."""
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(record))
+        if new:
+            writer.writeheader()
+        writer.writerow(record)
+
+
 class GradClip(Callback):
     """Clip the gradients' total norm to ``max_norm`` after each backward pass."""
 
@@ -135,15 +145,20 @@ def _memory_mb(device: torch.device) -> float:
 
 
 class MetricLogger(Callback):
-    """Write ``iterations.csv`` per training batch and ``epochs.csv`` per epoch; with ``tensorboard`` also
-    TensorBoard event files in ``<directory>/tensorboard`` (the package must be installed)."""
+    """Write ``iterations.csv`` per training batch and ``epochs.csv`` per epoch, the same for two runs of
+    one config; wall times and memory go to ``iterations.timings.csv`` and ``epochs.timings.csv``,
+    which differ from run to run. With ``tensorboard`` also TensorBoard event files in
+    ``<directory>/tensorboard`` (the package must be installed)."""
 
-    ITERATION_COLUMNS = ("iteration", "epoch", "loss", "lr", "time", "memory")
+    ITERATION_COLUMNS = ("iteration", "epoch", "loss", "lr")
+    ITERATION_TIMINGS = ("iteration", "time", "memory")
+    EPOCH_TIMINGS = ("epoch", "time")
 
     def __init__(self, directory: str | os.PathLike, tensorboard: bool = False) -> None:
         self.directory = Path(directory)
         self.tensorboard = tensorboard
         self._iterations: TextIO | None = None
+        self._timings: TextIO | None = None
         self._writer: Any = None
         self._start = 0.0
 
@@ -152,9 +167,12 @@ class MetricLogger(Callback):
         path = self.directory / "iterations.csv"
         fresh = fitter.start_epoch == 0 or not path.exists()
         self._iterations = open(path, "w" if fresh else "a", newline="")
+        self._timings = open(self.directory / "iterations.timings.csv", "w" if fresh else "a", newline="")
         if fresh:
             csv.writer(self._iterations).writerow(self.ITERATION_COLUMNS)
+            csv.writer(self._timings).writerow(self.ITERATION_TIMINGS)
             (self.directory / "epochs.csv").unlink(missing_ok=True)
+            (self.directory / "epochs.timings.csv").unlink(missing_ok=True)
         self._start = time.perf_counter()
         if self.tensorboard:
             try:
@@ -168,32 +186,32 @@ class MetricLogger(Callback):
             return
         loss = float(fitter.loss.detach())
         lr = fitter.optimizer.param_groups[0]["lr"]
-        row = (fitter.iteration, fitter.epoch, loss, lr, time.perf_counter() - self._start, _memory_mb(fitter.device))
-        csv.writer(self._iterations).writerow(row)
+        csv.writer(self._iterations).writerow((fitter.iteration, fitter.epoch, loss, lr))
+        if self._timings is not None:
+            csv.writer(self._timings).writerow((fitter.iteration, time.perf_counter() - self._start,
+                                                _memory_mb(fitter.device)))
         if self._writer is not None:
             self._writer.add_scalar("loss/iteration", loss, fitter.iteration)
             self._writer.add_scalar("lr", lr, fitter.iteration)
 
     def on_epoch_end(self, fitter: "Fitter") -> None:
         record = fitter.history.epochs[-1]
-        path = self.directory / "epochs.csv"
-        new = not path.exists()
-        with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(record))
-            if new:
-                writer.writeheader()
-            writer.writerow(record)
-        if self._iterations is not None:
-            self._iterations.flush()
+        _append_row(self.directory / "epochs.csv", record)
+        _append_row(self.directory / "epochs.timings.csv",
+                    dict(zip(self.EPOCH_TIMINGS, (record["epoch"], fitter.epoch_seconds[-1]))))
+        for f in (self._iterations, self._timings):
+            if f is not None:
+                f.flush()
         if self._writer is not None:
             for key, value in record.items():
                 if key != "epoch":
                     self._writer.add_scalar(f"epoch/{key}", value, record["epoch"])
 
     def on_train_end(self, fitter: "Fitter") -> None:
-        if self._iterations is not None:
-            self._iterations.close()
-            self._iterations = None
+        for f in (self._iterations, self._timings):
+            if f is not None:
+                f.close()
+        self._iterations = self._timings = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None

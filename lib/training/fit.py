@@ -151,6 +151,7 @@ class Fitter:
         self.loss: Tensor | None = None
         self.train_loss = self.val_loss = math.nan
         self.metrics: dict[str, float] = {}
+        self.epoch_seconds: list[float] = []  # wall time of each epoch this process ran: volatile, never in a checkpoint
 
     def _call(self, hook: str) -> None:
         for callback in self.callbacks:
@@ -253,7 +254,8 @@ class Fitter:
         if self.val_loss < self.history.best_loss:
             self.history.best_loss, self.history.best_epoch = self.val_loss, self.epoch
         self.history.epochs.append({"epoch": self.epoch, "train_loss": self.train_loss, "val_loss": self.val_loss,
-                                    **self.metrics, "time": time.perf_counter() - start})
+                                    **self.metrics})
+        self.epoch_seconds.append(time.perf_counter() - start)
         self.epoch += 1
         self._call("on_epoch_end")
         self.history.stopped_early = self.stop

@@ -1,7 +1,8 @@
 """TrainFold as one call: train on every fold but one, validate on it, keep the best weights.
 
 Files in ``out_dir``: ``last.pt`` (checkpoint of every state, for ContinueTraining),
-``best.pt`` (best weights, torch format), ``iterations.csv`` and ``epochs.csv``; the task's
+``best.pt`` (best weights, torch format), ``iterations.csv`` and ``epochs.csv`` (with their volatile
+wall times and memory in ``*.timings.csv``); the task's
 target, the model HDF5 written by :func:`tracerflow.io.model_file.write_model`, comes last.
 Batches come from the train file or, with ``train.data: tfrecords``, from its TFRecords.
 """

@@ -113,13 +113,18 @@ def test_metric_logger_writes_iteration_and_epoch_csvs(data, tmp_path):
     _fitter([MetricLogger(tmp_path / "logs")]).fit(train, val, epochs=2)
     with open(tmp_path / "logs" / "iterations.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["iteration", "epoch", "loss", "lr", "time", "memory"]
+    assert list(rows[0]) == ["iteration", "epoch", "loss", "lr"]
     assert len(rows) == 2 * len(train)
     assert [int(r["iteration"]) for r in rows] == list(range(1, 2 * len(train) + 1))
     with open(tmp_path / "logs" / "epochs.csv") as f:
         epochs = list(csv.DictReader(f))
-    assert list(epochs[0]) == ["epoch", "train_loss", "val_loss", "val_accuracy", "time"]
+    assert list(epochs[0]) == ["epoch", "train_loss", "val_loss", "val_accuracy"]
     assert [int(r["epoch"]) for r in epochs] == [0, 1]
+    with open(tmp_path / "logs" / "epochs.timings.csv") as f:
+        timings = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in timings] == [0, 1] and all(float(r["time"]) > 0 for r in timings)
+    with open(tmp_path / "logs" / "iterations.timings.csv") as f:
+        assert list(next(csv.DictReader(f))) == ["iteration", "time", "memory"]
 
 
 def test_metric_logger_writes_tensorboard_scalars(data, tmp_path):
