@@ -507,13 +507,14 @@ def _check_predict(config: Config, ctx: Context) -> None:
     train, write, resample = config["train"], config["write"], config["resample"]
     objective = objective_of(train) if train is not None else None
     discriminant, binning = predict["discriminant"], predict["regression_bins"]
+    if resample is not None and (discriminant is not None or predict["reference"] is not None):
+        from tracerflow.resample.classes import resample_spec
+
+        classes = list(resample_spec(config)[1].names)
     if discriminant is not None and resample is not None:
         if objective == "regression":
             ctx.fail("predict.discriminant", "a regression has no classes to tag (train.model.tail.objective "
                      "is regression); remove the block")
-        from tracerflow.resample.classes import resample_spec
-
-        classes = list(resample_spec(config)[1].names)
         if discriminant["signal"] not in classes:
             ctx.fail("predict.discriminant.signal", f"{discriminant['signal']!r} is not a class "
                      f"(resample.classes: {', '.join(classes) or 'none'})")
@@ -531,12 +532,9 @@ def _check_predict(config: Config, ctx: Context) -> None:
         if objective == "regression":
             ctx.fail("predict.reference", "ranks one class against another; a regression has no classes "
                      "(train.model.tail.objective is regression)")
-        from tracerflow.resample.classes import resample_spec
-
-        names = list(resample_spec(config)[1].names)
-        if objective == "multiclass" and len(names) != 2:
+        if objective == "multiclass" and len(classes) != 2:
             ctx.fail("predict.reference", f"ranks one class against another: needs a binary objective or exactly "
-                     f"two classes (resample.classes has {len(names)}: {', '.join(names)})")
+                     f"two classes (resample.classes has {len(classes)}: {', '.join(classes)})")
         if reference["score"] not in write["add_labels"]:
             ctx.fail("predict.reference.score", f"{reference['score']!r} is not stored in the train file "
                      f"(write.add_labels: {', '.join(write['add_labels']) or 'none'})")

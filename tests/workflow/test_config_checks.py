@@ -10,19 +10,15 @@ import yaml
 from tracerflow.workflows import cli
 
 from .helpers import config_error, tracerflow
+from .test_real_files import HZZ as REAL_HZZ
 
 HZZ = {
     "project": {"name": "hzz", "output_dir": "out"},
     "samples": {"hzz": {"files": [], "tree": "events"}},
     "event": {"template": {
         "leaves": {"weight": "EventWeight", "met_px": "MET_px", "met_py": "MET_py"},
-        "collections": {
-            "jets": {"branches": {"px": "Jet_Px", "py": "Jet_Py", "pz": "Jet_Pz", "e": "Jet_E", "btag": "Jet_btag"},
-                     "four_vector": "pxpypze"},
-            "muons": {"branches": {"px": "Muon_Px", "py": "Muon_Py", "pz": "Muon_Pz", "e": "Muon_E",
-                                   "charge": "Muon_Charge"}, "four_vector": "pxpypze"},
-        },
-        "derived": {"met": "hypot(met_px, met_py)", "ht": "sum(jets.pt)"},
+        "collections": copy.deepcopy(REAL_HZZ["event"]["template"]["collections"]),
+        "derived": copy.deepcopy(REAL_HZZ["event"]["template"]["derived"]),
     }},
     "graph": {"template": {"level": "event", "nodes": "jets", "topology": {"type": "delta_r", "max_dr": 2.0},
                            "node_features": {"pt": "jets.pt", "btag": "jets.btag"},
