@@ -21,7 +21,7 @@ class ApplySelections(FileTask):
 
     def digest(self) -> str:
         selection = self.cfg.block_for("selection", self.sample)
-        return self.cfg.digest(upstream=[self.requires()["events"].digest()], extra=selection)
+        return self.cfg.digest(upstream=[self.requires()["events"].digest()], extra={"selection": selection})
 
     def gathered_digests(self) -> list[str]:
         """The digests a task that gathers this file's jets with their graph nodes depends on: the

@@ -9,7 +9,8 @@ import luigi
 from tqdm import tqdm
 
 from tracerflow.config import Config, load_config
-from tracerflow.io.h5target import target_status
+from tracerflow.io.h5target import stored_digest, target_status
+from tracerflow.io.provenance import write_record
 from tracerflow.io.stale import remove_stale_outputs
 
 
@@ -29,6 +30,10 @@ class H5Target(luigi.LocalTarget):
     def status(self) -> str:
         """'ok', 'missing', 'incomplete', 'config changed', ... for ``tracerflow show``."""
         return target_status(self.path, self.digest, self.schema, self.version).reason
+
+    def stored_digest(self) -> str | None:
+        """The config digest the file on disk was made from (None when there is none to read)."""
+        return stored_digest(self.path)
 
 
 class TracerflowTask(luigi.Task):
@@ -83,3 +88,15 @@ class FileTask(TracerflowTask):
 
     def file_params(self) -> dict:
         return {**self.config_params(), "sample": self.sample, "file": self.file}
+
+
+@TracerflowTask.event_handler(luigi.Event.START)
+def _record_provenance(task: TracerflowTask) -> None:
+    """Keep what the task's digest is made from (:mod:`tracerflow.io.provenance`), so that
+    ``tracerflow show`` can later say what changed since its targets were made."""
+    if not callable(getattr(task, "digest", None)):
+        return
+    digest = task.digest()
+    text = task.cfg.payload(digest)
+    if text is not None:
+        write_record(task.cfg.output_root, digest, text)

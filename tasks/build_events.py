@@ -35,7 +35,7 @@ class BuildEvents(FileTask):
         upstream = [self.requires().digest()] if self.requires() else []
         event = self.cfg.block_for("event", self.sample)
         identity = file_identity(self.cfg.sample_file(self.sample, self.file).path)
-        return self.cfg.digest(f"samples.{self.sample}.tree", upstream=upstream, extra=[self.file, event, identity])
+        return self.cfg.digest(f"samples.{self.sample}.tree", upstream=upstream, extra={"file": self.file, "event": event, "input": identity})
 
     def output(self) -> H5Target:
         return H5Target(self.target_path("events"), self.digest(), events_file.SCHEMA, events_file.SCHEMA_VERSION)
@@ -53,4 +53,6 @@ class BuildEvents(FileTask):
                 chunk_size=event["chunk_size"], threads=event["threads"], compression=event["compression"],
                 non_finite=event["non_finite"], fill_value=event["fill_value"], generator_weight=event["generator_weight"],
                 negative_weights=event["negative_weights"], progress=progress,
+                template_key=(f"samples.{self.sample}.event.template"
+                              if "template" in (cfg["samples"][self.sample]["event"] or {}) else "event.template"),
             )

@@ -33,6 +33,14 @@ class MetadataTarget(luigi.LocalTarget):
             return "unreadable"
         return "ok" if metadata.get("config_digest") == self.digest else "config changed"
 
+    def stored_digest(self) -> str | None:
+        """The config digest of the shards on disk (None when there is none to read)."""
+        try:
+            digest = json.loads(Path(self.path).read_text()).get("config_digest")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return digest if isinstance(digest, str) else None
+
 
 class ConvertTFRecords(TracerflowTask):
     """Shards of ``tfrecords.chunk_size`` jets plus metadata.json in ``tfrecords/<split>/``."""
@@ -45,7 +53,7 @@ class ConvertTFRecords(TracerflowTask):
     def digest(self) -> str:
         block = self.cfg["tfrecords"]
         return self.cfg.digest("tfrecords", upstream=[self.requires().digest()],
-                               extra={"chunk_size": block["chunk_size"]})
+                               extra={"tfrecords.chunk_size": block["chunk_size"]})
 
     def output(self) -> MetadataTarget:
         return MetadataTarget(self.cfg.output_root / "tfrecords" / self.split, self.digest())

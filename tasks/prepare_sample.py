@@ -29,7 +29,7 @@ class PrepareSample(TracerflowTask):
         upstream = [d for t in needs["selections"] for d in t.gathered_digests()]
         upstream.append(needs["scaling"].digest())
         return self.cfg.digest("project.seed", "resample.label", "resample.classes", "resample.weight", "write",
-                               upstream=upstream, extra=[self.sample, self.cfg["samples"][self.sample]["label"]])
+                               upstream=upstream, extra={"sample": self.sample, f"samples.{self.sample}.label": self.cfg["samples"][self.sample]["label"]})
 
     def out_dir(self) -> Path:
         return self.cfg.output_root / "predict_samples"

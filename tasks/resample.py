@@ -39,7 +39,7 @@ class Resample(TracerflowTask):
         upstream = [d for t in self.requires() for d in t.gathered_digests()]
         cfg = self.cfg
         samples = {s: {k: cfg["samples"][s][k] for k in ("label", "cross_section")} for s in resampled_samples(cfg)}
-        return cfg.digest("project.seed", "project.luminosity", "resample", upstream=upstream, extra=samples)
+        return cfg.digest("project.seed", "project.luminosity", "resample", upstream=upstream, extra={"samples": samples})
 
     def physics_scales(self) -> list[float] | None:
         """Each source's factor to physics weights (:func:`physics_scales`), or None when no sample

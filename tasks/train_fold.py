@@ -31,7 +31,7 @@ class TrainFold(TracerflowTask):
 
     def digest(self) -> str:
         upstream = [t.digest() for t in self.requires().values()]
-        return self.cfg.digest("project.seed", "train", upstream=upstream, extra=self.fold)
+        return self.cfg.digest("project.seed", "train", upstream=upstream, extra={"fold": self.fold})
 
     def inputs_digest(self) -> str:
         """The digest a checkpoint must carry to be resumed: the data and every setting but those that

@@ -1,16 +1,45 @@
 """``tracerflow show``: the DAG as an indented tree with each target's state."""
 from __future__ import annotations
 
+import json
+
 import luigi
 from luigi.task import flatten
+
+from tracerflow.io.provenance import UPSTREAM, changed_upstream, differences, read_record, summary
+
+STALE = "config changed"
 
 
 def _state(task: luigi.Task) -> str:
     outputs = flatten(task.output())
     if not outputs:
         return "done" if task.complete() else "pending"
-    reasons = {o.status() if hasattr(o, "status") else ("ok" if o.exists() else "missing") for o in outputs}
+    reasons = set()
+    for output in outputs:
+        reason = output.status() if hasattr(output, "status") else ("ok" if output.exists() else "missing")
+        reasons.add(_why_stale(task, output) if reason == STALE else reason)
     return "done" if reasons == {"ok"} else "pending (" + ", ".join(sorted(reasons - {"ok"})) + ")"
+
+
+def _why_stale(task: luigi.Task, output: luigi.Target) -> str:
+    """What changed since ``output`` was made: config keys (old -> new), input files, upstream
+    targets, from the provenance record of the digest the file carries."""
+    stored = output.stored_digest()
+    old = read_record(task.cfg.output_root, stored) if stored else None
+    if old is None:
+        return "stale: made from another config (no record of which)"
+    current = task.cfg.payload(task.digest())
+    new = json.loads(current) if current else {}
+    lines = differences(old, new)
+    upstream = [(_label(dep), dep.digest()) for dep in flatten(task.requires()) if callable(getattr(dep, "digest", None))]
+    changed = changed_upstream(old, upstream)
+    if changed:
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        lines.append(f"upstream {', '.join(changed[:3])}{more} changed")
+    if not lines and old.get(UPSTREAM) != new.get(UPSTREAM):
+        lines.append("an upstream target changed")
+    return "stale: " + (summary(lines) if lines else "made from another config")
 
 
 def describe_dag(root: luigi.Task) -> str:

@@ -24,6 +24,7 @@ import yaml
 from tracerflow.config.checks import check_config
 from tracerflow.config.schema import BLOCKS, PERFORMANCE_KEYS
 from tracerflow.config.spec import ConfigError, Context
+from tracerflow.io.provenance import canonical
 
 EMBEDDED = "<embedded default>"
 
@@ -71,6 +72,7 @@ class Config:
         self.base_dir = base_dir
         self.overrides = overrides
         self._files: dict[str, list[SampleFile]] = {}
+        self._payloads: dict[str, str] = {}
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -103,8 +105,15 @@ class Config:
         payload = {key: _strip_performance(self.get(key)) for key in keys}
         payload["__upstream__"] = list(upstream)
         payload["__extra__"] = _strip_performance(extra)
-        text = json.dumps(payload, sort_keys=True, default=str)
-        return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+        text = canonical(payload)
+        digest = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+        self._payloads[digest] = text
+        return digest
+
+    def payload(self, digest: str) -> str | None:
+        """The canonical payload text a :meth:`digest` of this config returned ``digest`` for
+        (None when no digest call made it): what :mod:`tracerflow.io.provenance` records."""
+        return self._payloads.get(digest)
 
     def block_for(self, block: str, sample: str) -> dict:
         """The ``event`` or ``selection`` block as ``sample`` sees it: the sample's own keys

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 from pathlib import Path
 from typing import Sequence
@@ -13,10 +14,19 @@ class SourceError(RuntimeError):
     """A ROOT input that is missing, unreadable, lacks the tree or a branch. Names file and key."""
 
 
+FINGERPRINT_HEAD = 4096
+FINGERPRINT_TAIL = 65536
+
+
 def file_identity(path: str | os.PathLike) -> dict | None:
-    """What tells one version of an input file from another: its size and the UUID ROOT writes into
-    every file it creates (so a file replaced under the same name is a new input, while a copy or a
-    touch is not); None while the file does not exist. Read once per (size, modification time)."""
+    """What tells one version of an input file from another; None while the file does not exist.
+
+    Its size, the UUID ROOT writes into every file it creates (a file replaced under the same
+    name is a new input) and a hash of its first 4 KiB and last 64 KiB (ROOT's header, with the
+    end-of-file and free-segment pointers, and the key list and streamers ROOT writes last: what a
+    file updated in place rewrites). The modification time is not part of it (a copy or a touch
+    gives the same identity, and reruns of a config stay byte-identical), but it is the cache key:
+    whenever size or modification time change, the file is read again. See docs/decisions.md."""
     try:
         stat = os.stat(path)
     except FileNotFoundError:
@@ -31,9 +41,17 @@ def _identity(path: str, size: int, mtime_ns: int) -> dict:
     try:
         with uproot.open(path) as f:
             uuid = str(f.file.uuid)
-    except Exception:  # not a ROOT file: BuildEvents says so by name; its size still identifies it
+    except Exception:  # not a ROOT file: BuildEvents says so by name; size and content still identify it
         uuid = None
-    return {"size": size, "uuid": uuid}
+    digest = hashlib.blake2b(digest_size=8)
+    try:
+        with open(path, "rb") as f:
+            digest.update(f.read(FINGERPRINT_HEAD))
+            f.seek(max(size - FINGERPRINT_TAIL, 0))
+            digest.update(f.read(FINGERPRINT_TAIL))
+    except OSError:  # unreadable: BuildEvents says so by name
+        pass
+    return {"size": size, "uuid": uuid, "ends": digest.hexdigest()}
 
 
 class RootSource:

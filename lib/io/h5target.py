@@ -241,6 +241,15 @@ def read_root_attrs(path: str | os.PathLike) -> dict[str, Any]:
         return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
 
 
+def stored_digest(path: str | os.PathLike) -> str | None:
+    """The ``config_digest`` attribute of the file at ``path``; None when it has none or cannot be read."""
+    try:
+        digest = read_root_attrs(path).get("config_digest")
+    except (OSError, ValueError):
+        return None
+    return digest if isinstance(digest, str) else None
+
+
 def target_status(path: str | os.PathLike, config_digest: str, schema: str | None = None,
                   version: int | None = None) -> TargetStatus:
     """Tell whether ``path`` is a finished target made from ``config_digest`` (of ``schema`` and its
