@@ -94,6 +94,7 @@ def failure_block(task: luigi.Task, error: BaseException | str, log: Path | None
     else:
         message, user, kind = str(error), False, ""
         hint = "the task's process ended without reporting an error (killed, out of memory, timed out?)"
+    message = "\n    ".join(message.splitlines() or [""])  # a message of several lines stays inside the block
     lines = [f"tracerflow: {task_label(task)} failed", f"    {kind}{message}", f"    hint: {hint}"]
     if log is not None and (user and not verbose):
         lines.append(f"    traceback: {log} (or run with -v)")

@@ -63,12 +63,17 @@ def build_events(
     generator_weight: str | None = None,
     negative_weights: str = "keep",
     progress: Callable[[int, int], None] | None = None,
+    template_key: str = "event.template",
 ) -> EventStats:
-    """Read ``tree`` of ``source`` through ``template`` and write the events target atomically."""
+    """Read ``tree`` of ``source`` through ``template`` and write the events target atomically;
+    ``template_key`` is the config key of the template, for messages. Every branch is checked to
+    exist and to hold what the template reads it as before anything is read."""
     source = Path(source)
     with RootSource(source, tree, threads) as root:
         branches = [b for b in template.branches() if b not in template.optional or root.has_branch(b)]
-        root.require_branches(branches, "event.template")
+        root.require_branches(branches, template_key)
+        roles = template.branch_roles()
+        root.require_kinds({b: roles[b] for b in branches}, template_key)
         if root.num_entries == 0:
             raise InputError(f"{source}: tree {tree!r} is empty (0 entries)")
         entries = select_entries(root.num_entries, entry_filter, _run_event_reader(root, entry_filter))
@@ -174,6 +179,8 @@ def _run_event_reader(root: RootSource, flt: EntryFilter):
         return None
     run_branch, event_branch = flt.run_event_branches
     root.require_branches([run_branch, event_branch], "event.run_event_branches")
+    root.require_kinds({run_branch: (False, "the run number"), event_branch: (False, "the event number")},
+                       "event.run_event_branches")
 
     def read(entries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         arrays = root.read([run_branch, event_branch], entries)

@@ -54,6 +54,35 @@ def _identity(path: str, size: int, mtime_ns: int) -> dict:
     return {"size": size, "uuid": uuid, "ends": digest.hexdigest()}
 
 
+def header_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be read as a ROOT file, found in its header alone: not a ROOT file at
+    all, a header that makes no sense, or fewer bytes than the header records (a truncated copy or
+    an interrupted transfer); None when the header is sound. Never quotes the file's bytes."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(20)
+    why = "cannot be read as a ROOT file"
+    if size == 0:
+        return f"{why}: it is empty (0 bytes)"
+    if head[:4] != b"root":
+        return f"{why}: it does not start with ROOT's signature 'root' (is it a ROOT file?)"
+    version = int.from_bytes(head[4:8], "big") if len(head) >= 8 else 0
+    width = 8 if version >= 1_000_000 else 4
+    if len(head) < 12 + width:
+        return f"{why}: it is truncated ({size} bytes, too few for the file header)"
+    begin, end = int.from_bytes(head[8:12], "big"), int.from_bytes(head[12:12 + width], "big")
+    if size < end:
+        return f"{why}: it is truncated ({size} bytes, but its header records {end}: an interrupted copy or write?)"
+    if not 0 < begin <= end:
+        return f"{why}: its header is corrupt (data said to start at byte {begin} and end at {end})"
+    return None
+
+
+def _one_line(err: BaseException) -> str:
+    """``Type: message`` of a library's error on one line."""
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"
+
+
 class RootSource:
     """One tree of one ROOT file, read by entry lists in chunks."""
 
@@ -64,10 +93,13 @@ class RootSource:
         self.tree_name = tree
         if not self.path.exists():
             raise SourceError(f"{self.path}: no such file")
+        problem = header_problem(self.path)
+        if problem:
+            raise SourceError(f"{self.path}: {problem}")
         try:
             self._file = uproot.open(self.path, array_cache=None)
         except Exception as err:
-            raise SourceError(f"{self.path}: cannot be read as a ROOT file ({type(err).__name__}: {err})") from None
+            raise SourceError(f"{self.path}: cannot be read as a ROOT file ({_one_line(err)})") from None
         try:
             self.tree = self._file[tree]
         except Exception:
@@ -103,6 +135,51 @@ class RootSource:
                 + f", needed by {key}"
             )
 
+    def branch_kind(self, branch: str) -> str:
+        """What ``branch`` holds per entry: ``number``, ``numbers`` (a list of numbers), or anything
+        else in words with its type, from the branch's metadata (nothing is read); TTree branches
+        and RNTuple fields alike."""
+        import awkward as ak
+
+        item = self.tree[branch]
+        typename = getattr(item, "typename", "?")
+        try:
+            form = (item.to_akform()[0].contents[0] if hasattr(item, "to_akform")
+                    else item.interpretation.awkward_form(item.file))
+        except Exception:  # uproot has no reader for this type
+            return f"values of type {typename}, which tracerflow cannot read"
+
+        def numeric(f: object) -> bool:
+            return (isinstance(f, ak.forms.NumpyForm) and f.inner_shape == ()
+                    and f.primitive not in ("datetime64", "timedelta64") and not f.parameters)
+
+        if numeric(form):
+            return "number"
+        if isinstance(form, (ak.forms.ListOffsetForm, ak.forms.ListForm)):
+            if form.parameters.get("__array__") in ("string", "bytestring"):
+                return f"a string per entry ({typename})"
+            if numeric(form.content):
+                return "numbers"
+            return f"nested lists or records per entry ({typename})"
+        if isinstance(form, (ak.forms.RegularForm, ak.forms.NumpyForm)):
+            return f"a fixed-size array per entry ({typename})"
+        return f"values of type {typename} that are not numbers or lists of numbers"
+
+    def require_kinds(self, roles: dict[str, tuple[bool, str]], key: str) -> None:
+        """Raise :class:`SourceError` when a branch does not hold what ``key`` reads it as: one number
+        per entry, or a list of numbers (``roles``: branch -> (list wanted, what it is read as))."""
+        for branch, (jagged, role) in roles.items():
+            kind = self.branch_kind(branch)
+            want = "numbers" if jagged else "number"
+            if kind == want:
+                continue
+            held = {"number": "one number per entry", "numbers": "a list of numbers per entry"}.get(kind, kind)
+            need = "a list of numbers per entry" if jagged else "one number per entry"
+            fix = {"numbers": ": declare it in a collection's branches", "number":
+                   ": declare it as a leaf, or as a member of a fixed-size collection"}.get(kind, "")
+            raise SourceError(f"{self.path}: tree {self.tree_name!r}: branch {branch!r} holds {held}, but {key} "
+                              f"reads it as {role}, which needs {need}{fix}")
+
     def read(self, branches: Sequence[str], entries: np.ndarray) -> dict:
         """Arrays of ``branches`` at the sorted ``entries`` (awkward for jagged, numpy for flat)."""
         if len(entries) == 0:
@@ -115,7 +192,8 @@ class RootSource:
         try:
             arrays = self.tree.arrays(list(branches), entry_start=lo, entry_stop=hi, library="ak", how=dict, **kwargs)
         except Exception as err:
-            raise SourceError(f"{self.path}: reading entries [{lo}, {hi}) failed ({type(err).__name__}: {err})") from None
+            raise SourceError(f"{self.path}: tree {self.tree_name!r}: reading entries [{lo}, {hi}) of "
+                              f"{', '.join(map(repr, branches))} failed ({_one_line(err)})") from None
         if len(entries) != hi - lo:
             picks = np.asarray(entries, dtype=np.int64) - lo
             arrays = {k: v[picks] for k, v in arrays.items()}

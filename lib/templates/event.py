@@ -109,6 +109,22 @@ class EventTemplate:
                 names.append(coll.link)
         return list(dict.fromkeys(names))
 
+    def branch_roles(self) -> dict[str, tuple[bool, str]]:
+        """Each branch the template reads: whether it must hold a list of numbers per event (else one
+        number per event) and, in words, what the template reads it as."""
+        roles: dict[str, tuple[bool, str]] = {}
+        for attr, branch in self.leaves.items():
+            roles.setdefault(branch, (False, f"leaf {attr!r}"))
+        for name, coll in self.collections.items():
+            for attr, branch in coll.branches.items():
+                roles.setdefault(branch, (True, f"attribute {attr!r} of collection {name!r}"))
+            for i, member in enumerate(coll.members or ()):
+                for attr, branch in member.items():
+                    roles.setdefault(branch, (False, f"attribute {attr!r} of member {i} of collection {name!r}"))
+            if coll.link:
+                roles.setdefault(coll.link, (True, f"the link of collection {name!r}"))
+        return roles
+
     def build(self, arrays: Mapping[str, Any], index: dict[str, np.ndarray],
               sample_names: tuple[str, ...] = ()) -> EventBatch:
         """Turn one chunk of branch arrays (numpy or awkward) into an :class:`EventBatch`
