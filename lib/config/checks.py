@@ -76,18 +76,20 @@ class Fields:
 
 # ------------------------------------------------------------------ event templates -> Fields
 
-def event_fields(spec: Any, key: str = "event.template", where: str = "the event template") -> Fields:
+def event_fields(spec: Any, key: str = "event.template", where: str = "the event template",
+                 modules: Any = None) -> Fields:
     """The Fields of an event template: a declared block, a ``module:Class`` path or the class.
 
     ``key`` is the template's config key and ``where`` how messages name it; a derived field
-    that cannot be computed raises ValueError starting with the key of its expression.
+    that cannot be computed raises ValueError starting with the key of its expression. A class
+    path is imported from ``modules`` (the TemplateModules of the config that names it) when given.
     """
     from tracerflow.templates.event import EventTemplate
     from tracerflow.templates.fourvector import CONVENTIONS, DEFAULT_ADDED
     from tracerflow.templates.loader import import_class
 
     if isinstance(spec, (str, type)):
-        cls = import_class(spec) if isinstance(spec, str) else spec
+        cls = import_class(spec, modules) if isinstance(spec, str) else spec
         leaves, derived = dict(cls.leaves), dict(cls.derived)
         collections = {name: {"branches": dict(c.branches), "members": c.members, "four_vector": c.four_vector,
                               "kinematics": c.kinematics, "parent": c.parent} for name, c in cls.collections.items()}
@@ -406,8 +408,9 @@ def _sample_block(config: Any, block: str, sample: str) -> dict:
 def check_config(config: Any, ctx: Context) -> None:
     """Refuse, naming the key, graph and selection templates the event templates cannot feed, and
     a float-valued label against integer classes (see the module docstring)."""
-    from tracerflow.templates.loader import build_template
+    from tracerflow.templates.loader import TemplateModules, build_template
 
+    modules = TemplateModules.of(config)
     samples = list(config["samples"])
     event_specs: dict[str, tuple[Any, list[str]]] = {}
     selection_specs: dict[tuple[str, str], tuple[Any, str, list[str]]] = {}
@@ -430,7 +433,7 @@ def check_config(config: Any, ctx: Context) -> None:
                  else "the event template")
         key = f"samples.{own[0]}.event.template" if own else "event.template"
         try:
-            fields[event_id] = event_fields(spec, key, where)
+            fields[event_id] = event_fields(spec, key, where, modules)
             fields[event_id].samples = tuple(samples)
         except KeyedError as err:
             ctx.fail(err.key, err.message)
@@ -446,7 +449,7 @@ def check_config(config: Any, ctx: Context) -> None:
     if config["graph"] is not None:
         graph_spec = config["graph"]["template"]
         try:
-            graph = build_template("graph", graph_spec)
+            graph = build_template("graph", graph_spec, modules)
         except Exception:
             return
         for made in fields.values():
@@ -457,7 +460,7 @@ def check_config(config: Any, ctx: Context) -> None:
     output_kinds: dict[str, list[tuple[str, str, list[str]]]] = {}
     for (event_id, _), (spec, key, users) in selection_specs.items():
         try:
-            selection = build_template("selection", spec)
+            selection = build_template("selection", spec, modules)
         except Exception:
             return
         declared = isinstance(spec, dict)

@@ -204,6 +204,7 @@ def _load(path: str, overrides: tuple[str, ...]) -> Config:
     base_dir = source_path.parent.resolve()
     _resolve_inputs(data, base_dir, ctx)
     config = Config(data, source, base_dir, overrides)
+    _check_template_modules(config, ctx)
     _check_templates(config, ctx)
     _check_training_inputs(config, ctx)
     _check_predict(config, ctx)
@@ -239,22 +240,23 @@ def _refuse_duplicates(node: Any, path: str, source: str) -> None:
             _refuse_duplicates(item, f"{path}[{i}]", source)
 
 
-#: What a sample, split or class name may hold: it becomes a directory, a file or a dataset name.
+#: What a project, sample, split or class name may hold: it becomes a directory, a file or a dataset name.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 
 
 def _check_names(data: dict, ctx: Context) -> None:
-    """Sample, split and class names are plain names (letters, digits, ``_``, ``-``) that do not
-    collide on a case-insensitive file system: they become paths and dataset names."""
+    """The project's, samples', splits' and classes' names are plain names (letters, digits, ``_``,
+    ``-``) that do not collide on a case-insensitive file system: they become paths and dataset names."""
     resample = data["resample"] or {}
     classes = resample.get("classes") or []
-    groups = {"samples": list(data["samples"]), "resample.splits": list(resample.get("splits") or {}),
-              "resample.classes": list(classes)}
+    groups = {"project.name": [data["project"]["name"]], "samples": list(data["samples"]),
+              "resample.splits": list(resample.get("splits") or {}), "resample.classes": list(classes)}
     for key, names in groups.items():
         folded: dict[str, str] = {}
         for name in names:
             if not NAME_PATTERN.fullmatch(name):
-                ctx.fail(f"{key}.{name}" if key != "resample.classes" or isinstance(classes, dict) else key,
+                keyed = key in ("samples", "resample.splits") or (key == "resample.classes" and isinstance(classes, dict))
+                ctx.fail(f"{key}.{name}" if keyed else key,
                          f"{name!r} is not a plain name: use letters, digits, '_' and '-' (it names files)")
             if name.lower() in folded:
                 ctx.fail(f"{key}.{name}", f"{name!r} and {folded[name.lower()]!r} differ only in case, "
@@ -289,18 +291,58 @@ def _resolve_inputs(data: dict, base_dir: Path, ctx: Context) -> None:
                 event[key] = _read_list_file(base_dir / event[key], width, f"{where}.{key}", ctx)
 
 
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
 def _read_list_file(path: Path, width: int, key: str, ctx: Context) -> list:
+    """The rows of an entry list (``width`` 1) or run/event list (2) file. A file that is not one is
+    refused naming the file, the line and what is wrong with it, never quoting what it holds."""
+    what = "an entry per line" if width == 1 else "a run and an event number per line"
     if not path.is_file():
-        ctx.fail(key, f"no such file: {path}")
+        ctx.fail(key, f"not a file: {path}" if path.exists() else f"no such file: {path}")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as err:
+        ctx.fail(key, f"{path}: cannot be read ({err.strerror or type(err).__name__})")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        ctx.fail(key, f"{path}, line {line}: not text, where the file should hold {what}")
     rows = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         parts = line.split("#")[0].replace(",", " ").split()
         if not parts:
             continue
-        if len(parts) != width or not all(p.lstrip("-").isdigit() for p in parts):
-            ctx.fail(key, f"{path}:{lineno}: expected {width} integer(s) per line (is it an entry list?)")
-        rows.append(int(parts[0]) if width == 1 else [int(p) for p in parts])
+        if len(parts) != width:
+            found = f"{len(parts)} value{'s' if len(parts) > 1 else ''}"
+            ctx.fail(key, f"{path}, line {lineno}: {found} where the file should hold {what}")
+        bad = [i for i, p in enumerate(parts, start=1) if not _INTEGER.fullmatch(p)]
+        if bad:
+            field = "" if width == 1 else f"field {bad[0]} "
+            ctx.fail(key, f"{path}, line {lineno}: {field}is not an integer, where the file should hold {what}")
+        numbers = [int(p) for p in parts]
+        if width == 1 and numbers[0] < 0:
+            ctx.fail(key, f"{path}, line {lineno}: a negative entry (entries count from 0)")
+        rows.append(numbers[0] if width == 1 else numbers)
     return rows
+
+
+def _check_template_modules(config: Config, ctx: Context) -> None:
+    """Refuse, before anything is imported, a ``module:Class`` template from a module the config may
+    not name (see :class:`~tracerflow.templates.loader.TemplateModules`)."""
+    from tracerflow.templates.loader import TemplateModules
+
+    modules = TemplateModules.of(config)
+    keys = {f"{block}.template": config[block]["template"] for block in ("event", "graph", "selection")
+            if config[block] is not None}
+    for name, sample in config["samples"].items():
+        for block in ("event", "selection"):
+            if "template" in (sample[block] or {}):
+                keys[f"samples.{name}.{block}.template"] = sample[block]["template"]
+    for key, spec in keys.items():
+        if isinstance(spec, str):
+            problem = modules.refusal(spec.partition(":")[0])
+            if problem:
+                ctx.fail(key, problem)
 
 
 def _check_templates(config: Config, ctx: Context) -> None:

@@ -6,6 +6,8 @@ tracerflow runs in.
 """
 from __future__ import annotations
 
+import re
+
 from tracerflow.config.spec import REQUIRED, Block, Context, ListOf, MapOf, OneOf, Partial, Scalar
 
 TOY_PROCESSES = ("ttbar", "zprime")
@@ -13,21 +15,47 @@ COMPRESSION = Scalar((str,), default=None, choices=(None, "lzf", "gzip"), doc="H
 CHUNK = Scalar((int,), default=100_000, minimum=1, doc="events per chunk: bounds memory")
 
 
-def _expression_map(doc: str) -> MapOf:
-    return MapOf(Scalar((str, int, float, bool)), doc=doc)
+_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+_MODULE = re.compile(rf"{_IDENTIFIER}(\.{_IDENTIFIER})*")
+
+
+def _field_name(name: str) -> str | None:
+    """A name a template gives a field, a collection, a cut or an output: expressions read it and it
+    names a dataset, so it is a plain identifier."""
+    if re.fullmatch(_IDENTIFIER, name):
+        return None
+    return f"{name!r} is not a field name: use letters, digits and '_', not starting with a digit"
+
+
+def _derived_name(name: str) -> str | None:
+    """'name' (an event field) or 'collection.name'."""
+    if re.fullmatch(rf"({_IDENTIFIER}\.)?{_IDENTIFIER}", name):
+        return None
+    return f"{name!r} is not 'name' or 'collection.name' (letters, digits and '_', not starting with a digit)"
+
+
+def _expression_map(doc: str, key_check=_field_name) -> MapOf:
+    return MapOf(Scalar((str, int, float, bool)), doc=doc, key_check=key_check)
 
 
 def _class_path(value: str) -> str | None:
-    if ":" not in value:
+    module, colon, name = value.partition(":")
+    if not colon:
         return "expected 'module:Class' or a declared template block"
+    if not _MODULE.fullmatch(module) or not re.fullmatch(_IDENTIFIER, name):
+        return f"{value!r} is not 'module:Class' (a dotted module name, a colon, a class name)"
     return None
+
+
+def _module_name(value: str) -> str | None:
+    return None if _MODULE.fullmatch(value) else f"{value!r} is not a module name (dotted Python names)"
 
 
 CLASS_PATH = Scalar((str,), check=_class_path)
 
 COLLECTION = Block({
-    "branches": MapOf(Scalar((str,)), default=dict, doc="attribute -> jagged ROOT branch"),
-    "members": ListOf(MapOf(Scalar((str,))), default=None, nullable=True,
+    "branches": MapOf(Scalar((str,)), default=dict, doc="attribute -> jagged ROOT branch", key_check=_field_name),
+    "members": ListOf(MapOf(Scalar((str,)), key_check=_field_name), default=None, nullable=True,
                       doc="fixed-size collection from flat branches: one attribute -> branch map per object"),
     "four_vector": Scalar((str,), default=None, choices=(None, "pxpypze", "pxpypzm", "ptetaphim", "ptetaphie")),
     "kinematics": ListOf(Scalar((str,), choices=("pt", "eta", "phi", "mass", "px", "py", "pz", "e")), default=None, nullable=True),
@@ -39,9 +67,9 @@ COLLECTION = Block({
 })
 
 EVENT_TEMPLATE = Block({
-    "leaves": MapOf(Scalar((str,)), doc="attribute -> ROOT branch, one value per event"),
-    "collections": MapOf(COLLECTION),
-    "derived": _expression_map("'name' or 'collection.name' -> expression"),
+    "leaves": MapOf(Scalar((str,)), doc="attribute -> ROOT branch, one value per event", key_check=_field_name),
+    "collections": MapOf(COLLECTION, key_check=_field_name),
+    "derived": _expression_map("'name' or 'collection.name' -> expression", _derived_name),
     "optional": MapOf(Scalar((int, float, bool)),
                       doc="branch -> value filling it in files without it (truth branches in collision data)"),
 })
@@ -181,6 +209,9 @@ BLOCKS = Block({
         "seed": Scalar((int,), default=42),
         "luminosity": Scalar((float,), default=None, minimum=0.0, nullable=True,
                              doc="pb^-1, for samples with a cross_section"),
+        "template_modules": ListOf(Scalar((str,), check=_module_name), default=list,
+                                   doc="modules (with their submodules) that 'module:Class' templates may name "
+                                       "besides tracerflow's and those below the config's directory"),
     }),
     "samples": MapOf(SAMPLE, default=REQUIRED),
     "event": Block(EVENT_FIELDS),

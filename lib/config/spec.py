@@ -122,11 +122,13 @@ class ListOf(Spec):
 
 @dataclass
 class MapOf(Spec):
-    """A mapping from free names to values following ``value``."""
+    """A mapping from free names to values following ``value``; ``key_check`` returns what is wrong
+    with a name (None when it is fine)."""
 
     value: Spec
     default: Any = dict
     doc: str = ""
+    key_check: Callable[[str], str | None] | None = None
 
     def describe(self) -> str:
         return f"a mapping of names to {self.value.describe()}"
@@ -140,6 +142,9 @@ class MapOf(Spec):
         for key, item in value.items():
             if not isinstance(key, str):
                 ctx.fail(_join(path, key), "keys must be strings")
+            problem = self.key_check(key) if self.key_check is not None else None
+            if problem:
+                ctx.fail(_join(path, key), problem)
             out[key] = self.value.validate(item, _join(path, key), ctx)
         return out
 
@@ -206,6 +211,10 @@ class OneOf(Spec):
         deepest = max(errors, key=lambda e: len(e.key))
         if deepest.key != path:
             raise deepest
+        fitting = [err for option, err in zip(self.options, errors)
+                   if isinstance(option, Scalar) and isinstance(value, option.types)]
+        if len(fitting) == 1:  # the value has the one option's type but not its form: say what is wrong
+            raise fitting[0]
         ctx.fail(path, f"expected {self.describe()}, got {type(value).__name__}")
 
 
