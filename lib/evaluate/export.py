@@ -3,11 +3,20 @@
 TorchScript loads with ``torch.jit.load``; ONNX (the optional ``onnx`` extra: onnx and
 onnxscript) with any ONNX runtime. Both take ``(jets, tracks, valid)`` of any batch size and
 track count and return the logits.
+
+The same weights give the same bytes in every process: TorchScript lists a module's constants in the
+iteration order of a Python ``set`` of their names (so it changes with the string hash seed), and its
+archive's serialization id is a checksum of the records, so :func:`export_torchscript` sorts each
+class's constants and rewrites the archive with its records in name order (the ONNX exporter's output
+already depends on the model alone). Both formats keep the
+model code's source file paths as debug information, so a different installation gives other bytes.
 """
 from __future__ import annotations
 
 import importlib.util
+import io
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -52,13 +61,60 @@ def export_torchscript(models: Mapping[int, torch.nn.Module], out_dir: str | os.
     for fold, model in sorted(models.items()):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*torch.jit.save.*is deprecated", category=DeprecationWarning)
             scripted = torch.jit.script(model.eval())
+            buffer = io.BytesIO()
+            torch.jit.save(scripted, buffer)
         path = out_dir / f"fold_{fold}.torchscript.pt"
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        scripted.save(str(tmp))
+        tmp.write_bytes(canonical_torchscript(buffer.getvalue()))
         os.replace(tmp, path)
         written.append(path)
     return written
+
+
+WRITER_RECORDS = frozenset({"version", ".data/version", "byteorder", ".data/serialization_id"})
+"""Records the archive writer adds itself when it closes an archive."""
+CONSTANT_LINE = re.compile(r"( +)\w+ : Final\[.*\] = .*")
+"""A constant in a TorchScript class body, as the code printer writes it: ``  name : Final[type] = value``."""
+
+
+def canonical_torchscript(archive: bytes) -> bytes:
+    """The TorchScript ``archive`` rewritten so that it depends on the module alone: each class's
+    constants in name order, records in name order under the archive name ``archive``, and the
+    serialization id the writer derives from the records' names and contents.
+
+    Sorting keeps each code record's length and the offsets of everything else in it, which is all its
+    ``.debug_pkl`` source map refers to."""
+    reader = torch._C.PyTorchFileReader(io.BytesIO(archive))
+    names = reader.get_all_records()
+    version = next(reader.get_record(n) for n in ("version", ".data/version") if n in names)
+    out = io.BytesIO()
+    writer = torch._C.PyTorchFileWriter(out)
+    writer.set_min_version(int(version))
+    for name in sorted(set(names) - WRITER_RECORDS):
+        data = reader.get_record(name)
+        if name.startswith("code/") and name.endswith(".py"):
+            data = _sorted_constants(data.decode()).encode()
+        writer.write_record(name, data, len(data))
+    writer.write_end_of_file()
+    return out.getvalue()
+
+
+def _sorted_constants(code: str) -> str:
+    """``code`` with every run of consecutive constant lines of one indentation in sorted order."""
+    lines = code.split("\n")
+    start = 0
+    while start < len(lines):
+        match = CONSTANT_LINE.fullmatch(lines[start])
+        end = start + 1
+        if match:
+            indent = match.group(1)
+            while end < len(lines) and (m := CONSTANT_LINE.fullmatch(lines[end])) and m.group(1) == indent:
+                end += 1
+            lines[start:end] = sorted(lines[start:end])
+        start = end
+    return "\n".join(lines)
 
 
 def export_onnx(models: Mapping[int, torch.nn.Module], out_dir: str | os.PathLike, *, n_jet_vars: int,
