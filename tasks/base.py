@@ -11,7 +11,7 @@ from tqdm import tqdm
 from tracerflow.config import Config, load_config
 from tracerflow.io.h5target import stored_digest, target_status
 from tracerflow.io.provenance import write_record
-from tracerflow.io.stale import remove_stale_outputs
+from tracerflow.io.stale import own_outputs, remove_interrupted_writes, remove_stale_outputs
 
 
 class H5Target(luigi.LocalTarget):
@@ -51,7 +51,9 @@ class TracerflowTask(luigi.Task):
         return {"config": self.config, "overrides": tuple(self.overrides)}
 
     def remove_stale(self) -> None:
-        """Remove this stage's outputs of samples, files, splits or folds the config no longer has."""
+        """Remove what a killed run of this task left (temporary files of its own outputs), and this
+        stage's outputs of samples, files, splits or folds the config no longer has."""
+        remove_interrupted_writes(*own_outputs(self.cfg, self.task_family, self.param_kwargs, self.digest()))
         remove_stale_outputs(self.cfg, self.task_family)
 
     @contextlib.contextmanager

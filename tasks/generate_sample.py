@@ -24,6 +24,7 @@ class GenerateSample(TracerflowTask):
         return H5Target(self.cfg.sample_dir(self.sample) / "manifest.h5", self.digest(), SCHEMA, SCHEMA_VERSION)
 
     def run(self) -> None:
+        self.remove_stale()
         cfg = self.cfg
         gen = cfg["samples"][self.sample]["generate"]
         out_dir = cfg.sample_dir(self.sample)

@@ -45,6 +45,7 @@ class Predict(TracerflowTask):
         return H5Target(self.out_dir() / "out_of_fold.h5", self.digest(), predictions_file.SCHEMA, predictions_file.SCHEMA_VERSION)
 
     def run(self) -> None:
+        self.remove_stale()
         cfg, block, inputs = self.cfg, self.cfg["predict"], self.input()
         folds = trained_folds(cfg)
         remove_stale_outputs(self.out_dir(), splits=list(cfg["resample"]["splits"]), samples=block["samples"],

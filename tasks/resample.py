@@ -9,6 +9,7 @@ from pathlib import Path
 import luigi
 
 from tracerflow.io import resampled_file
+from tracerflow.io.atomic import write_atomic
 from tracerflow.resample import plot_report, resample, resample_report
 from tracerflow.resample.classes import resample_spec, resampled_samples
 from tracerflow.resample.gather import source_paths, write_resampled
@@ -78,7 +79,7 @@ class Resample(TracerflowTask):
         report = resample_report({self.split: result}, spec)
         out_dir = self.out_dir()
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / f"report_{self.split}.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+        write_atomic(out_dir / f"report_{self.split}.json", json.dumps(report, indent=1, sort_keys=True) + "\n")
         if block["plots"]:
             plot_report({self.split: result}, spec, out_dir / "plots")
         rows = {name: getattr(result, name) for name in (*resampled_file.INDEX_COLUMNS, "label", "weight")}

@@ -16,6 +16,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from tracerflow.io.atomic import replacing
+
 _DPI = 100
 _SIZE = (6.4, 4.8)
 
@@ -28,11 +30,12 @@ def _figure() -> tuple[Figure, object]:
 
 
 def _save(fig: Figure, path: str | os.PathLike) -> None:
-    """Save as PNG with no Software metadata, creating the parent folder."""
+    """Save as PNG with no Software metadata, atomically, creating the parent folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=_DPI, metadata={"Software": None})
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=_DPI, metadata={"Software": None})
 
 
 def _roc_style(name: str, references: Sequence[str] = ()) -> dict[str, object]:

@@ -1,26 +1,30 @@
-"""Removing outputs the config no longer makes: files of samples, sample files, splits and folds
-that left the config.
+"""Removing outputs the config no longer makes, and what interrupted writes left behind.
 
 Each stage calls :func:`remove_stale_outputs` as it starts; it removes, below that stage's output
 directory, what no configured (sample, file), split, fold or predict sample maps to, and logs one
 line per removal (logger ``tracerflow.stale``). Stages run in parallel (one task per file, split
 or fold), so it only ever removes paths outside the configured set, never a configured target
-or a directory a configured target lives in: a parallel task may be writing there. Temporary
-files of an interrupted write (``.<name>.tmp-<pid>``, see :mod:`tracerflow.io.h5target`) go
-with their stale target once their process no longer runs on this machine; those of configured
-targets are left alone (their process may run on another node of a cluster).
+or a directory a configured target lives in: a parallel task may be writing there.
+
+Every file is written under a temporary name beside its final path and renamed into place
+(``.<name>.tmp-<pid>[-<thread>]``, :mod:`tracerflow.io.atomic`); a killed run leaves these
+behind. When a task runs it first calls :func:`remove_interrupted_writes`: the temporary files
+of its own targets and of its provenance record, and any below the directories only it writes,
+go once their writing process no longer runs on this machine (:func:`own_outputs` names them per
+stage). Those of stale targets go with their target.
 """
 from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
+
+from tracerflow.io.atomic import TEMPORARY, temporary_of
+from tracerflow.io.provenance import record_path
 
 log = logging.getLogger("tracerflow.stale")
-_TMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)$")
 FILE_STAGES = {"BuildEvents": "events", "BuildGraphs": "graphs", "ApplySelections": "selections"}
 
 
@@ -51,7 +55,7 @@ def remove_stale(directory: str | os.PathLike, keep: Iterable[str], patterns: It
     for pattern in patterns:
         for path in sorted(root.glob(pattern)):
             relative = path.relative_to(root).as_posix()
-            if relative in keep or relative in holders or _TMP.match(path.name):
+            if relative in keep or relative in holders or TEMPORARY.match(path.name):
                 continue
             if any(parent in removed for parent in path.parents) or not path.exists():
                 continue
@@ -77,14 +81,51 @@ def _remove(path: Path) -> bool:
 
 def _remove_tmp_files(path: Path) -> None:
     """Temporary files of ``path`` whose writing process has ended."""
-    try:
-        siblings = list(path.parent.iterdir())
-    except FileNotFoundError:
-        return
-    for sibling in siblings:
-        match = _TMP.match(sibling.name)
+    for sibling in _entries(path.parent):
+        match = TEMPORARY.match(sibling.name)
         if match and match["name"] == path.name and not _running(int(match["pid"])):
             _remove(sibling)
+
+
+def _entries(directory: Path) -> list[Path]:
+    try:
+        return sorted(directory.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def remove_interrupted_writes(targets: Iterable[str | os.PathLike],
+                              directories: Iterable[str | os.PathLike] = ()) -> list[Path]:
+    """Remove the temporary files (or directories) of ``targets`` and every one below ``directories``
+    whose writing process no longer runs on this machine, and return them; one log line each.
+
+    Call it only for what the caller alone writes: a task for its own targets and directories
+    (:func:`own_outputs`). A temporary file of a process that still runs is left alone (another
+    run of the same task in the same place), as is every other file.
+    """
+    wanted: dict[Path, set[str]] = {}
+    for target in targets:
+        target = Path(target)
+        wanted.setdefault(target.parent, set()).add(target.name)
+    found: list[tuple[Path, int]] = []
+    for directory, names in wanted.items():
+        for entry in _entries(directory):
+            parsed = temporary_of(entry.name)
+            if parsed and parsed[0] in names:
+                found.append((entry, parsed[1]))
+    for directory in directories:
+        for current, subdirs, files in os.walk(directory):
+            for name in (*subdirs, *files):
+                parsed = temporary_of(name)
+                if parsed:
+                    found.append((Path(current) / name, parsed[1]))
+            subdirs[:] = [d for d in subdirs if not temporary_of(d)]  # a temporary directory goes whole
+    removed: list[Path] = []
+    for path, pid in sorted(set(found)):
+        if not _running(pid) and _remove(path):
+            removed.append(path)
+            log.info("removed %s, left by an interrupted write (process %d no longer runs)", path, pid)
+    return removed
 
 
 def _running(pid: int) -> bool:
@@ -145,3 +186,39 @@ def remove_stale_outputs(cfg: Any, stage: str) -> list[Path]:
         dirs = [p.name for p in (root / "train").glob("fold_*") if p.is_dir()]
         return remove_stale(root / "train", keep, dirs, "its fold is no longer trained (train.folds, write.n_folds)")
     return []
+
+
+def own_outputs(cfg: Any, stage: str, params: Mapping[str, Any],
+                digest: str | None = None) -> tuple[list[Path], list[Path]]:
+    """What the task of ``stage`` with parameters ``params`` (sample, file, split or fold) alone writes
+    for the validated config ``cfg``: its files (with the provenance record of its ``digest``), and
+    the directories whose every file is its own."""
+    files, directories = _layout(cfg, stage, params)
+    if digest is not None:
+        files.append(record_path(cfg.output_root, digest))
+    return files, directories
+
+
+def _layout(cfg: Any, stage: str, params: Mapping[str, Any]) -> tuple[list[Path], list[Path]]:
+    root = Path(cfg.output_root)
+    if stage == "GenerateSample":
+        return [], [cfg.sample_dir(params["sample"])]
+    if stage in FILE_STAGES:
+        return [root / FILE_STAGES[stage] / params["sample"] / cache_name(params["file"])], []
+    if stage == "Resample":
+        split, variables = params["split"], list((cfg["resample"] or {}).get("variables", ()))
+        return [root / "resample" / name for name in (f"{split}.h5", f"report_{split}.json",
+                                                      *(f"plots/resample_{split}_{v}.png" for v in variables))], []
+    if stage == "WriteTrainSample":
+        # scale_dict.json is the train split's; the other splits start once it is done, so theirs may clear it too
+        split = params["split"]
+        return [root / "train_sample" / name for name in (f"{split}.h5", f"{split}_folds.h5", "scale_dict.json")], []
+    if stage == "ConvertTFRecords":
+        return [], [root / "tfrecords" / params["split"]]
+    if stage == "PrepareSample":
+        return [root / "predict_samples" / f"{params['sample']}{end}" for end in (".h5", "_jets.h5")], []
+    if stage == "TrainFold":
+        return [], [root / "train" / f"fold_{params['fold']}"]
+    if stage == "Predict":
+        return [], [root / "predict"]
+    return [], []

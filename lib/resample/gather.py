@@ -13,16 +13,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import h5py
 import numpy as np
 
 from tracerflow.columns import ragged_index
 from tracerflow.io import graphs_file, selections_file
+from tracerflow.io.atomic import temporary_path
 from tracerflow.io.h5target import H5Writer, check_schema
 from tracerflow.io.resampled_file import (COUNT_DTYPE, INDEX_COLUMNS, INDEX_DTYPES, LABEL_DTYPE, SCHEMA,
                                           SCHEMA_VERSION, WEIGHT_DTYPE)
@@ -78,7 +79,7 @@ def write_resampled(path: str | os.PathLike, rows: Mapping[str, np.ndarray], *, 
     ``paths[i]`` are the files of ``sources[i]``. A graphs file that does not line up with its
     selections file, or sources that disagree on their outputs or node names, raise naming the file.
     Without graphs files the split has no ``nodes/`` group.
-    Scratch files (large splits only) live in a temporary directory beside ``path``.
+    Scratch files (large splits only) live in a temporary directory beside ``path`` (``.<name>.tmp-<pid>-<thread>``).
     """
     if len(paths) != len(sources):
         raise ValueError(f"{path}: {len(sources)} sources, {len(paths)} paths given")
@@ -90,8 +91,8 @@ def write_resampled(path: str | os.PathLike, rows: Mapping[str, np.ndarray], *, 
     offsets = np.concatenate([[0], np.cumsum(counts)])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".gather-", dir=path.parent) as tmp:
-        scratch = _Scratch(Path(tmp))
+    with _scratch_directory(path) as tmp:
+        scratch = _Scratch(tmp)
         jets = {v: scratch.array(f"jets.{v}", (n,), dtype) for v, dtype in names["jets"].items()}
         entry = scratch.array("entry", (n,), np.dtype(np.int64))
         x = scratch.array("x", (int(offsets[-1]), len(names["x"])), names["x_dtype"])
@@ -182,6 +183,18 @@ def _difference(mine: Mapping[str, Any], first: Mapping[str, Any]) -> str:
         if mine[key] != first[key]:
             return f"{what} {mine[key]} differ from the first source's {first[key]}"
     return "differs from the first source"
+
+
+@contextlib.contextmanager
+def _scratch_directory(path: Path) -> Iterator[Path]:
+    """A directory for the scratch files of writing ``path``, beside it and named as its temporary
+    files are (``.<name>.tmp-<pid>-<thread>``), removed when the block ends."""
+    directory = temporary_path(path, thread=True)
+    directory.mkdir(exist_ok=True)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 class _Scratch:

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from tracerflow.io.atomic import replacing
 from tracerflow.resample.compare import CHI2_DESCRIPTION, KS_DESCRIPTION, chi2_two_sample, ks_binned, project
 from tracerflow.resample.spec import ResampleSpec
 from tracerflow.resample.stream import ResampleResult
@@ -90,7 +91,8 @@ def plot_report(results: Mapping[str, ResampleResult], spec: ResampleSpec, out_d
             panels[0].set_ylabel("normalised jets / bin width")
             figure.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.9, wspace=0.05)
             path = out_dir / f"resample_{split}_{variable}.png"
-            figure.savefig(path, format="png", metadata={"Software": None})
+            with replacing(path) as tmp:
+                figure.savefig(tmp, format="png", metadata={"Software": None})
             written.append(path)
     return written
 

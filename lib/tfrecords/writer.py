@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from tracerflow import __version__
+from tracerflow.io.atomic import write_atomic
 from tracerflow.tfrecords.records import encode_frames, example_layout, payload
 from tracerflow.write.umami_file import SCHEMA as TRAIN_SCHEMA
 from tracerflow.write.umami_file import UmamiFile
@@ -63,14 +64,7 @@ def _compress(frames: np.ndarray, compression: str | None) -> bytes | memoryview
 
 
 def _write_shard(path: Path, frames: np.ndarray, compression: str | None) -> None:
-    _write_atomic(path, _compress(frames, compression))
-
-
-def _write_atomic(path: Path, data: bytes | memoryview) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    write_atomic(path, _compress(frames, compression))
 
 
 def _features(arrays: Mapping[str, np.ndarray], n_add_vars: int) -> dict[str, np.ndarray]:
@@ -176,5 +170,5 @@ def write_tfrecords(
         "n_trk_features": int(shapes["X_trk"][1]),
         "n_dim": int(shapes["Y"][0]),
     }
-    _write_atomic(out_dir / METADATA, (json.dumps(metadata, sort_keys=True, indent=2) + "\n").encode("utf-8"))
+    write_atomic(out_dir / METADATA, (json.dumps(metadata, sort_keys=True, indent=2) + "\n").encode("utf-8"))
     return metadata

@@ -21,6 +21,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from ..io.atomic import temporary_path
 from ..seeding import derive_seed, rng_for
 from .detector import draw_tracks
 from .likelihood import jet_log_likelihood_ratios
@@ -258,11 +259,11 @@ def generate_file(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / plan_entry.name
-    tmp_dir = out_dir / f".{plan_entry.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    tmp_dir = temporary_path(final, thread=True)
     tmp = tmp_dir / plan_entry.name
     file_uuid = _file_uuid(seed, sample, plan_entry.index)
     try:
-        tmp_dir.mkdir()
+        tmp_dir.mkdir(exist_ok=True)
         with _frozen_uproot_clock(), uproot.recreate(tmp, uuid_function=lambda: file_uuid) as root_file:
             tree = None
             for arrays in _file_chunks(proc, plan_entry, seed, sample, multiplicity, chunk_events):

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import torch
 
+from tracerflow.io.atomic import replacing
+
 if TYPE_CHECKING:
     from tracerflow.training.fit import Fitter
 
@@ -74,7 +76,7 @@ class EarlyStopping(Callback):
 
 
 class SaveBest(Callback):
-    """Write the model's state_dict to ``path`` whenever the validation loss reaches a new minimum."""
+    """Write the model's state_dict to ``path`` (atomically) whenever the validation loss reaches a new minimum."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -83,8 +85,8 @@ class SaveBest(Callback):
     def on_epoch_end(self, fitter: "Fitter") -> None:
         if fitter.val_loss < self.best:
             self.best = fitter.val_loss
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(fitter.model.state_dict(), self.path)
+            with replacing(self.path) as tmp:
+                torch.save(fitter.model.state_dict(), tmp)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best}
@@ -105,10 +107,21 @@ class Checkpoint(Callback):
         self.inputs_digest = inputs_digest
 
     def on_epoch_end(self, fitter: "Fitter") -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        torch.save({**fitter.state_dict(), "inputs_digest": self.inputs_digest}, tmp)
-        os.replace(tmp, self.path)
+        with replacing(self.path) as tmp:
+            torch.save({**fitter.state_dict(), "inputs_digest": self.inputs_digest}, tmp)
+
+
+def _keep_rows(path: Path, n: int) -> None:
+    """Cut the CSV log at ``path`` (one row per iteration or epoch) to its header and first ``n`` rows,
+    atomically: what a killed run logged after its last checkpoint, a half-written row included."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        lines = f.read().splitlines(keepends=True)
+    if len(lines) <= n + 1:
+        return
+    with replacing(path) as tmp, open(tmp, "w", newline="") as f:
+        f.writelines(lines[:n + 1])
 
 
 def _append_row(path: Path, record: dict) -> None:
@@ -147,8 +160,10 @@ def _memory_mb(device: torch.device) -> float:
 class MetricLogger(Callback):
     """Write ``iterations.csv`` per training batch and ``epochs.csv`` per epoch, the same for two runs of
     one config; wall times and memory go to ``iterations.timings.csv`` and ``epochs.timings.csv``,
-    which differ from run to run. With ``tensorboard`` also TensorBoard event files in
-    ``<directory>/tensorboard`` (the package must be installed)."""
+    which differ from run to run. A resumed run first cuts the four files to the rows of its
+    checkpoint, so a run killed after logging past its last checkpoint leaves no rows twice. With
+    ``tensorboard`` also TensorBoard event files in ``<directory>/tensorboard`` (the package must be
+    installed)."""
 
     ITERATION_COLUMNS = ("iteration", "epoch", "loss", "lr")
     ITERATION_TIMINGS = ("iteration", "time", "memory")
@@ -166,6 +181,11 @@ class MetricLogger(Callback):
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / "iterations.csv"
         fresh = fitter.start_epoch == 0 or not path.exists()
+        if not fresh:  # a killed run may have logged past its last checkpoint: those rows are run again
+            for name in ("iterations.csv", "iterations.timings.csv"):
+                _keep_rows(self.directory / name, fitter.iteration)
+            for name in ("epochs.csv", "epochs.timings.csv"):
+                _keep_rows(self.directory / name, fitter.epoch)
         self._iterations = open(path, "w" if fresh else "a", newline="")
         self._timings = open(self.directory / "iterations.timings.csv", "w" if fresh else "a", newline="")
         if fresh:

@@ -1,13 +1,24 @@
-"""Outputs of samples, files, splits and folds the config no longer has are removed, and only those."""
+"""Outputs of samples, files, splits and folds the config no longer has are removed, and only those;
+what a killed run's writers left is removed when its task runs again, and only that."""
 from __future__ import annotations
 
 import logging
 import os
 import subprocess
+import threading
 from pathlib import Path
 
+import numpy as np
+import pytest
+import torch
+
 from tracerflow.config import load_config
-from tracerflow.io.stale import remove_stale, remove_stale_outputs
+from tracerflow.io.atomic import replacing, temporary_of, temporary_path, write_atomic
+from tracerflow.io.h5target import H5Writer
+from tracerflow.io.stale import own_outputs, remove_interrupted_writes, remove_stale, remove_stale_outputs
+from tracerflow.resample import gather
+from tracerflow.toy import sample as toy_sample
+from tracerflow.training.callbacks import Checkpoint, SaveBest
 
 
 def _touch(root: Path, *names: str) -> None:
@@ -86,3 +97,112 @@ def test_splits_folds_and_predict_samples(tmp_path):
         "train_sample/train.h5", "train_sample/train_folds.h5", "train_sample/scale_dict.json",
         "tfrecords/train/metadata.json", "train/fold_0/model.h5", "train/fold_2/model.h5",
         "predict_samples/extra.h5", "predict_samples/extra_jets.h5"}
+
+
+
+def test_temporary_names_carry_the_final_name_and_the_writing_process(tmp_path):
+    mine = os.getpid()
+    assert temporary_path(tmp_path / "a.h5") == tmp_path / f".a.h5.tmp-{mine}"
+    assert temporary_path(tmp_path / "a.h5", thread=True) == tmp_path / f".a.h5.tmp-{mine}-{threading.get_ident()}"
+    for path in (temporary_path(tmp_path / "a.h5"), temporary_path(tmp_path / "a.h5", thread=True)):
+        assert temporary_of(path.name) == ("a.h5", mine)
+    assert temporary_of(".shard_00000.tfrecord.tmp-30467") == ("shard_00000.tfrecord", 30467)
+    for name in ("a.h5", ".a.h5", ".a.h5.tmp", ".a.h5.tmp-", ".a.h5.tmp-12x", "a.h5.tmp-12", ".a.h5.tmp-1-2-3"):
+        assert temporary_of(name) is None, name
+
+
+def test_replacing_leaves_the_earlier_file_when_the_write_fails(tmp_path):
+    path = tmp_path / "sub" / "x.json"
+    write_atomic(path, "one\n")
+    with pytest.raises(RuntimeError), replacing(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert path.read_text() == "one\n" and sorted(p.name for p in path.parent.iterdir()) == ["x.json"]
+
+
+def test_every_writer_names_its_temporary_files_so(tmp_path, monkeypatch):
+    """H5 targets, checkpoints, best weights, the toy's ROOT files and Resample's scratch arrays."""
+    seen: list[tuple[str, Path]] = []
+    with H5Writer(tmp_path / "t.h5", "s", 1, "d", "test") as writer:
+        writer.append("x", np.zeros(3))
+        seen.append(("t.h5", writer.tmp_path))
+        assert writer.tmp_path.exists()
+    saved: list[Path] = []
+    monkeypatch.setattr(torch, "save", lambda obj, path: (saved.append(Path(path)), Path(path).write_bytes(b"x")))
+
+    class Fitter:
+        val_loss = 1.0
+        model = torch.nn.Linear(1, 1)
+
+        def state_dict(self):
+            return {}
+
+    SaveBest(tmp_path / "best.pt").on_epoch_end(Fitter())
+    Checkpoint(tmp_path / "last.pt").on_epoch_end(Fitter())
+    seen += [("best.pt", saved[0]), ("last.pt", saved[1])]
+    with gather._scratch_directory(tmp_path / "train.h5") as scratch:
+        seen.append(("train.h5", scratch))
+        assert scratch.is_dir()
+    assert not scratch.exists()
+
+    def recreate(path, **kwargs):
+        seen.append(("toy_0000.root", Path(path).parent))
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(toy_sample.uproot, "recreate", recreate)
+    plan = toy_sample.plan_files("ttbar", 10, 10, 1, "toy")[0]
+    with pytest.raises(RuntimeError):
+        toy_sample.generate_file("ttbar", plan, 1, "toy", tmp_path)
+    assert plan.name == "toy_0000.root"
+    for name, path in seen:
+        assert temporary_of(path.name) == (name, os.getpid()), path
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt", "t.h5"]
+
+
+def test_interrupted_writes_of_own_targets_and_below_own_directories_go_when_their_writer_is_gone(tmp_path, caplog):
+    dead, alive = _dead_pid(), os.getpid()
+    _touch(tmp_path, "events/a.h5", f"events/.a.h5.tmp-{dead}", f"events/.a.h5.tmp-{dead}-77/a.root",
+           f"events/.a.h5.tmp-{alive}", f"events/.b.h5.tmp-{dead}", f"events/.a.h5.tmp-{dead}.bak",
+           f"fold/.last.pt.tmp-{dead}", f"fold/plots/.roc.png.tmp-{dead}", f"fold/.scratch.tmp-{dead}-1/x.bin",
+           f"fold/.scratch.tmp-{dead}-1/.y.tmp-{dead}", "fold/model.h5", f"fold/.model.h5.tmp-{alive}",
+           f"other/.z.h5.tmp-{dead}")
+    with caplog.at_level(logging.INFO, logger="tracerflow.stale"):
+        removed = remove_interrupted_writes([tmp_path / "events" / "a.h5", tmp_path / "events" / "gone.h5"],
+                                            [tmp_path / "fold", tmp_path / "missing"])
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in removed) == [
+        f"events/.a.h5.tmp-{dead}", f"events/.a.h5.tmp-{dead}-77", f"fold/.last.pt.tmp-{dead}",
+        f"fold/.scratch.tmp-{dead}-1", f"fold/plots/.roc.png.tmp-{dead}"]
+    # a running writer's, another target's and other directories' temporary files stay, as does every other file
+    assert _files(tmp_path) == {"events/a.h5", f"events/.a.h5.tmp-{alive}", f"events/.b.h5.tmp-{dead}",
+                                f"events/.a.h5.tmp-{dead}.bak", "fold/model.h5", f"fold/.model.h5.tmp-{alive}",
+                                f"other/.z.h5.tmp-{dead}"}
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 5 and all("interrupted write" in m and str(dead) in m for m in messages)
+    assert remove_interrupted_writes([tmp_path / "events" / "a.h5"], [tmp_path / "fold"]) == []
+
+
+def test_each_task_owns_its_targets_and_its_directories(tmp_path):
+    cfg = _config(tmp_path, "samples.ttbar.generate.n_jets=1000", "samples.ttbar.generate.events_per_file=500",
+                  "resample.variables={pt: [[20, 250, 5]]}")
+    root = cfg.output_root
+    rel = lambda paths: sorted(p.relative_to(root).as_posix() for p in paths)  # noqa: E731
+    files, dirs = own_outputs(cfg, "GenerateSample", {"sample": "ttbar"})
+    assert files == [] and dirs == [cfg.sample_dir("ttbar")]
+    for stage, kind in (("BuildEvents", "events"), ("BuildGraphs", "graphs"), ("ApplySelections", "selections")):
+        files, dirs = own_outputs(cfg, stage, {"sample": "ttbar", "file": "ttbar_0001.root"})
+        assert rel(files) == [f"{kind}/ttbar/ttbar_0001.h5"] and dirs == []
+    assert rel(own_outputs(cfg, "Resample", {"split": "val"})[0]) == [
+        "resample/plots/resample_val_pt.png", "resample/report_val.json", "resample/val.h5"]
+    assert rel(own_outputs(cfg, "WriteTrainSample", {"split": "val"})[0]) == [
+        "train_sample/scale_dict.json", "train_sample/val.h5", "train_sample/val_folds.h5"]
+    assert rel(own_outputs(cfg, "PrepareSample", {"sample": "extra"})[0]) == [
+        "predict_samples/extra.h5", "predict_samples/extra_jets.h5"]
+    assert rel(own_outputs(cfg, "ConvertTFRecords", {"split": "train"})[1]) == ["tfrecords/train"]
+    assert rel(own_outputs(cfg, "TrainFold", {"fold": 3})[1]) == ["train/fold_3"]
+    assert rel(own_outputs(cfg, "Predict", {})[1]) == ["predict"]
+    assert rel(own_outputs(cfg, "TrainFold", {"fold": 3}, "d1g35t")[0]) == [".provenance/d1g35t.json"]
+    # a file task's own temporary files go; a sibling file task's stay (it may be writing)
+    dead = _dead_pid()
+    _touch(root / "events" / "ttbar", f".ttbar_0001.h5.tmp-{dead}", f".ttbar_0000.h5.tmp-{dead}")
+    remove_interrupted_writes(*own_outputs(cfg, "BuildEvents", {"sample": "ttbar", "file": "ttbar_0001.root"}))
+    assert _files(root / "events") == {f"ttbar/.ttbar_0000.h5.tmp-{dead}"}

@@ -138,3 +138,32 @@ def test_metric_logger_writes_tensorboard_scalars(data, tmp_path):
     assert [e.step for e in events.Scalars("epoch/val_loss")] == [0, 1]
     assert len(events.Scalars("loss/iteration")) == 2 * len(train)
 
+
+
+
+def _logged_fitter(directory) -> Fitter:
+    return _fitter([SaveBest(directory / "best.pt"), MetricLogger(directory), Checkpoint(directory / "last.pt")])
+
+
+def _first_column(path) -> list[int]:
+    with open(path, newline="") as f:
+        return [int(row[0]) for row in list(csv.reader(f))[1:]]
+
+
+def test_a_resumed_run_drops_what_a_killed_run_logged_after_its_last_checkpoint(data, tmp_path):
+    train, val = data
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    _logged_fitter(whole).fit(train, val, epochs=3)
+    _logged_fitter(resumed).fit(train, val, epochs=1)
+    first = (resumed / "last.pt").read_bytes()
+    _logged_fitter(resumed).fit(train, val, epochs=2, resume_from=resumed / "last.pt")
+    # killed after epoch 1 was logged but before its checkpoint was written, with a row half written
+    (resumed / "last.pt").write_bytes(first)
+    with open(resumed / "iterations.csv", "a") as f:
+        f.write("1")
+    _logged_fitter(resumed).fit(train, val, epochs=3, resume_from=resumed / "last.pt")
+    for name in ("iterations.csv", "epochs.csv"):
+        assert (resumed / name).read_text() == (whole / name).read_text(), name
+    for name in ("iterations.timings.csv", "epochs.timings.csv"):
+        assert _first_column(resumed / name) == _first_column(whole / name), name
+    assert not [p.name for p in resumed.iterdir() if ".tmp-" in p.name]
