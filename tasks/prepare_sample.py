@@ -8,6 +8,7 @@ import luigi
 from tracerflow.evaluate.predict_samples import write_predict_sample
 from tracerflow.tasks.apply_selections import ApplySelections
 from tracerflow.tasks.base import H5Target, TracerflowTask
+from tracerflow.tasks.build_graphs import BuildGraphs
 from tracerflow.tasks.write_train_sample import SCALE_SPLIT, WriteTrainSample
 from tracerflow.write import read_embedded_scale_dict, umami_file
 
@@ -19,10 +20,15 @@ class PrepareSample(TracerflowTask):
     sample = luigi.Parameter(description="a sample named in predict.samples")
 
     def requires(self) -> dict:
+        """The sample's selections files, the graphs files their jets gather with (required
+        directly: luigi looks no further up than a complete task) and the scaling split."""
         params = self.config_params()
-        return {"selections": [ApplySelections(sample=self.sample, file=f.logical, **params)
-                               for f in self.cfg.sample_files(self.sample)],
-                "scaling": WriteTrainSample(split=SCALE_SPLIT, **params)}
+        files = [f.logical for f in self.cfg.sample_files(self.sample)]
+        needs = {"selections": [ApplySelections(sample=self.sample, file=f, **params) for f in files],
+                 "scaling": WriteTrainSample(split=SCALE_SPLIT, **params)}
+        if self.cfg["graph"] is not None:
+            needs["graphs"] = [BuildGraphs(sample=self.sample, file=f, **params) for f in files]
+        return needs
 
     def digest(self) -> str:
         needs = self.requires()

@@ -18,6 +18,7 @@ from tracerflow.resample.inputs import only_split, physics_scales, selection_chu
 from tracerflow.resample.stream import check_split
 from tracerflow.tasks.apply_selections import ApplySelections
 from tracerflow.tasks.base import H5Target, TracerflowTask
+from tracerflow.tasks.build_graphs import BuildGraphs
 
 
 
@@ -31,13 +32,21 @@ class Resample(TracerflowTask):
 
     split = luigi.Parameter(description="a split named in resample.splits")
 
-    def requires(self) -> list[ApplySelections]:
+    def requires(self) -> dict[str, list]:
+        """The selections files of every resampled sample file, and the graphs files their jets
+        gather with: required directly, since luigi looks no further up than a complete task."""
         cfg = self.cfg
-        return [ApplySelections(sample=s, file=f.logical, **self.config_params())
-                for s in resampled_samples(cfg) for f in cfg.sample_files(s)]
+        files = [(s, f.logical) for s in resampled_samples(cfg) for f in cfg.sample_files(s)]
+        needs = {"selections": [ApplySelections(sample=s, file=f, **self.config_params()) for s, f in files]}
+        if cfg["graph"] is not None:
+            needs["graphs"] = [BuildGraphs(sample=s, file=f, **self.config_params()) for s, f in files]
+        return needs
+
+    def selections(self) -> list[ApplySelections]:
+        return self.requires()["selections"]
 
     def digest(self) -> str:
-        upstream = [d for t in self.requires() for d in t.gathered_digests()]
+        upstream = [d for t in self.selections() for d in t.gathered_digests()]
         cfg = self.cfg
         samples = {s: {k: cfg["samples"][s][k] for k in ("label", "cross_section")} for s in resampled_samples(cfg)}
         return cfg.digest("project.seed", "project.luminosity", "resample", upstream=upstream, extra={"samples": samples})
@@ -50,8 +59,8 @@ class Resample(TracerflowTask):
         if not any(cfg["samples"][s]["cross_section"] is not None
                    or cfg.block_for("event", s)["generator_weight"] is not None for s in samples):
             return None
-        events = [t.input()["events"].path for t in self.requires()]
-        return physics_scales([t.sample for t in self.requires()], [generator_weight_sum(p) for p in events],
+        events = [t.input()["events"].path for t in self.selections()]
+        return physics_scales([t.sample for t in self.selections()], [generator_weight_sum(p) for p in events],
                               {s: cfg["samples"][s]["cross_section"] for s in samples},
                               cfg["project"]["luminosity"])
 
@@ -66,12 +75,12 @@ class Resample(TracerflowTask):
         cfg = self.cfg
         block = cfg["resample"]
         spec, classes = resample_spec(cfg)
-        sources = [(t.sample, t.file) for t in self.requires()]
+        sources = [(t.sample, t.file) for t in self.selections()]
         columns = [spec.label, *spec.variables]
         constants = [{} if classes.value_of_sample(s) is None else {spec.label: classes.value_of_sample(s)}
                      for s, _ in sources]
         self.set_status_message(f"Resample {self.split}: two passes over {len(sources)} selections files")
-        chunks = selection_chunks([t.output().path for t in self.requires()], columns, block["chunk_size"],
+        chunks = selection_chunks([t.output().path for t in self.selections()], columns, block["chunk_size"],
                                   weight=block["weight"], constants=constants, physics=self.physics_scales())
         result = resample(spec, only_split(chunks, spec, self.split))[self.split]
         for warning in check_split(result, spec):
