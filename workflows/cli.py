@@ -14,8 +14,9 @@ from typing import Sequence
 import luigi
 
 from tracerflow.config import ConfigError, load_config, resolve_config
+from tracerflow.config.schema import scheduler_url_problem
 from tracerflow.tasks import STAGES
-from tracerflow.workflows import reporting
+from tracerflow.workflows import reporting, scheduler
 from tracerflow.workflows.analysis import LAST, Analysis, remove_stale_until, stage_tasks
 from tracerflow.workflows.inspect import describe_dag
 from tracerflow.workflows.retcodes import install_retcodes
@@ -39,9 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--until", choices=(*STAGES, LAST), default=LAST,
                      help="last stage to run (default: the last one the config describes)")
     run.add_argument("--workers", type=int, default=None, help="parallel worker processes (default: scheduler.workers)")
-    run.add_argument("--central", action="store_true", help="use the central scheduler luigid (scheduler.host/port)")
+    run.add_argument("--central", action="store_true",
+                     help="use the central scheduler luigid (scheduler.url, else scheduler.host/port)")
+    run.add_argument("--scheduler-url", type=_scheduler_url_arg, default=None, metavar="URL",
+                     help="the central scheduler's URL, e.g. http://127.0.0.1:8082 (implies --central; "
+                          "start one with `tracerflow scheduler start`)")
     run.add_argument("--scheduler-host", default=None, help="luigid host (implies --central)")
-    run.add_argument("--scheduler-port", type=int, default=None, help="luigid port (implies --central)")
+    run.add_argument("--scheduler-port", type=scheduler.port_arg, default=None, help="luigid port (implies --central)")
     run.add_argument("-v", "--verbose", action="store_true",
                      help="luigi's INFO log, and tracebacks of failed tasks on the terminal (always in the log file)")
     gen = sub.add_parser("generate", help="write the toy samples only (GenerateSample)")
@@ -52,12 +57,23 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="the DAG and which targets are complete")
     _common(show)
     show.add_argument("--until", choices=(*STAGES, LAST), default=LAST)
+    scheduler.add_parser(sub, _common)
     return parser
+
+
+def _scheduler_url_arg(text: str) -> str:
+    problem = scheduler_url_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text.rstrip("/")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tracerflow`` command; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "scheduler_url", None) and (args.scheduler_host or args.scheduler_port):
+        parser.error("--scheduler-url names the scheduler; leave out --scheduler-host and --scheduler-port")
     config = resolve_config(args.config)
     overrides = tuple(args.overrides)
     try:
@@ -71,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(yaml.safe_dump(cfg.as_dict(), sort_keys=False), end="")
         print(f"# {cfg.source}: valid", file=sys.stderr)
         return 0
+    if args.command == "scheduler":
+        return scheduler.command(args, cfg)
     until = "GenerateSample" if args.command == "generate" else args.until
     try:
         stage_tasks(config, overrides, until)
@@ -88,19 +106,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, cfg, config: str, overrides: tuple[str, ...], until: str) -> int:
     install_retcodes()
-    scheduler = cfg["scheduler"]
-    central = getattr(args, "central", False) or not scheduler["local"] or bool(
-        getattr(args, "scheduler_host", None) or getattr(args, "scheduler_port", None))
-    kwargs = {"workers": args.workers or scheduler["workers"], "detailed_summary": True,
+    kwargs = {"workers": args.workers or cfg["scheduler"]["workers"], "detailed_summary": True,
               "log_level": "INFO" if getattr(args, "verbose", False) else "WARNING"}
-    if central:
-        kwargs["scheduler_host"] = getattr(args, "scheduler_host", None) or scheduler["host"]
-        kwargs["scheduler_port"] = getattr(args, "scheduler_port", None) or scheduler["port"]
-    else:
+    url = _central_url(args, cfg["scheduler"])
+    if url is None:
         kwargs["local_scheduler"] = True
+    else:
+        try:
+            scheduler.check(url)
+        except scheduler.SchedulerError as err:
+            print(f"tracerflow: {err}", file=sys.stderr)
+            return EXIT_FAILED
+        scheduler.client_settings(verbose=getattr(args, "verbose", False))
+        kwargs["scheduler_url"] = url
     log = reporting.setup(cfg.output_root, verbose=getattr(args, "verbose", False))
     remove_stale_until(cfg, until)
-    result = luigi.build([Analysis(config=config, overrides=overrides, until=until)], **kwargs)
+    try:
+        result = luigi.build([Analysis(config=config, overrides=overrides, until=until)], **kwargs)
+    except luigi.rpc.RPCError:
+        print(f"tracerflow: FAILED: the scheduler at {url} stopped answering; finished targets are kept, see {log}",
+              file=sys.stderr)
+        return EXIT_FAILED
     print(result.summary_text)
     ok = result.status in (luigi.execution_summary.LuigiStatusCode.SUCCESS,
                            luigi.execution_summary.LuigiStatusCode.SUCCESS_WITH_RETRY)
@@ -109,6 +135,20 @@ def _run(args: argparse.Namespace, cfg, config: str, overrides: tuple[str, ...],
         return 0
     print(f"tracerflow: FAILED ({result.status.name}); see the messages above and {log}", file=sys.stderr)
     return EXIT_FAILED
+
+
+def _central_url(args: argparse.Namespace, block: dict) -> str | None:
+    """The central scheduler's URL, or None for luigi's local scheduler: --scheduler-url, else
+    --scheduler-host/--scheduler-port (the others from the config), else with --central or
+    scheduler.local false the config's scheduler.url or http://scheduler.host:scheduler.port."""
+    url, host, port = (getattr(args, name, None) for name in ("scheduler_url", "scheduler_host", "scheduler_port"))
+    if url:
+        return url
+    if host or port:
+        return scheduler.address(host or block["host"], port or block["port"])
+    if getattr(args, "central", False) or not block["local"]:
+        return (block["url"] or scheduler.address(block["host"], block["port"])).rstrip("/")
+    return None
 
 
 if __name__ == "__main__":

@@ -26,13 +26,16 @@ from tracerflow.resample.stream import EmptySplit
 from tracerflow.templates.event import TemplateError
 from tracerflow.templates.expressions import ExpressionError
 
-USER_ERRORS = (ConfigError, TemplateError, InputError, SourceError, ExpressionError, SchemaMismatch, EmptySplit)
+USER_ERRORS = (ConfigError, TemplateError, InputError, SourceError, ExpressionError, SchemaMismatch, EmptySplit,
+               luigi.rpc.RPCError)
 READER_ERRORS = (KeyError, ValueError)
 LOGGERS = ("luigi-interface", "luigi", "tracerflow")
 HINTS = (
     (SourceError, "the input file cannot give what the config asks for: check samples.<name>.files, the tree "
                   "and the branches event.template reads (uproot.open(file)[tree].keys() lists them)"),
     (ConfigError, "fix the key named above; `tracerflow validate --config ...` checks a config without running it"),
+    (luigi.rpc.RPCError, "the central scheduler stopped answering: `tracerflow scheduler status` says whether it "
+                         "runs, `tracerflow scheduler start` starts it again"),
     (InputError, "check the sample's files and the entry filters of the event block"),
     (EmptySplit, "look at the cutflow of the selections (report.html or selections/*.h5) and at the classes "
                  "the samples give"),

@@ -7,6 +7,7 @@ tracerflow runs in.
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 from tracerflow.config.spec import REQUIRED, Block, Context, ListOf, MapOf, OneOf, Partial, Scalar
 
@@ -49,6 +50,24 @@ def _class_path(value: str) -> str | None:
 
 def _module_name(value: str) -> str | None:
     return None if _MODULE.fullmatch(value) else f"{value!r} is not a module name (dotted Python names)"
+
+
+def _port(value: int) -> str | None:
+    return None if value <= 65535 else f"expected a TCP port (1 to 65535), got {value!r}"
+
+
+def scheduler_url_problem(value: str) -> str | None:
+    """What is wrong with a central scheduler's URL (``http[s]://host[:port][/path]``), or None."""
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        return f"{value!r} has no valid port (1 to 65535)"
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        return f"{value!r} is not a scheduler URL such as http://127.0.0.1:8082"
+    if port == 0:
+        return f"{value!r} has no valid port (1 to 65535)"
+    return None
 
 
 CLASS_PATH = Scalar((str,), check=_class_path)
@@ -344,9 +363,14 @@ BLOCKS = Block({
     }),
     "scheduler": Block({
         "workers": Scalar((int,), default=1, minimum=1),
-        "local": Scalar((bool,), default=True, doc="false: use the central scheduler luigid at host:port"),
-        "host": Scalar((str,), default="127.0.0.1"),
-        "port": Scalar((int,), default=8082, minimum=1),
+        "local": Scalar((bool,), default=True, doc="false: use the central scheduler luigid at url (or host:port)"),
+        "host": Scalar((str,), default="127.0.0.1", doc="where the central scheduler listens"),
+        "port": Scalar((int,), default=8082, minimum=1, check=_port),
+        "url": Scalar((str,), default=None, nullable=True, check=scheduler_url_problem,
+                      doc="the central scheduler's address, e.g. http://luigi.example.org:8082 (null: http://host:port)"),
+        "dir": Scalar((str,), default="~/.tracerflow/scheduler",
+                      doc="where `tracerflow scheduler start` keeps luigid's state, task history and logs "
+                          "(relative: to the directory tracerflow runs in)"),
     }),
 })
 

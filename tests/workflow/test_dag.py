@@ -4,10 +4,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -195,41 +193,13 @@ def test_config_errors_name_the_key_and_exit_2(tmp_path):
     assert proc.returncode == 2 and str(bad) in proc.stderr and "samples.s.files[0]" in proc.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def luigid(tmp_path):
-    """A real central scheduler on a free loopback port."""
-    port = _free_port()
-    exe = str(Path(sys.executable).with_name("luigid"))
-    proc = subprocess.Popen([exe, "--address", "127.0.0.1", "--port", str(port), "--logdir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/task_list?data=%7B%7D", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("luigid did not start")
-    yield port
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
 @pytest.mark.slow
-def test_central_scheduler_sees_tasks_and_progress(luigid, tmp_path):
-    proc = tracerflow("run", *SMALL, "--until", "BuildEvents", "--workers", "2", "--scheduler-port", str(luigid),
-                      cwd=tmp_path, check=True)
+def test_central_scheduler_sees_tasks_and_progress(scheduler, tmp_path):
+    proc = tracerflow("run", *SMALL, "--until", "BuildEvents", "--workers", "2", "--scheduler-port",
+                      str(scheduler.port), cwd=tmp_path, check=True)
     assert "tracerflow: done" in proc.stdout
     query = urllib.parse.quote(json.dumps({"status": "DONE"}))
-    with urllib.request.urlopen(f"http://127.0.0.1:{luigid}/api/task_list?data={query}") as resp:
+    with urllib.request.urlopen(f"{scheduler.url}/api/task_list?data={query}") as resp:
         tasks = json.load(resp)["response"]
     families = [t["name"] for t in tasks.values()]
     assert families.count("BuildEvents") == N_FILES and families.count("GenerateSample") == 2
