@@ -1,7 +1,10 @@
 """The ``tracerflow`` command: run, generate, validate and show an analysis.
 
 Every subcommand validates the config first (exit code 2 on a config error); ``run`` exits
-1 when any task failed or could not run, so batch systems and CI see failures. Each failed
+1 when any task failed or could not run, so batch systems and CI see failures, and also, before
+any task runs, when the output directory cannot be written (a file, read-only, no permission:
+not a config error, since the config itself is valid). A full disk, a read-only directory or a
+file in the way met while running fails the task with a message naming the path. Each failed
 task is reported in one block (task, message, hint); tracebacks go to
 ``<output_dir>/logs/<project name>.log`` and, with ``-v``, to the terminal.
 """
@@ -15,6 +18,7 @@ import luigi
 
 from tracerflow.config import ConfigError, load_config, resolve_config
 from tracerflow.config.schema import scheduler_url_problem
+from tracerflow.io import faults
 from tracerflow.tasks import STAGES
 from tracerflow.workflows import reporting, scheduler
 from tracerflow.workflows.analysis import LAST, Analysis, remove_stale_until, stage_tasks
@@ -119,6 +123,11 @@ def _run(args: argparse.Namespace, cfg, config: str, overrides: tuple[str, ...],
             return EXIT_FAILED
         scheduler.client_settings(verbose=getattr(args, "verbose", False))
         kwargs["scheduler_url"] = url
+    blocked = faults.unwritable(cfg.output_root, reporting.log_path(cfg.output_root).parent)
+    if blocked is not None:
+        print(f"tracerflow: {faults.refusal(cfg.output_root, blocked)}\n    hint: {faults.hint(blocked)}",
+              file=sys.stderr)
+        return EXIT_FAILED
     log = reporting.setup(cfg.output_root, verbose=getattr(args, "verbose", False))
     remove_stale_until(cfg, until)
     try:
@@ -133,7 +142,9 @@ def _run(args: argparse.Namespace, cfg, config: str, overrides: tuple[str, ...],
     if ok:
         print(f"tracerflow: done; outputs in {cfg.output_root}")
         return 0
-    print(f"tracerflow: FAILED ({result.status.name}); see the messages above and {log}", file=sys.stderr)
+    log = reporting.current_log()  # None once a full disk stopped it
+    print(f"tracerflow: FAILED ({result.status.name}); see the messages above" + (f" and {log}" if log else ""),
+          file=sys.stderr)
     return EXIT_FAILED
 
 

@@ -10,6 +10,7 @@ luigi's traceback as well.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -17,10 +18,12 @@ from typing import Any
 
 import luigi
 import luigi.configuration
+from luigi.task import flatten
 
 from tracerflow.config import ConfigError
 from tracerflow.events.build import InputError
 from tracerflow.events.source import SourceError
+from tracerflow.io import faults
 from tracerflow.io.h5target import SchemaMismatch
 from tracerflow.resample.stream import EmptySplit
 from tracerflow.templates.event import TemplateError
@@ -51,10 +54,11 @@ _state: dict[str, Any] = {"active": False, "log": None, "verbose": False}
 
 
 def is_user_error(exc: BaseException | None) -> bool:
-    """True for the errors a user fixes in the config or the inputs: tracerflow's config,
-    template, input and file-schema errors, and KeyError/ValueError raised by tracerflow's own
-    code with a message naming a file."""
-    if isinstance(exc, USER_ERRORS):
+    """True for the errors a user fixes in the config, the inputs or the machine: tracerflow's
+    config, template, input and file-schema errors, faults of the file system (disk full,
+    read-only, ...: :mod:`tracerflow.io.faults`), and KeyError/ValueError raised by tracerflow's
+    own code with a message naming a file."""
+    if isinstance(exc, USER_ERRORS) or faults.fault_of(exc) is not None:
         return True
     if not isinstance(exc, READER_ERRORS) or exc.__traceback__ is None:
         return False
@@ -67,8 +71,13 @@ def _module_of(tb: Any) -> str:
     return str(tb.tb_frame.f_globals.get("__name__", ""))
 
 
-def message_of(exc: BaseException) -> str:
-    """The exception's message (a KeyError's without the quotes ``str`` adds)."""
+def message_of(exc: BaseException, where: str | None = None) -> str:
+    """The exception's message (a KeyError's without the quotes ``str`` adds); for a fault of the
+    file system (disk full, read-only, ...) its cause in words and its path (``where`` when the
+    error names none)."""
+    fault = faults.fault_of(exc)
+    if fault is not None:
+        return faults.describe(fault, where)
     if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str) \
             and type(exc).__str__ is KeyError.__str__:
         return exc.args[0]
@@ -76,6 +85,9 @@ def message_of(exc: BaseException) -> str:
 
 
 def hint_for(exc: BaseException) -> str:
+    fault = faults.fault_of(exc)
+    if fault is not None:
+        return faults.hint(fault)
     for kinds, hint in HINTS:
         if isinstance(exc, kinds):
             return hint
@@ -88,10 +100,22 @@ def task_label(task: luigi.Task) -> str:
     return f"{task.task_family}({', '.join(f'{k}={v}' for k, v in params.items())})"
 
 
+def _written_by(task: luigi.Task) -> str | None:
+    """What ``task`` writes, for an error that names no path: its one output, or the directory
+    that holds all of them."""
+    try:
+        paths = [Path(target.path) for target in flatten(task.output()) if hasattr(target, "path")]
+    except Exception:
+        return None
+    if not paths:
+        return None
+    return str(paths[0]) if len(paths) == 1 else os.path.commonpath([str(p.parent) for p in paths])
+
+
 def failure_block(task: luigi.Task, error: BaseException | str, log: Path | None, verbose: bool) -> str:
     """The lines that report one failed task."""
     if isinstance(error, BaseException):
-        message, user = message_of(error), is_user_error(error)
+        message, user = message_of(error, _written_by(task)), is_user_error(error)
         hint = hint_for(error)
         kind = "" if user else f"{type(error).__name__}: "
     else:
@@ -139,9 +163,57 @@ class _Stderr(logging.StreamHandler):
         pass
 
 
+class _LogFile(logging.FileHandler):
+    """The log file, given up (with one line on the terminal) when it cannot be written, such as
+    on a full disk: the run and its failure blocks go on without it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8")
+        self.failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        if not self._give_up(sys.exc_info()[1]):
+            super().handleError(record)
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError as err:
+            if not self._give_up(err):
+                raise
+
+    def _give_up(self, error: BaseException | None) -> bool:
+        """Stop writing the file after a fault of the file system (say so once); False for other errors."""
+        fault = faults.fault_of(error)
+        if fault is None:
+            return False
+        if not self.failed:
+            self.failed = True
+            if _state["log"] == Path(self.baseFilename):
+                _state["log"] = None  # failure blocks no longer point at it
+            print(f"tracerflow: the log file is no longer written ({faults.describe(fault, self.baseFilename)})",
+                  file=sys.stderr, flush=True)
+            stream, self.stream = self.stream, None
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+        return True
+
+
 def _owned(handler: logging.Handler) -> logging.Handler:
     handler._tracerflow = True  # type: ignore[attr-defined]
     return handler
+
+
+def current_log() -> Path | None:
+    """The log file being written, None when there is none (or a full disk stopped it)."""
+    return _state["log"]
 
 
 def log_path(output_root: Path) -> Path:
@@ -164,7 +236,7 @@ def setup(output_root: Path, verbose: bool) -> Path:
         if not config.has_section("core"):
             config.add_section("core")
         config.set("core", "no_configure_logging", "true")
-    to_file = _owned(logging.FileHandler(log, encoding="utf-8"))
+    to_file = _owned(_LogFile(log))
     to_file.setLevel(logging.INFO)
     to_file.setFormatter(logging.Formatter("%(asctime)s %(process)d %(name)s %(levelname)s: %(message)s"))
     for name in (*LOGGERS, "tracerflow.failures"):

@@ -23,6 +23,7 @@ from typing import Mapping, Sequence
 
 import torch
 
+from tracerflow.io.atomic import replacing, write_atomic
 from tracerflow.models.graph import GraphSetEncoder
 
 FORMATS = ("torchscript", "onnx")
@@ -66,9 +67,7 @@ def export_torchscript(models: Mapping[int, torch.nn.Module], out_dir: str | os.
             buffer = io.BytesIO()
             torch.jit.save(scripted, buffer)
         path = out_dir / f"fold_{fold}.torchscript.pt"
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_bytes(canonical_torchscript(buffer.getvalue()))
-        os.replace(tmp, path)
+        write_atomic(path, canonical_torchscript(buffer.getvalue()))
         written.append(path)
     return written
 
@@ -135,15 +134,14 @@ def export_onnx(models: Mapping[int, torch.nn.Module], out_dir: str | os.PathLik
     written = []
     for fold, model in sorted(models.items()):
         path = out_dir / f"fold_{fold}.onnx"
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         with warnings.catch_warnings():
             for category in (UserWarning, FutureWarning, DeprecationWarning):
                 warnings.simplefilter("ignore", category)
             program = torch.onnx.export(model.eval(), example, input_names=["jets", "tracks", "valid"],
                                         output_names=["logits"], dynamic_shapes=shapes, opset_version=ONNX_OPSET,
                                         dynamo=True, verbose=False)
-        program.save(str(tmp))
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            program.save(str(tmp))
         written.append(path)
     return written
 

@@ -65,6 +65,7 @@ from tracerflow.evaluate.metrics import (
 )
 from tracerflow.evaluate.predictions_file import SCHEMA as PREDICTIONS_SCHEMA
 from tracerflow.evaluate.predictions_file import write_predictions
+from tracerflow.io.atomic import write_atomic
 from tracerflow.training.data import TrainFileDataset
 from tracerflow.training.fit import predict
 from tracerflow.write.scaling import scale_entry
@@ -378,9 +379,7 @@ def _safe(name: str) -> str:
 
 def _write_json(path: Path, value: Any) -> None:
     """Strict JSON written atomically (temporary file, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(_strict(value), indent=1, sort_keys=True, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(_strict(value), indent=1, sort_keys=True, allow_nan=False) + "\n")
 
 
 def collect_metrics(oof: tuple[np.ndarray, np.ndarray, dict[str, Any]],

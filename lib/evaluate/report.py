@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from tracerflow.io.atomic import write_atomic
 from tracerflow.io.selections_file import read_cutflow
 
 STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
@@ -205,7 +206,5 @@ def write_report(path: str | os.PathLike, *, title: str, cutflow: Sequence[tuple
         if Path(plot).exists():
             parts += [f"<h2>{html.escape(heading)}</h2>", _image(Path(plot))]
     parts += [_metrics_table(metrics), _confusion_table(metrics), "</body></html>\n"]
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(parts), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, "".join(parts))
     return path

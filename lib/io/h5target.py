@@ -7,6 +7,7 @@ version, the library version, the digest of the config slice it was made from an
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import h5py
 import numpy as np
 
 from tracerflow import __version__
+from tracerflow.io.faults import OutputError, fault_of, output_error
 
 COMPRESSIONS = (None, "lzf", "gzip")
 _CHUNK_ROWS = 32768
@@ -77,28 +79,72 @@ class H5Writer:
             **dict(attrs or {}),
         }
         self.file: h5py.File | None = None
+        self._disk: _Disk | None = None
 
     def __enter__(self) -> "H5Writer":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = _create_without_times(self.tmp_path)
-        for key, value in self._root_attrs.items():
-            self.file.attrs[key] = _attr_value(value)
-        self.file.attrs["complete"] = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._disk = _Disk(self.tmp_path)
+            self.file = _create_without_times(self._disk)
+        except BaseException as err:
+            self._remove_tmp()
+            if isinstance(err, OSError):
+                raise output_error(err, self.path) or err
+            raise
+        try:
+            for key, value in self._root_attrs.items():
+                self.file.attrs[key] = _attr_value(value)
+            self.file.attrs["complete"] = False
+            self.check()
+        except BaseException as err:
+            self.__exit__(type(err), err, err.__traceback__)
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        assert self.file is not None
+        """Rename the finished file into place; after an error, or when a write failed, remove it
+        and raise a file-system fault (disk full, ...) as an :class:`OutputError` naming ``path``."""
+        assert self.file is not None and self._disk is not None
+        file, self.file = self.file, None
+        error = exc if isinstance(exc, Exception) else None
         try:
             if exc_type is None:
-                self.file.attrs["complete"] = True
-            self.file.close()
-        finally:
-            self.file = None
-            if exc_type is None:
-                self.path.unlink(missing_ok=True)
+                file.attrs["complete"] = True
+            file.close()  # no write of it fails (see _Disk), so neither does the close
+        except Exception as err:
+            _hold_open(file)
+            error = error or err
+        try:
+            if exc_type is None and error is None:
+                self.check()
+                self._disk.close()
                 os.replace(self.tmp_path, self.path)
-            else:
-                self.tmp_path.unlink(missing_ok=True)
+                return
+        except Exception as err:
+            error = err
+        refused = self._disk.refused
+        self._remove_tmp()
+        if error is None:
+            return  # KeyboardInterrupt and the like go on as they are
+        fault = output_error(error, self.path) or (output_error(refused, self.path) if refused else None)
+        if isinstance(fault, OutputError) and fault is not fault_of(error):
+            raise fault from error
+        if error is not exc:
+            raise error
+
+    def _remove_tmp(self) -> None:
+        if self._disk is not None:
+            self._disk.close()
+        try:
+            self.tmp_path.unlink(missing_ok=True)
+        except OSError:  # its directory is gone or not one: there is no file to remove
+            pass
+
+    def check(self) -> None:
+        """Raise, naming ``path``, the first write the disk refused (disk full, I/O error): HDF5 is
+        never told of it (see :class:`_Disk`), so writers ask after each batch of rows."""
+        if self._disk is not None and self._disk.refused is not None:
+            raise output_error(self._disk.refused, self.path) or self._disk.refused
 
     def append(self, name: str, data: np.ndarray) -> None:
         """Append rows to dataset ``name``, creating it resizable on first use."""
@@ -125,6 +171,7 @@ class H5Writer:
         start = dset.shape[0]
         dset.resize(start + len(data), axis=0)
         dset[start:] = data
+        self.check()
 
     def _parents(self, name: str) -> None:
         """Create the groups above ``name`` without timestamps (h5py's implicit ones carry them)."""
@@ -154,6 +201,92 @@ class H5Writer:
         self.file.create_dataset(name, data=np.asarray(data), track_times=False)
 
 
+class _Disk(io.FileIO):
+    """The file on disk that HDF5 writes a target through (h5py's ``fileobj`` driver); no write to
+    it ever fails.
+
+    libhdf5 does not survive a write that fails while it closes a dataset, which any dropped
+    dataset handle does (it flushes the dataset's cached chunks): the dataset is freed but its
+    id kept, and releasing that id again (Python dropping another handle, or HDF5 itself at exit)
+    reads freed memory and crashes the process. So a write the disk refuses (full, I/O error)
+    is kept in memory instead, where later reads find it, and HDF5 carries on unaware; the first
+    refusal is :attr:`refused`, which :meth:`H5Writer.check` raises at the writer's next step.
+    Such a file is never renamed into place.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, "w+")
+        self.refused: OSError | None = None
+        self._kept: list[tuple[int, bytes]] = []  # (position, bytes) of refused writes, in order
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        size = len(view)
+        position = self.tell()
+        if self.refused is None:
+            try:
+                while view:
+                    done = super().write(view)
+                    view, position = view[done:], position + done
+                return size
+            except OSError as err:
+                self.refused = err
+        self._kept.append((position, bytes(view)))
+        self.seek(position + len(view))
+        return size
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` from here with the bytes as HDF5 last wrote them; zeros past the end of
+        the file, as HDF5's own driver reads them."""
+        view = memoryview(buffer).cast("B")
+        position, size = self.tell(), len(view)
+        done = 0
+        while done < size:
+            got = super().readinto(view[done:])
+            if not got:
+                view[done:] = bytes(size - done)
+                break
+            done += got
+        for start, kept in self._kept:
+            lo, hi = max(start, position), min(start + len(kept), position + size)
+            if lo < hi:
+                view[lo - position:hi - position] = kept[lo - start:hi - start]
+        self.seek(position + size)
+        return size
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return super().read(size)
+        data = bytearray(size)
+        self.readinto(data)
+        return bytes(data)
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.refused is None:
+            try:
+                return super().truncate(size)
+            except OSError as err:
+                self.refused = err
+        return self.tell() if size is None else size
+
+
+#: The open objects of files whose closing failed (see :func:`_hold_open`).
+_UNCLOSABLE: list[list[Any]] = []
+
+
+def _hold_open(file: h5py.File) -> None:
+    """Keep a reference to every open object of a file whose closing failed, one never given back,
+    so that dropping the Python objects over them closes nothing twice (HDF5 frees an object whose
+    close failed but keeps its id; the ids go once, when HDF5 shuts down at exit)."""
+    try:
+        held = h5py.h5f.get_obj_ids(file.id, h5py.h5f.OBJ_ALL)  # each takes a reference of its own
+    except Exception:
+        return
+    for object_id in held:
+        object_id.locked = True  # a locked id is not released when its Python object goes
+    _UNCLOSABLE.append(held)
+
+
 def _untimed(kind: h5py.h5p.PropClassID) -> h5py.h5p.PropID:
     """A creation property list whose objects carry no modification times."""
     plist = h5py.h5p.create(kind)
@@ -161,11 +294,14 @@ def _untimed(kind: h5py.h5p.PropClassID) -> h5py.h5p.PropID:
     return plist
 
 
-def _create_without_times(path: Path) -> h5py.File:
-    """Create ``path`` (latest format) with an untimed root group: equal inputs, equal bytes."""
+def _create_without_times(disk: _Disk) -> h5py.File:
+    """An HDF5 file (latest format) written through ``disk``, with an untimed root group: equal
+    inputs, equal bytes."""
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
     fapl.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
-    fid = h5py.h5f.create(str(path).encode(), h5py.h5f.ACC_TRUNC, fcpl=_untimed(h5py.h5p.FILE_CREATE), fapl=fapl)
+    fapl.set_fileobj_driver(h5py.h5fd.fileobj_driver, disk)
+    fid = h5py.h5f.create(repr(disk).encode("ascii", "replace"), h5py.h5f.ACC_TRUNC,
+                          fcpl=_untimed(h5py.h5p.FILE_CREATE), fapl=fapl)
     return h5py.File(fid)
 
 
@@ -259,7 +395,7 @@ def target_status(path: str | os.PathLike, config_digest: str, schema: str | Non
         return TargetStatus(False, False, False, "missing")
     try:
         attrs = read_root_attrs(path)
-    except OSError as err:
+    except Exception as err:  # garbage, a truncated file, a directory: OSError; damaged metadata: anything
         return TargetStatus(True, False, False, f"unreadable: {err}")
     if schema is not None and attrs.get("schema") != schema:
         return TargetStatus(True, False, False, f"schema {attrs.get('schema')!r}, expected {schema!r}")

@@ -24,11 +24,12 @@ import numpy as np
 from tracerflow.columns import ragged_index
 from tracerflow.io import graphs_file, selections_file
 from tracerflow.io.atomic import temporary_path
+from tracerflow.io.faults import output_error
 from tracerflow.io.h5target import H5Writer, check_schema
 from tracerflow.io.resampled_file import (COUNT_DTYPE, INDEX_COLUMNS, INDEX_DTYPES, LABEL_DTYPE, SCHEMA,
                                           SCHEMA_VERSION, WEIGHT_DTYPE)
 from tracerflow.write.kernels import count_half_patterns
-from tracerflow.write.placed import PlacedDatasets
+from tracerflow.write.placed import PlacedDatasets, reserve
 
 BLOCK_ROWS = 32768
 WRITE_BLOCK_BYTES = 4 << 20
@@ -190,9 +191,11 @@ def _scratch_directory(path: Path) -> Iterator[Path]:
     """A directory for the scratch files of writing ``path``, beside it and named as its temporary
     files are (``.<name>.tmp-<pid>-<thread>``), removed when the block ends."""
     directory = temporary_path(path, thread=True)
-    directory.mkdir(exist_ok=True)
     try:
+        directory.mkdir(exist_ok=True)
         yield directory
+    except OSError as err:  # a full disk met by a scratch file is one writing ``path``
+        raise output_error(err, path) or err
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -207,7 +210,13 @@ class _Scratch:
         size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
         if size <= IN_MEMORY_BYTES:
             return np.zeros(shape, dtype)
-        return np.memmap(self.tmp / f"{name}.bin", dtype=dtype, mode="w+", shape=shape)
+        path = self.tmp / f"{name}.bin"
+        with open(path, "wb") as handle:
+            try:  # the disk space first: a full disk met through the map would kill the process (SIGBUS)
+                reserve(handle.fileno(), 0, size, zeros=True)
+            except OSError as err:
+                raise OSError(err.errno, err.strerror, str(path)) from None
+        return np.memmap(path, dtype=dtype, mode="r+", shape=shape)
 
 
 def _scatter_source(s: _Source, rows: Mapping[str, np.ndarray], offsets: np.ndarray, jets: dict[str, np.ndarray],

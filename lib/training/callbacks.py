@@ -85,8 +85,7 @@ class SaveBest(Callback):
     def on_epoch_end(self, fitter: "Fitter") -> None:
         if fitter.val_loss < self.best:
             self.best = fitter.val_loss
-            with replacing(self.path) as tmp:
-                torch.save(fitter.model.state_dict(), tmp)
+            _save(fitter.model.state_dict(), self.path)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best}
@@ -107,8 +106,14 @@ class Checkpoint(Callback):
         self.inputs_digest = inputs_digest
 
     def on_epoch_end(self, fitter: "Fitter") -> None:
-        with replacing(self.path) as tmp:
-            torch.save({**fitter.state_dict(), "inputs_digest": self.inputs_digest}, tmp)
+        _save({**fitter.state_dict(), "inputs_digest": self.inputs_digest}, self.path)
+
+
+def _save(state: Any, path: Path) -> None:
+    """``torch.save`` to ``path`` atomically, through a Python file: a full disk is then an
+    ``OSError`` with its errno, where torch's own file writer raises a bare RuntimeError."""
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)
 
 
 def _keep_rows(path: Path, n: int) -> None:

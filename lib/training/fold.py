@@ -126,7 +126,9 @@ def resumable(checkpoint: Path, inputs_digest: str) -> Path | None:
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises RuntimeError, pickle's UnpicklingError, EOFError, ...
-        raise ValueError(f"{checkpoint}: not a readable checkpoint ({type(err).__name__}: {err}); delete it "
+        first = str(err).strip().split("\n")[0].split(". ")[0][:120]  # torch's run on for paragraphs
+        why = f"{type(err).__name__}: {first}" if first else type(err).__name__
+        raise ValueError(f"{checkpoint}: not a readable checkpoint ({why}); delete it "
                          "or set train.continue_training: false") from None
     made_from = state.get("inputs_digest") if isinstance(state, Mapping) else None
     if made_from != inputs_digest:

@@ -137,6 +137,7 @@ class RowAppender:
             dset.resize(stop, axis=0)
         dset[start:stop] = data
         self._written[name] = stop
+        self.writer.check()
 
     def flush(self) -> None:
         """Write every queued row (the last, partial chunk of each dataset)."""

@@ -7,7 +7,9 @@ tools that read raw data directly). Rows ``[start, stop)`` of it are then one ``
 ``offset + start * row_bytes``: any thread can store any block, in any order, with the GIL
 released, straight from the small buffers its rows were computed in. The file stays a plain
 HDF5 file. The byte ranges are reserved with ``posix_fallocate`` first, so a full disk is an
-``OSError`` before any row is written.
+``OSError`` before any row is written; a write that fails anyway (a file system that cannot
+reserve, an I/O error) is an ``OSError`` too, never a crash, and the compiled loops that store
+rows hand a failed store back to :meth:`PlacedDatasets.write` to raise it.
 """
 from __future__ import annotations
 
@@ -105,11 +107,12 @@ class PlacedDatasets:
 
     def __enter__(self) -> "PlacedDatasets":
         self.writer.file.flush()
+        self.writer.check()
         self._fd = os.open(self.writer.tmp_path, os.O_WRONLY)
         try:
             for layout in self._layouts.values():
                 if layout.nbytes:
-                    _reserve(self._fd, layout.offset, layout.nbytes)
+                    reserve(self._fd, layout.offset, layout.nbytes)
         except BaseException:
             self.__exit__()
             raise
@@ -151,16 +154,31 @@ class PlacedDatasets:
             view = memoryview(data.reshape(-1).view(np.uint8))
             position = layout.offset + start * layout.row_bytes
             with self.mutex.held():
-                while view:
-                    written = os.pwrite(self._fd, view, position)
-                    view, position = view[written:], position + written
+                write_all(self._fd, view, position)
 
 
-def _reserve(fd: int, offset: int, nbytes: int) -> None:
-    """Reserve ``nbytes`` of disk at ``offset`` so that a full disk fails now; a file system that
-    cannot reserve space (``EOPNOTSUPP``, ``EINVAL``) is left to fail at the write instead."""
+def write_all(fd: int, data: memoryview, position: int) -> None:
+    """Write all of ``data`` at ``position``, as often as ``pwrite`` takes part of it; an error
+    (a full disk, say) is an ``OSError``, and so is a write that makes no progress."""
+    while data:
+        written = os.pwrite(fd, data, position)
+        if written <= 0:
+            raise OSError(errno.EIO, f"pwrite of {len(data)} bytes at {position} wrote nothing")
+        data, position = data[written:], position + written
+
+
+def reserve(fd: int, offset: int, nbytes: int, *, zeros: bool = False) -> None:
+    """Reserve ``nbytes`` of disk at ``offset`` so that a full disk fails now, as an ``OSError``.
+    A file system that cannot reserve space (``EOPNOTSUPP``, ``EINVAL``) is left to fail at the
+    write instead, or, with ``zeros``, gets the range written with zeros now: a region that will
+    be written through a memory map must be, since a store into a mapped page the disk has no
+    room for kills the process (``SIGBUS``) rather than raising."""
     try:
         os.posix_fallocate(fd, offset, nbytes)
     except OSError as err:
         if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
             raise
+        if zeros:
+            block = memoryview(bytes(min(nbytes, 1 << 22)))
+            for start in range(offset, offset + nbytes, len(block)):
+                write_all(fd, block[:offset + nbytes - start], start)

@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 import torch
 
+from tracerflow.io.atomic import write_atomic
 from tracerflow.write.appender import read_text
 from tracerflow.write.chunk import TrainChunk
 from tracerflow.write.kernels import count_half_patterns, pad_track_rows
@@ -404,10 +405,7 @@ def scale_dict_from_json(text: str | bytes) -> dict[str, Any]:
 def write_scale_dict(path: str | os.PathLike, scale_dict: Mapping[str, Any]) -> Path:
     """Write the scale dict as canonical JSON, atomically (temporary file, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(scale_dict_to_json(scale_dict), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, scale_dict_to_json(scale_dict))
     return path
 
 

@@ -128,7 +128,7 @@ def test_every_writer_names_its_temporary_files_so(tmp_path, monkeypatch):
         seen.append(("t.h5", writer.tmp_path))
         assert writer.tmp_path.exists()
     saved: list[Path] = []
-    monkeypatch.setattr(torch, "save", lambda obj, path: (saved.append(Path(path)), Path(path).write_bytes(b"x")))
+    monkeypatch.setattr(torch, "save", lambda obj, file: (saved.append(Path(file.name)), file.write(b"x")))
 
     class Fitter:
         val_loss = 1.0
