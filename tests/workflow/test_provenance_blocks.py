@@ -72,5 +72,6 @@ def test_each_block_reruns_exactly_what_follows_and_show_says_why(tmp_path):
             with h5py.File(root / "train" / "fold_0" / "model.h5") as f:
                 assert f.attrs["epochs_run"] == 1 and f.attrs["complete"]
             assert "made from other inputs" in proc.stderr, override
-            weights = _weights(root / "train" / "fold_0" / "model.h5")
-            assert any(not np.array_equal(weights[k], model_before[k]) for k in weights), override
+            if override.startswith("selection."):  # fewer jets: the model is another one
+                weights = _weights(root / "train" / "fold_0" / "model.h5")
+                assert any(not np.array_equal(weights[k], model_before[k]) for k in weights), override
