@@ -8,7 +8,7 @@ import luigi
 
 from tracerflow.tasks.base import TracerflowTask
 from tracerflow.tasks.write_train_sample import WriteTrainSample
-from tracerflow.tfrecords.writer import METADATA, write_tfrecords
+from tracerflow.tfrecords.writer import METADATA
 
 
 class MetadataTarget(luigi.LocalTarget):
@@ -59,6 +59,8 @@ class ConvertTFRecords(TracerflowTask):
         return MetadataTarget(self.cfg.output_root / "tfrecords" / self.split, self.digest())
 
     def run(self) -> None:
+        from tracerflow.tfrecords.writer import write_tfrecords
+
         self.remove_stale()
         block = self.cfg["tfrecords"]
         self.set_status_message(f"ConvertTFRecords {self.split}")

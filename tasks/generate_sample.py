@@ -6,7 +6,6 @@ import numpy as np
 
 from tracerflow.io.h5target import H5Writer
 from tracerflow.tasks.base import H5Target, TracerflowTask
-from tracerflow.toy import generate_sample
 
 SCHEMA = "tracerflow.sample"
 SCHEMA_VERSION = 1
@@ -24,6 +23,8 @@ class GenerateSample(TracerflowTask):
         return H5Target(self.cfg.sample_dir(self.sample) / "manifest.h5", self.digest(), SCHEMA, SCHEMA_VERSION)
 
     def run(self) -> None:
+        from tracerflow.toy import generate_sample
+
         self.remove_stale()
         cfg = self.cfg
         gen = cfg["samples"][self.sample]["generate"]

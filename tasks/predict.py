@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from tracerflow.evaluate import predictions_file
-from tracerflow.evaluate.predict import ReportInputs, remove_stale_outputs, run_predict, settings_from_config
 from tracerflow.resample.classes import resampled_samples
 from tracerflow.resample.gather import source_paths
 from tracerflow.tasks.base import H5Target, TracerflowTask
@@ -45,6 +44,8 @@ class Predict(TracerflowTask):
         return H5Target(self.out_dir() / "out_of_fold.h5", self.digest(), predictions_file.SCHEMA, predictions_file.SCHEMA_VERSION)
 
     def run(self) -> None:
+        from tracerflow.evaluate.predict import ReportInputs, remove_stale_outputs, run_predict, settings_from_config
+
         self.remove_stale()
         cfg, block, inputs = self.cfg, self.cfg["predict"], self.input()
         folds = trained_folds(cfg)

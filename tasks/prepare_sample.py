@@ -5,7 +5,6 @@ from pathlib import Path
 
 import luigi
 
-from tracerflow.evaluate.predict_samples import write_predict_sample
 from tracerflow.tasks.apply_selections import ApplySelections
 from tracerflow.tasks.base import H5Target, TracerflowTask
 from tracerflow.tasks.build_graphs import BuildGraphs
@@ -44,6 +43,8 @@ class PrepareSample(TracerflowTask):
         return H5Target(self.out_dir() / f"{self.sample}.h5", self.digest(), umami_file.SCHEMA, umami_file.SCHEMA_VERSION)
 
     def run(self) -> None:
+        from tracerflow.evaluate.predict_samples import write_predict_sample
+
         self.remove_stale()
         scale_dict = read_embedded_scale_dict(next(iter(self.input()["scaling"].values())).path)
         self.set_status_message(f"PrepareSample {self.sample}: gathering, scaling, writing")

@@ -9,7 +9,6 @@ from tracerflow.io import model_file
 from tracerflow.tasks.base import H5Target, TracerflowTask
 from tracerflow.tasks.convert_tfrecords import ConvertTFRecords
 from tracerflow.tasks.write_train_sample import WriteTrainSample
-from tracerflow.training.fold import train_fold
 
 TRAIN_SPLIT = "train"
 #: train keys a continued training may change: how long, how patient, and where or how it runs.
@@ -48,6 +47,8 @@ class TrainFold(TracerflowTask):
         return H5Target(self.out_dir() / "model.h5", self.digest(), model_file.SCHEMA, model_file.SCHEMA_VERSION)
 
     def run(self) -> None:
+        from tracerflow.training.fold import train_fold
+
         self.remove_stale()
         cfg = self.cfg
         self.set_status_message(f"TrainFold {self.fold}: {cfg['train']['epochs']} epochs")

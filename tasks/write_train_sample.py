@@ -8,7 +8,6 @@ import luigi
 from tracerflow.tasks.base import H5Target, TracerflowTask
 from tracerflow.tasks.resample import Resample
 from tracerflow.write import fold_file, read_embedded_scale_dict, umami_file
-from tracerflow.write.train_sample import train_columns, write_train_sample
 
 SCALE_SPLIT = "train"
 
@@ -49,6 +48,8 @@ class WriteTrainSample(TracerflowTask):
         return out
 
     def run(self) -> None:
+        from tracerflow.write.train_sample import train_columns, write_train_sample
+
         self.remove_stale()
         cfg = self.cfg
         resampled = self.input()["resampled"].path

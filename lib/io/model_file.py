@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import h5py
 import numpy as np
-import torch
-
 from tracerflow.io.h5target import H5Writer, check_schema
-from tracerflow.models import ModelBuilder
+
+if TYPE_CHECKING:
+    import torch
 
 SCHEMA = "tracerflow.model"
 SCHEMA_VERSION = 1
@@ -35,7 +35,12 @@ def load_model(path: str | os.PathLike) -> tuple[torch.nn.Module, dict[str, Any]
     with h5py.File(path, "r") as f:
         check_schema(f, SCHEMA, SCHEMA_VERSION)
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
-        state = {key: torch.from_numpy(np.array(f["weights"][key])) for key in f["weights"]}
+        state = {key: np.array(f["weights"][key]) for key in f["weights"]}
+    import torch
+
+    from tracerflow.models import ModelBuilder  # torch: only when a model is loaded
+
+    state = {key: torch.from_numpy(value) for key, value in state.items()}
     model = ModelBuilder(json.loads(attrs["model_config"])).build()
     model.load_state_dict(state)
     return model.eval(), attrs

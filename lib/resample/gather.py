@@ -28,7 +28,6 @@ from tracerflow.io.faults import output_error
 from tracerflow.io.h5target import H5Writer, check_schema
 from tracerflow.io.resampled_file import (COUNT_DTYPE, INDEX_COLUMNS, INDEX_DTYPES, LABEL_DTYPE, SCHEMA,
                                           SCHEMA_VERSION, WEIGHT_DTYPE)
-from tracerflow.write.kernels import count_half_patterns
 from tracerflow.write.placed import PlacedDatasets, reserve
 
 BLOCK_ROWS = 32768
@@ -117,6 +116,8 @@ def write_resampled(path: str | os.PathLike, rows: Mapping[str, np.ndarray], *, 
             writer.set_attrs("nodes/x", names=names["x"])
             writer.set_attrs("nodes/truth", names=names["truth"])
             if x.dtype == np.float16:
+                from tracerflow.write.kernels import count_half_patterns  # numba: only when writing
+
                 writer.write("nodes/x_half_counts", count_half_patterns([x[:, j] for j in range(x.shape[1])]))
                 writer.set_attrs("nodes/x_half_counts", names=names["x"])
     return int(offsets[-1])

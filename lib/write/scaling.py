@@ -24,7 +24,6 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import h5py
 import numpy as np
-import torch
 
 from tracerflow.io.atomic import write_atomic
 from tracerflow.write.appender import read_text
@@ -286,6 +285,8 @@ def _cast_into(dst: np.ndarray, src: np.ndarray) -> None:
     if np.float16 not in (dst.dtype, src.dtype):
         dst[...] = src
         return
+    import torch  # imported here: reading a scale dict needs no torch
+
     rows = max(1, _TORCH_SERIAL_ITEMS // max(1, int(np.prod(dst.shape[1:], dtype=np.int64))))
     for start in range(0, len(dst), rows):
         torch.from_numpy(dst[start:start + rows]).copy_(torch.from_numpy(src[start:start + rows]))

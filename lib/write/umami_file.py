@@ -38,7 +38,6 @@ from tracerflow.io.h5target import H5Writer, SchemaFile
 from tracerflow.io.umami_groups import ATTRIBUTE, group_names, groups_of, name_in, path_in
 from tracerflow.write.appender import RowAppender, WriteBehind, read_text, write_text
 from tracerflow.write.chunk import TrainChunk
-from tracerflow.write.kernels import check_fits, pad_track_rows
 from tracerflow.write.placed import PlacedDatasets
 from tracerflow.write.scaling import (scale_dict_from_json, scale_dict_to_json, scale_jets, track_columns_to_pad,
                                      write_scale_dict)
@@ -148,6 +147,8 @@ class _UmamiRows:
         fold = np.asarray(chunk.fold)
         if fold.size and (fold.min() < 0 or fold.max() > np.iinfo(np.int16).max):
             raise ValueError(f"fold ids outside [0, {np.iinfo(np.int16).max}]: [{fold.min()}, {fold.max()}]")
+        from tracerflow.write.kernels import check_fits  # numba: compiled kernels load when writing
+
         check_fits({name: chunk.track_labels[name] for name in self.track_label_names}, self.label_dtype)
         one_hot = np.take(np.eye(n_classes + 1, n_classes, dtype=np.uint8), label % (n_classes + 1), axis=0)
         rows = {
@@ -197,6 +198,8 @@ class _UmamiRows:
              rows: Mapping[str, np.ndarray], fd: int = -1, positions: Sequence[int] = (0, 0, 0),
              first_jet: int = 0, mutex: int = 0) -> int:
         """:func:`~tracerflow.write.kernels.pad_track_rows` of ``block`` into ``rows``."""
+        from tracerflow.write.kernels import pad_track_rows
+
         columns, tables = track_columns_to_pad(block, self.scale_dict, self.track_vars, self.precision)
         concat = None
         if self.concat:
