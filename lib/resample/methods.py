@@ -28,7 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from tracerflow.resample.binning import Grid
 
@@ -161,6 +160,8 @@ def poisson_from_uniform(u: np.ndarray, mean: np.ndarray) -> np.ndarray:
     out = np.zeros(u.shape, dtype=np.int64)
     large = mean > _DIRECT_MAX_MEAN
     if large.any():
+        from scipy import stats  # imported here: scheduling needs no scipy
+
         out[large] = np.maximum(stats.poisson.ppf(u[large], mean[large]), 0).astype(np.int64)
         active = np.flatnonzero(~large)
         lam, uu = mean[active], u[active]

@@ -66,7 +66,6 @@ def test_each_block_reruns_exactly_what_follows_and_show_says_why(tmp_path):
         after = file_mtimes(root)
         changed = _stage_dirs(root, [p for p in after if before.get(p) != after[p]])
         assert changed == expected, f"{override}: reran {sorted(changed)}, expected {sorted(expected)}"
-        assert "[done]" in tracerflow("show", *BASE, *overrides, cwd=tmp_path, check=True).stdout.splitlines()[1]
         if "train" in expected and override != STEPS[1][0]:
             # continue_training is on: a fold whose data changed starts fresh, never keeps the old model
             with h5py.File(root / "train" / "fold_0" / "model.h5") as f:
