@@ -10,12 +10,12 @@ import luigi
 
 from tracerflow.io import resampled_file
 from tracerflow.io.atomic import write_atomic
-from tracerflow.resample import plot_report, resample, resample_report
+from tracerflow.resample import plot_report, resample_report
 from tracerflow.resample.classes import resample_spec, resampled_samples
-from tracerflow.resample.gather import source_paths, write_resampled
+from tracerflow.resample.gather import source_paths
 from tracerflow.io.events_file import generator_weight_sum
 from tracerflow.resample.inputs import only_split, physics_scales, selection_chunks
-from tracerflow.resample.stream import check_split
+from tracerflow.resample.stream import check_split, resample_split
 from tracerflow.tasks.apply_selections import ApplySelections
 from tracerflow.tasks.base import H5Target, TracerflowTask
 from tracerflow.tasks.build_graphs import BuildGraphs
@@ -71,6 +71,8 @@ class Resample(TracerflowTask):
         return self.cfg.output_root / "resample"
 
     def run(self) -> None:
+        from tracerflow.resample.bucketed import KeptJetsFile, scratch_directory, write_kept
+
         self.remove_stale()
         cfg = self.cfg
         block = cfg["resample"]
@@ -82,22 +84,23 @@ class Resample(TracerflowTask):
         self.set_status_message(f"Resample {self.split}: two passes over {len(sources)} selections files")
         chunks = selection_chunks([t.output().path for t in self.selections()], columns, block["chunk_size"],
                                   weight=block["weight"], constants=constants, physics=self.physics_scales())
-        result = resample(spec, only_split(chunks, spec, self.split))[self.split]
-        for warning in check_split(result, spec):
-            warnings.warn(warning, stacklevel=1)
-        report = resample_report({self.split: result}, spec)
         out_dir = self.out_dir()
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(out_dir / f"report_{self.split}.json", json.dumps(report, indent=1, sort_keys=True) + "\n")
-        if block["plots"]:
-            plot_report({self.split: result}, spec, out_dir / "plots")
-        rows = {name: getattr(result, name) for name in (*resampled_file.INDEX_COLUMNS, "label", "weight")}
-        self.set_status_message(f"Resample {self.split}: gathering {len(result):,} jets with their tracks")
-        write_resampled(
-            self.output().path, rows, split=self.split, classes=spec.class_names, sources=sources,
-            paths=source_paths(cfg.output_root, sources, graphs=cfg["graph"] is not None),
-            config_digest=self.digest(), created_by=repr(self),
-            attrs={"method": spec.method if result.resampled else "none",
-                   "sampling_fraction": None if math.isnan(result.sampling_fraction) else result.sampling_fraction},
-        )
+        with scratch_directory(self.output().path) as scratch, KeptJetsFile(scratch / "kept") as kept:
+            result = resample_split(spec, only_split(chunks, spec, self.split), self.split, kept, kept.blocks)
+            kept.close()
+            for warning in check_split(result, spec):
+                warnings.warn(warning, stacklevel=1)
+            report = resample_report({self.split: result}, spec)
+            write_atomic(out_dir / f"report_{self.split}.json", json.dumps(report, indent=1, sort_keys=True) + "\n")
+            if block["plots"]:
+                plot_report({self.split: result}, spec, out_dir / "plots")
+            self.set_status_message(f"Resample {self.split}: gathering {len(result):,} jets with their tracks")
+            write_kept(
+                self.output().path, kept, result, classes=spec.class_names, sources=sources,
+                paths=source_paths(cfg.output_root, sources, graphs=cfg["graph"] is not None),
+                config_digest=self.digest(), created_by=repr(self), scratch=scratch,
+                attrs={"method": spec.method if result.resampled else "none",
+                       "sampling_fraction": None if math.isnan(result.sampling_fraction) else result.sampling_fraction},
+            )
         self.set_progress_percentage(100)

@@ -5,6 +5,11 @@ Mapping the file read-only turns each into a numpy array over the file's page ca
 it reads nothing until the values are used, and nothing is copied into fresh memory, which is
 most of the cost of reading a large file through h5py. Chunked or filtered datasets have no
 such view and are read through h5py as usual. Views are read-only.
+
+Pages of a mapped file that have been read count in the process's resident memory for as long as
+they stay mapped, so a reader that goes front to back through a large file calls :meth:`release`
+between its blocks: the pages leave the process (the kernel keeps them in its page cache, and a
+view touched again reads them back), and resident memory stays at one block, not the file.
 """
 from __future__ import annotations
 
@@ -45,6 +50,17 @@ class ContiguousViews:
         if offset is None or offset + dset.size * dset.dtype.itemsize > len(self._map):
             return None
         return np.ndarray(dset.shape, dset.dtype, buffer=self._map, offset=offset)
+
+    def release(self) -> bool:
+        """Drop every page of the mapping from this process's resident memory; views stay valid (their
+        pages are read again when used). False where the mapping cannot be advised (nothing dropped)."""
+        if self._map is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return False
+        try:
+            self._map.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            return False
+        return True
 
     def close(self) -> None:
         """Forget the views and the mapping. The file is unmapped when the last array over it goes:

@@ -39,6 +39,8 @@ INDEX_DTYPES = {"source": np.uint32, "row": np.int64, "hash": np.uint64, "item":
 LABEL_DTYPE = np.int16
 WEIGHT_DTYPE = np.float32
 COUNT_DTYPE = np.uint32
+#: Rows per entry of the table of node offsets a reader keeps (8 bytes per block, not per row).
+OFFSET_BLOCK = 1 << 16
 
 
 class ResampledFile(SchemaFile):
@@ -50,18 +52,44 @@ class ResampledFile(SchemaFile):
         super().__init__(path)
         self._views = ContiguousViews(self._file, self.path)
         self.has_nodes = "nodes" in self._file
-        counts = (self._rows("nodes/counts").astype(np.int64) if self.has_nodes
-                  else np.zeros(int(self._file["label"].shape[0]), np.int64))
-        self.offsets = np.concatenate([[0], np.cumsum(counts)])
+        self._n_rows = int(self._file["label"].shape[0])
+        self._block_nodes = self._node_block_starts()
         self.node_features: list[str] = self._json_attr("nodes/x", "names") if self.has_nodes else []
         self.node_truth: list[str] = self._json_attr("nodes/truth", "names") if self.has_nodes else []
 
     def __len__(self) -> int:
-        return len(self.offsets) - 1
+        return self._n_rows
 
     def close(self) -> None:
         self._views.close()
         super().close()
+
+    def release(self) -> None:
+        """Let go of the pages of the file read so far (:meth:`ContiguousViews.release`): a reader going
+        front to back calls this between blocks, so resident memory holds a block, not the file."""
+        self._views.release()
+
+    def _node_block_starts(self) -> np.ndarray:
+        """The first node of every ``OFFSET_BLOCK``-th row (and the node count at the end), summed
+        a block at a time: what :meth:`node_offsets` starts from, a few bytes per block of rows."""
+        starts = np.zeros(-(-self._n_rows // OFFSET_BLOCK) + 1, np.int64)
+        for block, lo in enumerate(range(0, self._n_rows, OFFSET_BLOCK)):
+            starts[block + 1] = starts[block] + int(self.node_counts(lo, lo + OFFSET_BLOCK).sum())
+        self.release()
+        return starts
+
+    def node_counts(self, start: int, stop: int) -> np.ndarray:
+        """Graph nodes of each of rows ``[start, stop)`` (int64; zeros in a file without nodes)."""
+        if not self.has_nodes:
+            return np.zeros(max(0, min(stop, self._n_rows) - start), np.int64)
+        return self._rows("nodes/counts", start, stop).astype(np.int64)
+
+    def node_offsets(self, start: int, stop: int) -> np.ndarray:
+        """Where the nodes of rows ``start .. stop`` begin in ``nodes/x`` (``stop - start + 1`` values,
+        the last one the end of row ``stop - 1``'s nodes)."""
+        block = start // OFFSET_BLOCK
+        first = self._block_nodes[block] + int(self.node_counts(block * OFFSET_BLOCK, start).sum())
+        return first + np.concatenate([[0], np.cumsum(self.node_counts(start, stop))])
 
     def _rows(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Rows ``[start, stop)`` of dataset ``name``: a read-only view into the mapped file when the
@@ -121,7 +149,8 @@ class ResampledFile(SchemaFile):
         """Columns ``names`` of ``nodes/x`` (``which="x"``) or ``nodes/truth`` for the nodes of rows
         ``[start, stop)``, as ``(n_nodes, len(names))``; nothing is read when ``names`` is empty."""
         idx = self._node_columns(which, names)
-        n0, n1 = int(self.offsets[start]), int(self.offsets[stop])
+        bounds = self.node_offsets(start, stop)
+        n0, n1 = int(bounds[0]), int(bounds[-1])
         if not idx:
             return np.zeros((n1 - n0, 0), dtype=self._file[f"nodes/{which}"].dtype if self.has_nodes else np.float32)
         dset = self._file[f"nodes/{which}"]

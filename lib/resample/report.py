@@ -16,12 +16,12 @@ import numpy as np
 from tracerflow.io.atomic import replacing
 from tracerflow.resample.compare import CHI2_DESCRIPTION, KS_DESCRIPTION, chi2_two_sample, ks_binned, project
 from tracerflow.resample.spec import ResampleSpec
-from tracerflow.resample.stream import ResampleResult
+from tracerflow.resample.stream import SplitSummary
 
 _LOG_SCALE_SPAN = 100.0
 
 
-def resample_report(results: Mapping[str, ResampleResult], spec: ResampleSpec) -> dict[str, Any]:
+def resample_report(results: Mapping[str, SplitSummary], spec: ResampleSpec) -> dict[str, Any]:
     """Per split and class: counts before/after, duplicates, drops, clipping and agreement with the target."""
     return {
         "method": spec.method,
@@ -37,7 +37,7 @@ def resample_report(results: Mapping[str, ResampleResult], spec: ResampleSpec) -
     }
 
 
-def agreement(result: ResampleResult, spec: ResampleSpec) -> dict[str, dict[str, dict[str, Any]]]:
+def agreement(result: SplitSummary, spec: ResampleSpec) -> dict[str, dict[str, dict[str, Any]]]:
     """Per variable and non-target class: chi2 and KS of its 1-D projection against the target's, before and after."""
     target = spec.target_index
     out: dict[str, dict[str, dict[str, Any]]] = {}
@@ -57,7 +57,7 @@ def agreement(result: ResampleResult, spec: ResampleSpec) -> dict[str, dict[str,
     return out
 
 
-def plot_report(results: Mapping[str, ResampleResult], spec: ResampleSpec, out_dir: str | Path) -> list[Path]:
+def plot_report(results: Mapping[str, SplitSummary], spec: ResampleSpec, out_dir: str | Path) -> list[Path]:
     """Write one PNG per split and variable: normalised 1-D distributions per class, before | after."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -97,10 +97,10 @@ def plot_report(results: Mapping[str, ResampleResult], spec: ResampleSpec, out_d
     return written
 
 
-def _split_report(result: ResampleResult, spec: ResampleSpec) -> dict[str, Any]:
+def _split_report(result: SplitSummary, spec: ResampleSpec) -> dict[str, Any]:
     """The report block of one split."""
     after = result.after
-    weighted = np.bincount(result.label, weights=result.weight.astype(np.float64), minlength=len(spec.classes))
+    weighted = result.weighted_after
     in_range = result.hist_before.reshape(len(spec.classes), -1).sum(axis=1)
     classes = {}
     for c, name in enumerate(spec.class_names):

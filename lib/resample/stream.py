@@ -4,23 +4,32 @@ Pass 1 histograms every labelled, in-range jet per (split, class, bin) (on the f
 for ``pdf`` with ``upscale_pdf`` > 1); from those
 histograms :func:`tracerflow.resample.methods.plan_split` fixes each split's per-bin
 ratios. Pass 2 reads the same chunks again and gives every jet its number of copies and its
-weight from its own counter-based uniform, so memory is bounded by one chunk plus the
-output index (a few small integers per output row) and the result does not depend on how
-the jets were cut into chunks. Finally each split's rows are put in (source, row, copy)
-order and permuted with a generator seeded by (seed, "resample", "shuffle", split).
+weight from its own counter-based uniform, so memory is bounded by one chunk (plus the kept
+jets, a few small integers each, where they are kept in memory) and the result does not depend
+on how the jets were cut into chunks. Finally each split's rows are put in the order of its
+:class:`Shuffle`: every output row (a copy of a jet) falls into one of ``n_buckets`` buckets by a
+counter-based draw of (event hash, jet position, copy), and the rows of each bucket, taken in
+(source, row, copy) order, are permuted with a generator seeded by (seed, "resample", "shuffle",
+split, bucket); bucket 0 comes first. Independent uniform buckets and a uniform permutation
+inside each make a uniform random permutation of all rows, and a bucket of ~``BUCKET_ROWS`` rows
+is all that ever has to be in memory at once: :func:`resample_split` hands one split's kept
+jets to a sink (a file on disk in the Resample task, :mod:`tracerflow.resample.bucketed`) and
+returns its :class:`SplitSummary` without any per-row array, while :func:`resample` returns every
+split's rows in memory, in the same order.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from tracerflow.hashing import splitmix64
 from tracerflow.resample.binning import Grid
 from tracerflow.resample.methods import SplitPlan, countup_copies, plan_split, poisson_from_uniform
 from tracerflow.resample.spec import ResampleSpec
-from tracerflow.resample.split import jet_salts, jet_uniforms, split_of
-from tracerflow.seeding import rng_for
+from tracerflow.resample.split import GOLDEN, jet_salts, jet_uniforms, split_of, unit_uniform
+from tracerflow.seeding import derive_seed, rng_for
 
 Chunk = Mapping[str, np.ndarray]
 """Columns of a block of jets: every resampling variable, the label column, ``hash`` (uint64
@@ -30,33 +39,142 @@ event hash), ``item`` (jet position in its event), ``source`` (which selections 
 _INDEX_COLUMNS = ("hash", "item", "source", "row")
 
 
-@dataclass(eq=False)
-class ResampleResult:
-    """The output of one split: one row per copy, shuffled, and the histograms behind it.
+#: Output rows per bucket of the shuffle (:class:`Shuffle`): what a writer holds in memory at once.
+BUCKET_ROWS = 1 << 17
+#: Kept jets per block in which the per-class weight sums are added up (:func:`class_weight_sums`).
+SUM_BLOCK = 1 << 16
+#: What a split's kept jets carry, one row per jet with at least one copy (:class:`KeptSink`).
+KEPT_COLUMNS = ("source", "row", "hash", "item", "label", "weight", "copies")
+KEPT_DTYPES = {"source": np.int32, "row": np.int64, "hash": np.uint64, "item": np.int32,
+               "label": np.int16, "weight": np.float32, "copies": np.int32}
 
-    Row arrays: ``source``, ``row``, ``hash``, ``item``, ``label`` (class index), ``weight``
-    (float32: importance weight for ``weighting``, else 1, times the input weight) and
-    ``copy`` (0 for a jet's first copy, 1.. for duplicates). Histograms (classes, *grid
-    shape), in-range jets only: ``hist_before`` (jets), ``hist_after`` (output rows),
-    ``hist_after_weighted`` (sum of resampling weights of output rows) and
-    ``hist_after_sumw2`` (sum over jets of (copies * weight)^2, the variance estimate that
-    accounts for duplicates). Per class: ``available`` (labelled jets of the split),
-    ``out_of_range``, ``unique`` (jets with at least one copy), ``requested``,
+
+@dataclass(frozen=True)
+class Shuffle:
+    """The order of the ``n_rows`` output rows of split ``split`` (see the module docstring).
+
+    A row is a copy of a jet: its bucket comes from (event hash, jet position, copy) alone, so it
+    does not depend on which chunk or block the jet came in; within a bucket the rows are taken
+    in (source, row, copy) order and permuted by :meth:`permutation`.
+    """
+
+    seed: int
+    split: str
+    n_rows: int
+    bucket_rows: int = BUCKET_ROWS
+
+    @property
+    def n_buckets(self) -> int:
+        return max(1, -(-int(self.n_rows) // int(self.bucket_rows)))
+
+    def buckets(self, hashes: np.ndarray, items: np.ndarray, copies: np.ndarray) -> np.ndarray:
+        """The bucket (int64 in ``[0, n_buckets)``) of each output row."""
+        salt = np.uint64(derive_seed(self.seed, "resample", "bucket", self.split))
+        x = splitmix64(np.asarray(hashes, dtype=np.uint64) ^ salt)
+        with np.errstate(over="ignore"):
+            x += np.asarray(items).astype(np.uint64) * GOLDEN
+            x = splitmix64(x)
+            x += np.asarray(copies).astype(np.uint64) * GOLDEN
+        bucket = (unit_uniform(splitmix64(x)) * self.n_buckets).astype(np.int64)
+        return np.minimum(bucket, self.n_buckets - 1)
+
+    def permutation(self, bucket: int, n: int) -> np.ndarray:
+        """The order of the ``n`` rows of ``bucket`` (given in (source, row, copy) order)."""
+        return rng_for(self.seed, "resample", "shuffle", self.split, int(bucket)).permutation(n)
+
+    def order(self, source: np.ndarray, row: np.ndarray, hashes: np.ndarray, items: np.ndarray,
+              copies: np.ndarray) -> np.ndarray:
+        """The final order of output rows given in any order: positions into them, bucket by bucket."""
+        bucket = self.buckets(hashes, items, copies)
+        natural = np.lexsort((copies, row, source, bucket))
+        bounds = np.searchsorted(bucket[natural], np.arange(self.n_buckets + 1))
+        parts = [natural[lo:hi][self.permutation(b, hi - lo)] for b, (lo, hi) in enumerate(zip(bounds, bounds[1:]))]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def expand_copies(copies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For jets with ``copies`` copies each: the jet (position) and copy number of every output row."""
+    copies = np.asarray(copies, dtype=np.int64)
+    parent = np.repeat(np.arange(len(copies)), copies)
+    first = np.cumsum(copies) - copies
+    return parent, (np.arange(len(parent)) - first[parent]).astype(np.int32)
+
+
+def class_weight_sums(blocks: Iterable[Mapping[str, np.ndarray]], n_classes: int) -> np.ndarray:
+    """Per class, the summed weight of the output rows of kept jets (``copies`` times ``weight``),
+    added up block by block (blocks of :data:`SUM_BLOCK` jets in (source, row) order make the sum
+    the same however the jets were chunked)."""
+    sums = np.zeros(n_classes)
+    for block in blocks:
+        weight = np.asarray(block["copies"], np.float64) * np.asarray(block["weight"], np.float64)
+        sums += np.bincount(np.asarray(block["label"], np.int64), weights=weight, minlength=n_classes)
+    return sums
+
+
+def balance_factors(sums: np.ndarray, target: int) -> np.ndarray:
+    """Per class, the factor that brings its summed weight to the target class's (1 where either sum
+    is not positive)."""
+    ok = (sums > 0) & (sums[target] > 0)
+    return np.where(ok, sums[target] / np.where(ok, sums, 1.0), 1.0)
+
+
+class KeptSink(Protocol):
+    """Where pass 2 puts a split's kept jets: :data:`KEPT_COLUMNS`, a chunk's jets at a time."""
+
+    def add(self, columns: Mapping[str, np.ndarray]) -> None: ...
+
+
+class MemorySink:
+    """Kept jets held in memory (what :func:`resample` uses)."""
+
+    def __init__(self) -> None:
+        self.lists: dict[str, list[np.ndarray]] = {c: [] for c in KEPT_COLUMNS}
+
+    def add(self, columns: Mapping[str, np.ndarray]) -> None:
+        for c in KEPT_COLUMNS:
+            self.lists[c].append(columns[c])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every kept jet, in (source, row) order."""
+        cols = {c: (np.concatenate(v) if v else np.zeros(0, KEPT_DTYPES[c])) for c, v in self.lists.items()}
+        if not _is_sorted(cols["source"], cols["row"]):
+            order = np.lexsort((cols["row"], cols["source"]))
+            cols = {c: v[order] for c, v in cols.items()}
+        return cols
+
+
+def blocks_of(columns: Mapping[str, np.ndarray], size: int = SUM_BLOCK) -> Iterator[dict[str, np.ndarray]]:
+    """``columns`` (equal lengths) in consecutive blocks of ``size`` rows."""
+    n = len(next(iter(columns.values()))) if columns else 0
+    for lo in range(0, n, size):
+        yield {c: v[lo:lo + size] for c, v in columns.items()}
+
+
+@dataclass(eq=False)
+class SplitSummary:
+    """What one split's resampling decided, without its rows: counts, histograms and the plan.
+
+    ``n_rows`` output rows, ``after`` of them per class, ``weighted_after`` their summed weight per
+    class and ``balance`` the factor each class's weights were multiplied by (1 without
+    ``balance_weights``). Histograms (classes, *grid shape), in-range jets only: ``hist_before``
+    (jets), ``hist_after`` (output rows), ``hist_after_weighted`` (sum of resampling weights of
+    output rows) and ``hist_after_sumw2`` (sum over jets of (copies * weight)^2, the variance
+    estimate that accounts for duplicates). Per class: ``available`` (labelled jets of the
+    split), ``out_of_range``, ``unique`` (jets with at least one copy), ``requested``,
     ``clipped_bins``, ``empty_bins``. ``untouched`` splits keep every labelled jet once,
-    out-of-range ones included; they and ``none`` have ``sampling_fraction`` NaN.
+    out-of-range ones included; they and ``none`` have ``sampling_fraction`` NaN. ``shuffle``
+    fixes the rows' order.
     """
 
     split: str
     resampled: bool
     method: str
     classes: tuple[str, ...]
-    source: np.ndarray
-    row: np.ndarray
-    hash: np.ndarray
-    item: np.ndarray
-    label: np.ndarray
-    weight: np.ndarray
-    copy: np.ndarray
+    n_rows: int
+    after: np.ndarray
+    weighted_after: np.ndarray
+    balance: np.ndarray
+    shuffle: Shuffle
     hist_before: np.ndarray
     hist_after: np.ndarray
     hist_after_weighted: np.ndarray
@@ -73,12 +191,23 @@ class ResampleResult:
     ratio_grid_bins: int
 
     def __len__(self) -> int:
-        return len(self.row)
+        return int(self.n_rows)
 
-    @property
-    def after(self) -> np.ndarray:
-        """Output rows per class (out-of-range jets of untouched splits included)."""
-        return np.bincount(self.label, minlength=len(self.classes)).astype(np.int64)
+
+@dataclass(eq=False)
+class ResampleResult(SplitSummary):
+    """One split's summary and its rows in final order (:class:`Shuffle`): ``source``, ``row``,
+    ``hash``, ``item``, ``label`` (class index), ``weight`` (float32: importance weight for
+    ``weighting``, else 1, times the input weight, times the class's ``balance``) and ``copy`` (0 for
+    a jet's first copy, 1.. for duplicates)."""
+
+    source: np.ndarray
+    row: np.ndarray
+    hash: np.ndarray
+    item: np.ndarray
+    label: np.ndarray
+    weight: np.ndarray
+    copy: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,13 +257,52 @@ class _Layout:
         return _Jets(split, cls, coarse, fine)
 
 
-def resample(spec: ResampleSpec, chunks: Callable[[], Iterable[Chunk]]) -> dict[str, ResampleResult]:
+def resample(spec: ResampleSpec, chunks: Callable[[], Iterable[Chunk]],
+             bucket_rows: int = BUCKET_ROWS) -> dict[str, ResampleResult]:
     """Decide which jets, how many copies and which weights go into each split; shuffle each split.
 
     ``chunks`` is called twice and must yield the same jets both times (checked: the pass-2
     histograms must equal the pass-1 ones); chunk boundaries and chunk order do not change
-    the result.
+    the result. Every split's rows are held in memory; :func:`resample_split` leaves them to a sink.
     """
+    sinks = [MemorySink() for _ in spec.split_names]
+    layout, parts = _passes(spec, chunks, sinks)
+    results = {}
+    for k, name in enumerate(spec.split_names):
+        kept = sinks[k].arrays()
+        summary = _summary(layout, k, name, parts, class_weight_sums(blocks_of(kept), layout.n_classes), bucket_rows)
+        results[name] = _finish_split(summary, kept)
+    return results
+
+
+def resample_split(spec: ResampleSpec, chunks: Callable[[], Iterable[Chunk]], split: str, sink: KeptSink,
+                   sums: Callable[[], Iterable[Mapping[str, np.ndarray]]],
+                   bucket_rows: int = BUCKET_ROWS) -> SplitSummary:
+    """Resample as :func:`resample` does, but hand split ``split``'s kept jets (:data:`KEPT_COLUMNS`, one
+    row per jet with at least one copy, in the order the chunks bring them) to ``sink`` and return
+    its summary only; jets of other splits are dropped. ``sums()`` reads the sink's jets back in
+    blocks of :data:`SUM_BLOCK` for the per-class weight sums. Memory is bounded by a chunk."""
+    sinks: list[KeptSink | None] = [None] * len(spec.split_names)
+    k = spec.split_names.index(split)
+    sinks[k] = sink
+    layout, parts = _passes(spec, chunks, sinks)
+    return _summary(layout, k, split, parts, class_weight_sums(sums(), layout.n_classes), bucket_rows)
+
+
+@dataclass
+class _Parts:
+    """What both passes found, for every split."""
+
+    hist: np.ndarray
+    out_of_range: np.ndarray
+    unlabelled: np.ndarray
+    plans: dict[int, SplitPlan]
+    pass2: "_Pass2"
+
+
+def _passes(spec: ResampleSpec, chunks: Callable[[], Iterable[Chunk]],
+            sinks: Sequence[KeptSink | None]) -> tuple["_Layout", _Parts]:
+    """Pass 1, the plans of the resampled splits, pass 2 (kept jets of split k to ``sinks[k]``)."""
     layout = _Layout(spec)
     fine_hist, out_of_range, unlabelled = _histogram_pass(layout, chunks)
     hist = layout.coarsen(fine_hist)
@@ -143,13 +311,10 @@ def resample(spec: ResampleSpec, chunks: Callable[[], Iterable[Chunk]]) -> dict[
                       spec.max_upsampling_ratio, layout.factor, fine_hist[k] if layout.factor > 1 else None)
         for k in range(layout.n_splits) if layout.resampled[k]
     }
-    pass2 = _copy_pass(layout, chunks, plans)
+    pass2 = _copy_pass(layout, chunks, plans, sinks)
     if not np.array_equal(pass2.check, hist):
         raise RuntimeError("resample: chunks() yielded different jets in its two passes")
-    results = {}
-    for k, name in enumerate(spec.split_names):
-        results[name] = _finish_split(layout, k, name, hist[k], out_of_range[k], int(unlabelled[k]), plans.get(k), pass2)
-    return results
+    return layout, _Parts(hist, out_of_range, unlabelled, plans, pass2)
 
 
 def _histogram_pass(layout: _Layout, chunks: Callable[[], Iterable[Chunk]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -178,11 +343,13 @@ class _Pass2:
     weighted: np.ndarray
     sumw2: np.ndarray
     unique: np.ndarray
-    kept: list[dict[str, list[np.ndarray]]]
+    rows: np.ndarray
 
 
-def _copy_pass(layout: _Layout, chunks: Callable[[], Iterable[Chunk]], plans: Mapping[int, SplitPlan]) -> _Pass2:
-    """Pass 2: copies and weight of every jet, histograms after resampling, kept jets per split."""
+def _copy_pass(layout: _Layout, chunks: Callable[[], Iterable[Chunk]], plans: Mapping[int, SplitPlan],
+               sinks: Sequence[KeptSink | None]) -> _Pass2:
+    """Pass 2: copies and weight of every jet, histograms after resampling, kept jets of split k to
+    ``sinks[k]`` (None: not kept)."""
     spec = layout.spec
     S, C, B = layout.n_splits, layout.n_classes, layout.n_bins
     target = spec.target_index
@@ -193,7 +360,7 @@ def _copy_pass(layout: _Layout, chunks: Callable[[], Iterable[Chunk]], plans: Ma
     table = table.ravel()
     size = S * C * B + 1
     acc = _Pass2(np.zeros(size, np.int64), np.zeros(size), np.zeros(size), np.zeros(size),
-                 np.zeros(S * C + 1, np.int64), [{c: [] for c in _OUT_COLUMNS} for _ in range(S)])
+                 np.zeros(S * C + 1, np.int64), np.zeros(S * C + 1, np.int64))
     for chunk in chunks():
         jets = layout.classify(chunk)
         labelled = jets.cls >= 0
@@ -225,59 +392,49 @@ def _copy_pass(layout: _Layout, chunks: Callable[[], Iterable[Chunk]], plans: Ma
         acc.sumw2 += np.bincount(key, weights=contribution * contribution, minlength=size)
         kept = copies > 0
         acc.unique += np.bincount(np.where(kept, pair, S * C), minlength=S * C + 1)
-        _keep(acc.kept, chunk, jets, copies, weight, np.flatnonzero(kept))
+        acc.rows += np.bincount(np.where(kept, pair, S * C), weights=copies, minlength=S * C + 1).astype(np.int64)
+        _keep(sinks, chunk, jets, copies, weight, np.flatnonzero(kept))
     shape = (S, C) + layout.grid.shape
     acc.check = acc.check[:-1].reshape(shape)
     acc.after = acc.after[:-1].reshape(shape)
     acc.weighted = acc.weighted[:-1].reshape(shape)
     acc.sumw2 = acc.sumw2[:-1].reshape(shape)
     acc.unique = acc.unique[:-1].reshape(S, C)
+    acc.rows = acc.rows[:-1].reshape(S, C)
     return acc
 
 
-_OUT_COLUMNS = ("source", "row", "hash", "item", "label", "weight", "copies")
-_OUT_DTYPES = {"source": np.int32, "row": np.int64, "hash": np.uint64, "item": np.int32,
-               "label": np.int16, "weight": np.float32, "copies": np.int32}
-
-
-def _keep(kept: list[dict[str, list[np.ndarray]]], chunk: Chunk, jets: _Jets, copies: np.ndarray,
+def _keep(sinks: Sequence[KeptSink | None], chunk: Chunk, jets: _Jets, copies: np.ndarray,
           weight: np.ndarray, rows: np.ndarray) -> None:
-    """Append the jets ``rows`` of a chunk (those with at least one copy) to their split's lists."""
+    """Hand the jets ``rows`` of a chunk (those with at least one copy) to their split's sink."""
     split = jets.split[rows]
     if "weight" in chunk:
         weight = weight * np.asarray(chunk["weight"], dtype=np.float64)
-    for k, lists in enumerate(kept):
-        sel = rows[split == k] if len(kept) > 1 else rows
+    for k, sink in enumerate(sinks):
+        if sink is None:
+            continue
+        sel = rows[split == k] if len(sinks) > 1 else rows
         if not sel.size:
             continue
-        lists["source"].append(np.asarray(chunk["source"])[sel].astype(np.int32))
-        lists["row"].append(np.asarray(chunk["row"])[sel].astype(np.int64))
-        lists["hash"].append(np.asarray(chunk["hash"])[sel].astype(np.uint64))
-        lists["item"].append(np.asarray(chunk["item"])[sel].astype(np.int32))
-        lists["label"].append(jets.cls[sel].astype(np.int16))
-        lists["weight"].append(weight[sel].astype(np.float32))
-        lists["copies"].append(copies[sel].astype(np.int32))
+        sink.add({
+            "source": np.asarray(chunk["source"])[sel].astype(np.int32),
+            "row": np.asarray(chunk["row"])[sel].astype(np.int64),
+            "hash": np.asarray(chunk["hash"])[sel].astype(np.uint64),
+            "item": np.asarray(chunk["item"])[sel].astype(np.int32),
+            "label": jets.cls[sel].astype(np.int16),
+            "weight": weight[sel].astype(np.float32),
+            "copies": copies[sel].astype(np.int32),
+        })
 
 
-def _finish_split(layout: _Layout, k: int, name: str, hist: np.ndarray, out_of_range: np.ndarray,
-                  unlabelled: int, plan: SplitPlan | None, acc: _Pass2) -> ResampleResult:
-    """Order one split's kept jets by (source, row), expand copies and apply the seeded shuffle."""
+def _summary(layout: _Layout, k: int, name: str, parts: _Parts, sums: np.ndarray, bucket_rows: int) -> SplitSummary:
+    """Split ``k``'s summary from both passes and its per-class weight sums (:func:`class_weight_sums`)."""
     spec = layout.spec
-    cols = {c: (np.concatenate(v) if v else np.zeros(0, _OUT_DTYPES[c])) for c, v in acc.kept[k].items()}
-    if not _is_sorted(cols["source"], cols["row"]):
-        order = np.lexsort((cols["row"], cols["source"]))
-        cols = {c: v[order] for c, v in cols.items()}
-    copies = cols.pop("copies").astype(np.int64)
-    total = int(copies.sum())
-    parent = np.repeat(np.arange(len(copies)), copies)
-    first = np.cumsum(copies) - copies
-    copy = (np.arange(total) - first[parent]).astype(np.int32)
-    perm = rng_for(spec.seed, "resample", "shuffle", name).permutation(total)
-    parent = parent[perm]
-    out = {c: v[parent] for c, v in cols.items()}
+    hist, out_of_range, plan, acc = parts.hist[k], parts.out_of_range[k], parts.plans.get(k), parts.pass2
     C = layout.n_classes
+    balance = np.ones(C)
     if spec.balance_weights and layout.resampled[k]:
-        out["weight"] = balanced_weights(out["weight"], out["label"], spec.target_index, C)
+        balance = balance_factors(sums, spec.target_index)
     available = hist.reshape(C, -1).sum(axis=1) + out_of_range
     if plan is None:
         ratio = (hist > 0).astype(np.float64)
@@ -289,21 +446,34 @@ def _finish_split(layout: _Layout, k: int, name: str, hist: np.ndarray, out_of_r
         ratio, requested, fraction = plan.ratio, plan.requested, plan.sampling_fraction
         clipped, empty = plan.clipped_bins, plan.empty_bins
         grid_bins = layout.n_bins * plan.factor ** len(layout.grid.shape)
-    return ResampleResult(
+    n_rows = int(acc.rows[k].sum())
+    return SplitSummary(
         split=name, resampled=plan is not None, method=spec.method if plan is not None else "none",
-        classes=spec.class_names, copy=copy[perm], hist_before=hist.copy(),
+        classes=spec.class_names, n_rows=n_rows, after=acc.rows[k].copy(), weighted_after=sums * balance,
+        balance=balance, shuffle=Shuffle(spec.seed, name, n_rows, bucket_rows), hist_before=hist.copy(),
         hist_after=np.rint(acc.after[k]).astype(np.int64), hist_after_weighted=acc.weighted[k],
         hist_after_sumw2=acc.sumw2[k], ratio=ratio, available=available, out_of_range=out_of_range.copy(),
-        unique=acc.unique[k], unlabelled=unlabelled, requested=requested, sampling_fraction=fraction,
-        clipped_bins=clipped, empty_bins=empty, ratio_grid_bins=grid_bins, **out,
+        unique=acc.unique[k], unlabelled=int(parts.unlabelled[k]), requested=requested, sampling_fraction=fraction,
+        clipped_bins=clipped, empty_bins=empty, ratio_grid_bins=grid_bins,
     )
+
+
+def _finish_split(summary: SplitSummary, kept: Mapping[str, np.ndarray]) -> ResampleResult:
+    """Expand the kept jets (in (source, row) order) into their copies and put them in the shuffle's order."""
+    parent, copy = expand_copies(kept["copies"])
+    cols = {c: kept[c][parent] for c in ("source", "row", "hash", "item", "label", "weight")}
+    order = summary.shuffle.order(cols["source"], cols["row"], cols["hash"], cols["item"], copy)
+    out = {c: v[order] for c, v in cols.items()}
+    out["weight"] = (out["weight"].astype(np.float64) * summary.balance[out["label"]]).astype(np.float32)
+    fields = {f: getattr(summary, f) for f in SplitSummary.__dataclass_fields__}
+    return ResampleResult(**fields, copy=copy[order], **out)
 
 
 class EmptySplit(ValueError):
     """A split that cannot be trained or resampled on: no rows, or no rows of the target class."""
 
 
-def check_split(result: ResampleResult, spec: ResampleSpec) -> list[str]:
+def check_split(result: SplitSummary, spec: ResampleSpec) -> list[str]:
     """Stop on a split nothing can be learnt from; return warnings for classes it lacks.
 
     Raises :class:`EmptySplit` when a resampled split has no labelled rows (the selection passed
@@ -325,9 +495,7 @@ def check_split(result: ResampleResult, spec: ResampleSpec) -> list[str]:
 def balanced_weights(weight: np.ndarray, label: np.ndarray, target: int, n_classes: int) -> np.ndarray:
     """``weight`` scaled per class so that every class sums to the target class's total weight (a class
     whose total is not positive is left as it is): class balance on top of physics weights."""
-    sums = np.bincount(label, weights=weight.astype(np.float64), minlength=n_classes)
-    ok = (sums > 0) & (sums[target] > 0)
-    factor = np.where(ok, sums[target] / np.where(ok, sums, 1.0), 1.0)
+    factor = balance_factors(np.bincount(label, weights=weight.astype(np.float64), minlength=n_classes), target)
     return (weight.astype(np.float64) * factor[label]).astype(np.float32)
 
 

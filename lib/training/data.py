@@ -55,9 +55,11 @@ CLASS_INDEX = TargetTransform()
 class BlockDataset(IterableDataset, ABC):
     """Seeded block-shuffled batches ``{jets, tracks, valid, label, weight}`` over blocks of selected rows.
 
-    Subclasses list their blocks (:meth:`_select_blocks`: ``(block id, selected local rows)``)
-    and read them (:meth:`_read_blocks`: dicts keyed ``jets, label, weight[, tracks, valid]``);
-    the epoch's shuffle, the workers' shares and the batching are common.
+    Subclasses list their blocks (:meth:`_select_blocks`: ``(block id, selected rows)``), give a
+    block's selected local rows when it is read (:meth:`_block_rows`) and read them
+    (:meth:`_read_blocks`: dicts keyed ``jets, label, weight[, tracks, valid]``); the epoch's
+    shuffle, the workers' shares and the batching are common. What is kept between epochs is a
+    few numbers per block, not per row.
     """
 
     def __init__(
@@ -82,14 +84,18 @@ class BlockDataset(IterableDataset, ABC):
         self.target = target
         self.epoch = 0
         self._blocks = self._select_blocks()
-        self.n_rows = int(sum(len(rows) for _, rows in self._blocks))
+        self.n_rows = int(sum(n for _, n in self._blocks))
 
     @abstractmethod
-    def _select_blocks(self) -> list[tuple[int, np.ndarray]]:
-        """(block id, selected local rows) of every block holding a selected jet, in storage order."""
+    def _select_blocks(self) -> list[tuple[int, int]]:
+        """(block id, number of selected rows) of every block holding a selected jet, in storage order."""
 
     @abstractmethod
-    def _read_blocks(self, blocks: list[tuple[int, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+    def _block_rows(self, block: int) -> np.ndarray:
+        """The selected local rows of block ``block``, in storage order."""
+
+    @abstractmethod
+    def _read_blocks(self, blocks: Iterable[tuple[int, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
         """The given rows of each block, keyed ``jets, label, weight`` (and ``tracks, valid`` with tracks)."""
 
     def set_epoch(self, epoch: int) -> None:
@@ -101,17 +107,20 @@ class BlockDataset(IterableDataset, ABC):
         full, rest = divmod(self.n_rows, self.batch_size)
         return full + (1 if rest and not self.drop_last else 0)
 
-    def _block_order(self) -> list[tuple[int, np.ndarray]]:
-        """This epoch's blocks, shuffled when asked, then this worker's share of them."""
+    def _block_order(self) -> Iterator[tuple[int, np.ndarray]]:
+        """This epoch's blocks with their rows, shuffled when asked, this worker's share of them; each
+        block's rows are found when it comes (every block's shuffle is drawn in turn all the same, so
+        the order depends on the epoch alone)."""
         blocks = list(self._blocks)
         rng = rng_for(self.seed, "train_batches", self.epoch)
         if self.shuffle:
             blocks = [blocks[i] for i in rng.permutation(len(blocks))]
-            blocks = [(start, rows[rng.permutation(len(rows))]) for start, rows in blocks]
         info = get_worker_info()
-        if info is not None:
-            blocks = blocks[info.id::info.num_workers]
-        return blocks
+        for i, (block, n) in enumerate(blocks):
+            order = rng.permutation(n) if self.shuffle else None
+            if info is None or i % info.num_workers == info.id:
+                rows = self._block_rows(block)
+                yield block, rows if order is None else rows[order]
 
     def _batch_rng(self) -> np.random.Generator | None:
         """The generator of the SortByNodes batch order: fixed by seed, epoch and worker; None unshuffled."""
@@ -175,24 +184,32 @@ class TrainFileDataset(BlockDataset):
         super().__init__(batch_size=batch_size, shuffle=shuffle, seed=seed, with_tracks=with_tracks,
                          drop_last=drop_last, sort_by_nodes=sort_by_nodes, bucket_rows=bucket_rows, target=target)
 
-    def _select_blocks(self) -> list[tuple[int, np.ndarray]]:
-        """(start, selected local rows) of each block holding at least one jet of the folds."""
+    def _select_blocks(self) -> list[tuple[int, int]]:
+        """(start, selected rows) of each block holding at least one jet of the folds."""
         blocks = []
         with h5py.File(self.path, "r") as f:
             fold = f[path_in(groups_of(f.attrs), "jets/fold")]
             for start in range(0, fold.shape[0], self.block_rows):
-                values = fold[start:start + self.block_rows]
-                keep = np.ones(len(values), bool) if self.folds is None else np.isin(values, self.folds)
-                rows = np.flatnonzero(keep).astype(np.int32)
-                if len(rows):
-                    blocks.append((start, rows))
+                n = len(self._selected(fold[start:start + self.block_rows]))
+                if n:
+                    blocks.append((start, n))
         return blocks
+
+    def _selected(self, fold: np.ndarray) -> np.ndarray:
+        """Positions of the rows of the folds among rows with fold ids ``fold``."""
+        keep = np.ones(len(fold), bool) if self.folds is None else np.isin(fold, self.folds)
+        return np.flatnonzero(keep).astype(np.int32)
+
+    def _block_rows(self, block: int) -> np.ndarray:
+        """The selected local rows of the block starting at row ``block`` (its fold ids read again)."""
+        with h5py.File(self.path, "r") as f:
+            return self._selected(f[path_in(groups_of(f.attrs), "jets/fold")][block:block + self.block_rows])
 
     def _names(self) -> dict[str, str]:
         names = {"jets": "jets/inputs", "label": self.label_name, "weight": "jets/weight"}
         return names | ({"tracks": "tracks/inputs", "valid": "tracks/valid"} if self.with_tracks else {})
 
-    def _read_blocks(self, blocks: list[tuple[int, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+    def _read_blocks(self, blocks: Iterable[tuple[int, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
         """The selected rows of each contiguous block, in the order of its rows."""
         with h5py.File(self.path, "r") as f:
             groups = groups_of(f.attrs)

@@ -41,9 +41,10 @@ class TFRecordsDataset(BlockDataset):
         super().__init__(batch_size=batch_size, shuffle=shuffle, seed=seed, with_tracks=with_tracks,
                          drop_last=drop_last, sort_by_nodes=sort_by_nodes, bucket_rows=bucket_rows, target=target)
 
-    def _select_blocks(self) -> list[tuple[int, np.ndarray]]:
-        """(shard index, selected local rows) of each shard holding at least one jet of the folds."""
-        blocks = []
+    def _select_blocks(self) -> list[tuple[int, int]]:
+        """(shard index, selected rows) of each shard holding at least one jet of the folds; the rows
+        themselves are kept (decoding a shard's fold ids again would cost more than they take)."""
+        self._rows: dict[int, np.ndarray] = {}
         for index in range(len(self.metadata["shards"])):
             if self.folds is None:
                 rows = np.arange(self.metadata["shards"][index]["n_jets"], dtype=np.int32)
@@ -51,10 +52,13 @@ class TFRecordsDataset(BlockDataset):
                 fold = read_shard(self.directory, index, ["fold"], metadata=self.metadata)["fold"]
                 rows = np.flatnonzero(np.isin(fold, self.folds)).astype(np.int32)
             if len(rows):
-                blocks.append((index, rows))
-        return blocks
+                self._rows[index] = rows
+        return [(index, len(rows)) for index, rows in self._rows.items()]
 
-    def _read_blocks(self, blocks: list[tuple[int, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+    def _block_rows(self, block: int) -> np.ndarray:
+        return self._rows[block]
+
+    def _read_blocks(self, blocks: Iterable[tuple[int, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
         """The selected rows of each shard, in the order of its rows."""
         features = ["X_jets", "Y", "weight"] + (["X_trk", "valid"] if self.with_tracks else [])
         for index, rows in blocks:

@@ -58,6 +58,7 @@ class TrainChunks:
     def __iter__(self) -> Iterator[TrainChunk]:
         for start in range(0, len(self), self.chunk_size):
             yield self.read(start, min(len(self), start + self.chunk_size))
+            self.file.release()
 
     def inputs(self, jets: bool = True, tracks: bool = True
                ) -> Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
@@ -68,6 +69,7 @@ class TrainChunks:
             values = self.file.jets(self.columns.jet_vars, start, stop) if jets else {}
             yield ({v: values[v].astype(np.float32, copy=False) for v in values},
                    self._tracks(start, stop)[1] if tracks else {})
+            self.file.release()
 
     def track_half_counts(self) -> dict[str, np.ndarray] | None:
         """Float16 bit-pattern counts of each track variable over the tracks the chunks carry, from
@@ -77,14 +79,16 @@ class TrainChunks:
         counts = f.half_counts(c.track_vars)
         if counts is None or not c.track_vars:
             return None
-        nodes = np.diff(f.offsets)
-        cut = np.flatnonzero(nodes > c.max_tracks)
-        for start in np.unique(cut // self.chunk_size) * self.chunk_size:
+        for start in range(0, len(self), self.chunk_size):
             stop = min(len(self), start + self.chunk_size)
-            jets = cut[(cut >= start) & (cut < stop)]
-            beyond = ragged_index(f.offsets[jets] + c.max_tracks - f.offsets[start], nodes[jets] - c.max_tracks)
-            dropped = f.nodes("x", c.track_vars, start, stop)[beyond]
-            counts = counts - count_half_patterns([dropped[:, j] for j in range(len(c.track_vars))])
+            offsets = f.node_offsets(start, stop)
+            nodes = np.diff(offsets)
+            jets = np.flatnonzero(nodes > c.max_tracks)
+            if len(jets):
+                beyond = ragged_index(offsets[jets] + c.max_tracks - offsets[0], nodes[jets] - c.max_tracks)
+                dropped = f.nodes("x", c.track_vars, start, stop)[beyond]
+                counts = counts - count_half_patterns([dropped[:, j] for j in range(len(c.track_vars))])
+            f.release()
         return dict(zip(c.track_vars, counts))
 
     def read(self, start: int, stop: int) -> TrainChunk:
@@ -114,13 +118,13 @@ class TrainChunks:
         """Tracks kept per jet of ``[start, stop)`` and their track variables, back to back."""
         c = self.columns
         features = self._cut(self.file.nodes("x", c.track_vars, start, stop), start, stop)
-        kept = np.minimum(np.diff(self.file.offsets[start:stop + 1]), c.max_tracks)
+        kept = np.minimum(self.file.node_counts(start, stop), c.max_tracks)
         return kept, {v: features[:, j] for j, v in enumerate(c.track_vars)}
 
     def _cut(self, nodes: np.ndarray, start: int, stop: int) -> np.ndarray:
         """The rows of ``nodes`` (of jets ``[start, stop)``) within each jet's first ``max_tracks``."""
-        offsets = self.file.offsets[start:stop + 1]
-        counts = np.diff(offsets)
+        counts = self.file.node_counts(start, stop)
         if not (counts > self.columns.max_tracks).any():
             return nodes
-        return nodes[ragged_index(offsets[:-1] - offsets[0], np.minimum(counts, self.columns.max_tracks))]
+        starts = np.cumsum(counts) - counts
+        return nodes[ragged_index(starts, np.minimum(counts, self.columns.max_tracks))]

@@ -63,3 +63,31 @@ def test_a_file_system_that_cannot_map_files_gives_no_views(mixed_file, monkeypa
     path, _ = mixed_file
     with h5py.File(path, "r") as f, ContiguousViews(f, path) as views:
         assert views.get("plain") is None
+
+
+def _mapped_kib(path) -> int:
+    """Resident KiB of this process's mappings of ``path`` (from /proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
+            first = line.split(None, 1)[0]
+            if "-" in first and not first.endswith(":"):
+                inside = line.rstrip().endswith(str(path))
+            elif inside and first == "Rss:":
+                total += int(line.split()[1])
+    return total
+
+
+def test_release_lets_go_of_the_pages_read_and_keeps_the_views_valid(mixed_file):
+    import os
+
+    path, data = mixed_file
+    if not os.path.exists("/proc/self/smaps"):
+        pytest.skip("no /proc/self/smaps")
+    with h5py.File(path, "r") as f, ContiguousViews(f, path) as views:
+        plain = views.get("plain")
+        assert float(plain.sum()) == pytest.approx(float(data["plain"].sum()), rel=1e-5)
+        assert _mapped_kib(path) > 0
+        assert views.release()
+        assert _mapped_kib(path) == 0
+        np.testing.assert_array_equal(plain, data["plain"])

@@ -111,3 +111,17 @@ def test_loader_with_workers_gives_every_jet_once_per_epoch_in_a_seeded_order(tr
     assert np.array_equal(first, epoch_rows(0))
     assert not np.array_equal(first, epoch_rows(1))
     assert set(first) == set(epoch_rows(1))
+
+
+def test_between_epochs_the_dataset_keeps_a_count_per_block_and_finds_its_rows_when_read(train_file):
+    ds = TrainFileDataset(train_file, folds=[1, 3], batch_size=128, block_rows=500, seed=4)
+    with h5py.File(train_file, "r") as f:
+        fold = f["jets/fold"][:]
+    assert all(isinstance(n, int) for _, n in ds._blocks)
+    assert [start for start, _ in ds._blocks] == list(range(0, N_JETS, 500))
+    assert [n for _, n in ds._blocks] == [int(np.isin(fold[s:s + 500], [1, 3]).sum()) for s in range(0, N_JETS, 500)]
+    for epoch in (0, 1):
+        ds.set_epoch(epoch)
+        rows = _rows(ds)
+        assert np.array_equal(np.sort(rows), np.flatnonzero(np.isin(fold, [1, 3])))
+        assert np.array_equal(_rows(ds), rows)
