@@ -13,7 +13,6 @@ from typing import Iterator
 import numpy as np
 
 from tracerflow.columns import ragged_index
-from tracerflow.write.kernels import pad_tracks, valid_slots
 
 BLOCK_BYTES = 8 << 20
 MIN_BLOCK_JETS = 256
@@ -68,11 +67,15 @@ class TrainChunk:
     @property
     def valid(self) -> np.ndarray:
         """``(n, max_tracks)`` bool: which slots hold a track."""
+        from tracerflow.write.kernels import valid_slots  # numba: loaded by the first chunk, not by imports
+
         return valid_slots(self.counts, self.max_tracks)
 
     def padded(self, values: np.ndarray, fill: float | int = 0, out: np.ndarray | None = None) -> np.ndarray:
         """Per-track ``values`` of this chunk as ``(n, max_tracks, ...)``, ``fill`` in padding slots
         (written into ``out`` when given)."""
+        from tracerflow.write.kernels import pad_tracks
+
         return pad_tracks(values, self.counts, self.max_tracks, fill, out)
 
     def validate(self) -> None:

@@ -28,7 +28,6 @@ import numpy as np
 from tracerflow.io.atomic import write_atomic
 from tracerflow.write.appender import read_text
 from tracerflow.write.chunk import TrainChunk
-from tracerflow.write.kernels import count_half_patterns, pad_track_rows
 
 GROUPS = ("jets", "tracks")
 #: Bytes of float32 values the arithmetic scales per block of rows: blocks stay in a core's cache,
@@ -136,6 +135,8 @@ class ScaleAccumulator:
             wanted = {v: np.asarray(columns[v]).reshape(-1) for v in self.variables[group]
                       if v in columns and v not in self.no_norm[group]}
             half = [v for v, values in wanted.items() if values.dtype == np.float16]
+            from tracerflow.write.kernels import count_half_patterns  # numba: loaded when scaling, not by imports
+
             for var, counts in zip(half, count_half_patterns([wanted[v] for v in half])):
                 self.add_half_counts(group, var, counts)
             for var, values in wanted.items():
@@ -345,6 +346,8 @@ def apply_scaling(
         track_vars = [v for v in chunk.tracks if v in scale_dict.get("tracks", {})]
     jets = scale_jets(chunk, scale_dict, jet_vars, dtype)
     columns, tables = track_columns_to_pad(chunk, scale_dict, track_vars, dtype)
+    from tracerflow.write.kernels import pad_track_rows
+
     tracks = np.empty((len(chunk), chunk.max_tracks, len(track_vars)), dtype=dtype)
     pad_track_rows(chunk.counts, chunk.max_tracks, inputs=tracks, columns=columns, tables=tables)
     return ScaledInputs(jets, tracks, tuple(jet_vars), tuple(track_vars))
