@@ -20,7 +20,6 @@ is the same as :func:`~tracerflow.resample.gather.write_resampled` writes from t
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 from pathlib import Path
@@ -30,13 +29,12 @@ import h5py
 import numpy as np
 
 from tracerflow.columns import ragged_index
-from tracerflow.io import graphs_file, selections_file
 from tracerflow.io.atomic import temporary_path
 from tracerflow.io.faults import output_error
-from tracerflow.io.h5target import H5Writer, check_schema
+from tracerflow.io.h5target import H5Writer
 from tracerflow.io.resampled_file import (COUNT_DTYPE, INDEX_DTYPES, LABEL_DTYPE, SCHEMA, SCHEMA_VERSION,
                                           WEIGHT_DTYPE)
-from tracerflow.resample.gather import SourcePaths, _difference, _open_graphs
+from tracerflow.resample.gather import SourcePaths, _difference, _open_graphs, names_of
 from tracerflow.resample.stream import KEPT_COLUMNS, KEPT_DTYPES, SUM_BLOCK, SplitSummary, expand_copies
 from tracerflow.write.placed import PlacedDatasets
 
@@ -103,16 +101,7 @@ def scratch_directory(path: str | os.PathLike) -> Iterator[Path]:
 def _source_names(p: SourcePaths) -> dict[str, Any]:
     """Selection outputs with their dtypes, and node feature and truth names and dtypes, of one source."""
     with h5py.File(p.selections, "r") as sel, _open_graphs(p.graphs) as graphs:
-        check_schema(sel, selections_file.SCHEMA, selections_file.SCHEMA_VERSION)
-        names = {"jets": {v: sel[f"derived/{v}"].dtype for v in sorted(sel["derived"].keys())}, "graphs": False,
-                 "x": [], "x_dtype": np.dtype(np.float32), "truth": [], "truth_dtype": np.dtype(np.float32)}
-        if graphs is not None:
-            check_schema(graphs, graphs_file.SCHEMA, graphs_file.SCHEMA_VERSION)
-            names.update({"graphs": True, "x": json.loads(graphs["nodes/x"].attrs["names"]),
-                          "x_dtype": graphs["nodes/x"].dtype,
-                          "truth": json.loads(graphs["truth/nodes"].attrs["names"]),
-                          "truth_dtype": graphs["truth/nodes"].dtype})
-    return names
+        return names_of(sel, graphs)
 
 
 def _common_names(paths: Sequence[SourcePaths]) -> dict[str, Any]:

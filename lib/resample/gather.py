@@ -137,15 +137,7 @@ def _plan(rows: Mapping[str, np.ndarray], paths: Sequence[SourcePaths]) -> tuple
     for i, p in enumerate(paths):
         positions = order[bounds[i]:bounds[i + 1]]
         with h5py.File(p.selections, "r") as sel, _open_graphs(p.graphs) as graphs:
-            check_schema(sel, selections_file.SCHEMA, selections_file.SCHEMA_VERSION)
-            mine = {"jets": {v: sel[f"derived/{v}"].dtype for v in sorted(sel["derived"].keys())}, "graphs": False,
-                    "x": [], "x_dtype": np.dtype(np.float32), "truth": [], "truth_dtype": np.dtype(np.float32)}
-            if graphs is not None:
-                check_schema(graphs, graphs_file.SCHEMA, graphs_file.SCHEMA_VERSION)
-                mine.update({"graphs": True, "x": json.loads(graphs["nodes/x"].attrs["names"]),
-                             "x_dtype": graphs["nodes/x"].dtype,
-                             "truth": json.loads(graphs["truth/nodes"].attrs["names"]),
-                             "truth_dtype": graphs["truth/nodes"].dtype})
+            mine = names_of(sel, graphs)
             if names is None:
                 names = mine
             elif mine != names:
@@ -165,6 +157,21 @@ def _plan(rows: Mapping[str, np.ndarray], paths: Sequence[SourcePaths]) -> tuple
     if names is None:
         raise ValueError("a resampled split needs at least one source file")
     return plan, names
+
+
+def names_of(sel: h5py.File, graphs: h5py.File | None) -> dict[str, Any]:
+    """Selection outputs with their dtypes, and node feature and truth names and dtypes, of one
+    source's open selections and graphs files (schemas checked): what every source must share."""
+    check_schema(sel, selections_file.SCHEMA, selections_file.SCHEMA_VERSION)
+    names = {"jets": {v: sel[f"derived/{v}"].dtype for v in sorted(sel["derived"].keys())}, "graphs": False,
+             "x": [], "x_dtype": np.dtype(np.float32), "truth": [], "truth_dtype": np.dtype(np.float32)}
+    if graphs is not None:
+        check_schema(graphs, graphs_file.SCHEMA, graphs_file.SCHEMA_VERSION)
+        names.update({"graphs": True, "x": json.loads(graphs["nodes/x"].attrs["names"]),
+                      "x_dtype": graphs["nodes/x"].dtype,
+                      "truth": json.loads(graphs["truth/nodes"].attrs["names"]),
+                      "truth_dtype": graphs["truth/nodes"].dtype})
+    return names
 
 
 def _open_graphs(path: Path | None) -> Any:
