@@ -1,12 +1,14 @@
 """Stage-by-stage benchmarks of tracerflow against its anchors.
 
-Run as ``python benchmarks/run.py [--jets N] [--quick] [--skip-training] [--skip-events]``. The embedded default
+Run as ``python benchmarks/run.py [--jets N] [--quick] [--skip-training] [--skip-events] [--skip-load]``. The embedded default
 analysis (configs/default.yaml) is loaded with ``--set``-style overrides that only scale the toy
 samples' ``n_jets`` (keeping their ttbar:zprime proportion and files of the default size) and
 move the output below ``benchmarks/work/``; every stage then runs the library function with the
 config's own template, chunk, precision and compression settings; the training and prediction
 rows (benchmarks/training.py) then train on the train file written there; the event-level rows
-(benchmarks/events.py) run the shipped event-level toy analysis on its own. Prints a table and writes
+(benchmarks/events.py) run the shipped event-level toy analysis on its own; the load rows
+(benchmarks/load.py) run the default DAG through one training epoch at 10^5 and 10^6 jets, one
+process per stage, for its peak memory against sample size. Prints a table and writes
 ``benchmarks/results.json``. Benchmarks report, they do not gate: the exit code is 0 even when
 a goal is missed.
 """
@@ -41,6 +43,7 @@ from tracerflow.templates.loader import load_template
 from tracerflow.toy import generate_sample
 
 from events import bench_events
+from load import RUN_SIZES, bench_load, merge_results as merge_load
 from preprocessing import bench_preprocessing
 from training import bench_training
 
@@ -99,6 +102,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="leave out the training and prediction rows (benchmarks/training.py)")
     parser.add_argument("--skip-events", action="store_true",
                         help="leave out the event-level analysis rows (benchmarks/events.py)")
+    parser.add_argument("--skip-load", action="store_true",
+                        help="leave out the peak-memory-against-size rows (benchmarks/load.py; earlier ones are kept)")
     args = parser.parse_args(argv)
     args.jets = args.jets or (QUICK_JETS if args.quick else DEFAULT_JETS)
     return args
@@ -439,12 +444,16 @@ def run(n_jets: int, repeats: int, training: bool = True, events: bool = True,
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks, print the table, write results.json; always exit 0."""
     args = parse_args(argv)
+    earlier = json.loads(args.output.read_text()).get("load") if args.output.exists() else None
+    start = time.perf_counter()
     seconds, (rows, overrides, event_level) = timed(lambda: run(args.jets, repeats=2, training=not args.skip_training,
                                                                 events=not args.skip_events, quick=args.quick))
+    load_sizes = {} if args.skip_load else bench_load(RUN_SIZES)
+    write_results(args.output, rows, args.jets, overrides, seconds, event_level)
+    rows += merge_load(args.output, load_sizes, Row, earlier=earlier)
     print()
     print_table(rows)
-    write_results(args.output, rows, args.jets, overrides, seconds, event_level)
-    print(f"\nwrote {args.output} ({seconds:.0f} s in all)")
+    print(f"\nwrote {args.output} ({time.perf_counter() - start:.0f} s in all)")
     return 0
 
 
