@@ -9,6 +9,7 @@ its public names with the module that defines each, and :func:`lazy_exports` ret
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Callable, Mapping, Sequence
 
 
@@ -33,6 +34,4 @@ def lazy_exports(package: str, modules: Mapping[str, Sequence[str]]) -> tuple[Ca
 
 def globals_of(package: str) -> dict:
     """The namespace of the (imported) ``package``."""
-    import sys
-
     return vars(sys.modules[package])
