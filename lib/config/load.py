@@ -503,8 +503,10 @@ def _check_objective(config: Config, classes: Any, ctx: Context) -> None:
 
 
 def _check_train(config: Config, ctx: Context) -> None:
-    """The train block: umami files or TFRecords to read, folds that exist, a model block ModelBuilder accepts."""
-    from tracerflow.models import ModelBuilder
+    """The train block: umami files or TFRecords to read, folds that exist, a model block ModelBuilder
+    accepts (its spec, :func:`~tracerflow.models.spec.model_spec`, which needs no torch)."""
+    from tracerflow.models.spec import model_spec
+    from tracerflow.write.columns import train_columns
 
     train, write = config["train"], config["write"]
     if write["format"] == "folds":
@@ -520,13 +522,11 @@ def _check_train(config: Config, ctx: Context) -> None:
     for i, fold in enumerate(train["folds"] or ()):
         if fold >= write["n_folds"]:
             ctx.fail(f"train.folds[{i}]", f"fold {fold} does not exist (write.n_folds is {write['n_folds']})")
-    from tracerflow.write.train_sample import train_columns
-
     columns = train_columns(config)
     concat = write["concat_jet_tracks"]
     n_concat = len(columns.jet_vars) if concat is True else len(concat or ())
     try:
-        ModelBuilder(train["model"], n_jet_vars=len(columns.jet_vars), n_track_vars=len(columns.track_vars) + n_concat)
+        model_spec(train["model"], n_jet_vars=len(columns.jet_vars), n_track_vars=len(columns.track_vars) + n_concat)
     except ValueError as err:
         key, _, message = str(err).partition(": ")
         ctx.fail(key, message)

@@ -1,29 +1,18 @@
-"""PyTorch models built from a ``train.model`` config: LUMIN-style head/body/tail and set/graph encoders over tracks."""
-from tracerflow.models.blocks import ACTIVATIONS, OBJECTIVES, Body, Head, Tail, embedding_size, make_activation, mlp
-from tracerflow.models.builder import SET_TYPES, FlatModel, ModelBuilder, MultiHeadModel, count_parameters
-from tracerflow.models.device import resolve_device
-from tracerflow.models.graph import GraphSetEncoder, MessagePassing, tracks_to_graph, tracks_to_knn
-from tracerflow.models.sets import DeepSets, TransformerEncoder
+"""PyTorch models built from a ``train.model`` config: LUMIN-style head/body/tail and set/graph encoders over tracks.
 
-__all__ = [
-    "ACTIVATIONS",
-    "OBJECTIVES",
-    "SET_TYPES",
-    "Body",
-    "DeepSets",
-    "FlatModel",
-    "GraphSetEncoder",
-    "Head",
-    "MessagePassing",
-    "ModelBuilder",
-    "MultiHeadModel",
-    "Tail",
-    "TransformerEncoder",
-    "count_parameters",
-    "embedding_size",
-    "make_activation",
-    "mlp",
-    "resolve_device",
-    "tracks_to_graph",
-    "tracks_to_knn",
-]
+Each name is imported from its module on first use (:mod:`tracerflow._lazy`): the config check
+reads :mod:`tracerflow.models.spec`, which needs no torch, and importing it must not import the layers.
+"""
+from tracerflow._lazy import lazy_exports
+
+_MODULES = {
+    ".blocks": ("ACTIVATIONS", "Body", "Head", "Tail", "embedding_size", "make_activation", "mlp"),
+    ".builder": ("SET_TYPES", "FlatModel", "ModelBuilder", "MultiHeadModel", "count_parameters"),
+    ".device": ("resolve_device",),
+    ".graph": ("GraphSetEncoder", "MessagePassing", "tracks_to_graph", "tracks_to_knn"),
+    ".sets": ("DeepSets", "TransformerEncoder"),
+    ".spec": ("OBJECTIVES", "ModelSpec", "model_spec"),
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _MODULES)
+__all__ = sorted(name for names in _MODULES.values() for name in names)

@@ -7,6 +7,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from tracerflow.models.spec import OBJECTIVES
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "swish": nn.SiLU,
@@ -15,7 +17,6 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "gelu": nn.GELU,
 }
 NORMS = (None, "batch", "layer")
-OBJECTIVES = ("binary", "multiclass", "regression")
 MAX_EMBED_DIM = 50
 
 

@@ -7,7 +7,6 @@ follows its event.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -16,21 +15,8 @@ from tracerflow.columns import ragged_index
 from tracerflow.hashing import fold_of
 from tracerflow.io.resampled_file import ResampledFile
 from tracerflow.write.chunk import TrainChunk
+from tracerflow.write.columns import Columns  # noqa: F401  (its home; imported from here too)
 from tracerflow.write.kernels import count_half_patterns
-
-
-@dataclass(frozen=True)
-class Columns:
-    """What a train chunk carries: jet variables, add_labels and regression targets (selection
-    outputs), track variables and labels (graph node features and node truth), and the track
-    slots per jet."""
-
-    jet_vars: tuple[str, ...]
-    add_labels: tuple[str, ...]
-    track_vars: tuple[str, ...]
-    track_labels: tuple[str, ...]
-    max_tracks: int
-    targets: tuple[str, ...] = ()
 
 
 class TrainChunks:

@@ -10,11 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
-from tracerflow.config.load import Config
 from tracerflow.memory import collector_paused
-from tracerflow.templates.loader import load_template
+from tracerflow.write.columns import Columns, train_columns  # noqa: F401  (train_columns: imported from here too)
 from tracerflow.write.fold_file import write_folds
-from tracerflow.write.train_chunks import Columns, TrainChunks
+from tracerflow.write.train_chunks import TrainChunks
 from tracerflow.write.scaling import GROUPS, ScaleAccumulator, write_scale_dict
 from tracerflow.write.umami_file import ID_DTYPES, write_umami
 
@@ -34,21 +33,6 @@ class WriteTimes:
     @property
     def total(self) -> float:
         return sum(self.seconds.values())
-
-
-def train_columns(cfg: Config) -> Columns:
-    """What a train chunk carries, from the ``write`` block (track variables default to every node
-    feature; an analysis without graphs has no tracks)."""
-    write = cfg["write"]
-    tracks = write["tracks"]
-    targets = tuple(write["targets"])
-    if cfg["graph"] is None:
-        return Columns(tuple(write["jets"]["variables"]), tuple(write["add_labels"]), (), (), 0, targets)
-    track_vars = tracks["variables"]
-    if track_vars is None:
-        track_vars = list(load_template(cfg, "graph").node_features)
-    return Columns(tuple(write["jets"]["variables"]), tuple(write["add_labels"]), tuple(track_vars),
-                   tuple(tracks["labels"]), tracks["max_tracks"], targets)
 
 
 def scale_accumulator(write: Mapping[str, Any], columns: Columns) -> ScaleAccumulator:
