@@ -1,6 +1,7 @@
-"""One Luigi task per stage; each declares its HDF5 target and calls the library."""
+"""One Luigi task per stage; each names its config block, enumerates its own instances and
+declares its targets, and calls the library to make them."""
 from tracerflow.tasks.apply_selections import ApplySelections
-from tracerflow.tasks.base import H5Target, TracerflowTask
+from tracerflow.tasks.base import FileTask, H5Target, TracerflowTask
 from tracerflow.tasks.build_events import BuildEvents
 from tracerflow.tasks.build_graphs import BuildGraphs
 from tracerflow.tasks.convert_tfrecords import ConvertTFRecords
@@ -11,9 +12,13 @@ from tracerflow.tasks.resample import Resample
 from tracerflow.tasks.train_fold import TrainFold
 from tracerflow.tasks.write_train_sample import WriteTrainSample
 
-# The linear chain that ``--until`` names; PrepareSample (samples in predict.samples) runs as part of Predict.
-STAGES = ("GenerateSample", "BuildEvents", "BuildGraphs", "ApplySelections", "Resample", "WriteTrainSample",
-          "ConvertTFRecords", "TrainFold", "Predict")
+#: Every stage in DAG order: ``--until X`` runs the tasks of every stage up to X that the config
+#: describes. A new stage is a new task class placed here.
+STAGE_CLASSES: tuple[type[TracerflowTask], ...] = (
+    GenerateSample, BuildEvents, BuildGraphs, ApplySelections, Resample, WriteTrainSample, ConvertTFRecords,
+    TrainFold, PrepareSample, Predict)
+STAGES = tuple(cls.__name__ for cls in STAGE_CLASSES)
 
-__all__ = ["STAGES", "ApplySelections", "BuildEvents", "BuildGraphs", "ConvertTFRecords", "GenerateSample", "H5Target",
-           "Predict", "PrepareSample", "Resample", "TracerflowTask", "TrainFold", "WriteTrainSample"]
+__all__ = ["STAGES", "STAGE_CLASSES", "ApplySelections", "BuildEvents", "BuildGraphs", "ConvertTFRecords", "FileTask",
+           "GenerateSample", "H5Target", "Predict", "PrepareSample", "Resample", "TracerflowTask", "TrainFold",
+           "WriteTrainSample"]

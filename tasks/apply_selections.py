@@ -10,33 +10,38 @@ from tracerflow.templates.loader import load_template
 
 
 class ApplySelections(FileTask):
-    """Selections HDF5 of one input file: passing index, cutflow, derived outputs."""
+    """Selections HDF5 of each events file of the group: passing index, cutflow, derived outputs."""
+
+    kind = "selections"
 
     def requires(self) -> dict:
-        """The events file, and the graphs file whose jets gather with these (none without a graph block)."""
+        """The events files, and the graphs files whose jets gather with these (none without a graph block)."""
         needs = {"events": BuildEvents(**self.file_params())}
         if self.cfg["graph"] is not None:
             needs["graphs"] = BuildGraphs(**self.file_params())
         return needs
 
-    def digest(self) -> str:
+    def file_digest(self, file: str) -> str:
         selection = self.cfg.block_for("selection", self.sample)
-        return self.cfg.digest(upstream=[self.requires()["events"].digest()], extra={"selection": selection})
+        return self.cfg.digest(upstream=[self.requires()["events"].file_digest(file)], extra={"selection": selection})
 
-    def gathered_digests(self) -> list[str]:
-        """The digests a task that gathers this file's jets with their graph nodes depends on: the
+    def gathered_digests(self, file: str) -> list[str]:
+        """The digests a task that gathers ``file``'s jets with their graph nodes depends on: the
         selections' (which cover only the events) and the graphs'."""
-        return [self.digest(), *([self.requires()["graphs"].digest()] if "graphs" in self.requires() else [])]
+        needs = self.requires()
+        return [self.file_digest(file), *([needs["graphs"].file_digest(file)] if "graphs" in needs else [])]
 
-    def output(self) -> H5Target:
-        return H5Target(self.target_path("selections"), self.digest(), selections_file.SCHEMA, selections_file.SCHEMA_VERSION)
+    def output(self) -> dict[str, H5Target]:
+        return {f: H5Target(self.target_path(f), self.file_digest(f), selections_file.SCHEMA,
+                            selections_file.SCHEMA_VERSION) for f in self.files()}
 
     def run(self) -> None:
-        self.remove_stale()
-        cfg = self.cfg
-        with self.progress(f"ApplySelections {self.sample}/{self.file}") as progress:
-            apply_selection(
-                self.input()["events"].path, self.output().path, load_template(cfg, "selection", self.sample),
-                config_digest=self.digest(), created_by=repr(self),
-                chunk_size=cfg.block_for("selection", self.sample)["chunk_size"], progress=progress,
-            )
+        template = load_template(self.cfg, "selection", self.sample)
+        chunk_size = self.cfg.block_for("selection", self.sample)["chunk_size"]
+        events, outputs = self.input()["events"], self.output()
+
+        def apply(file: str, progress) -> None:
+            apply_selection(events[file].path, outputs[file].path, template, config_digest=outputs[file].digest,
+                            created_by=self.created_by(file), chunk_size=chunk_size, progress=progress)
+
+        self.run_files(apply, "ApplySelections", "events")

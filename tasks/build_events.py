@@ -24,35 +24,42 @@ def entry_filter(event: dict) -> EntryFilter:
 
 
 class BuildEvents(FileTask):
-    """Events HDF5 of one input file: index with hashes, event scalars, collections."""
+    """Events HDF5 of each input file of the group: index with hashes, event scalars, collections."""
+
+    kind = "events"
 
     def requires(self):
         if self.cfg["samples"][self.sample]["generate"] is not None:
             return GenerateSample(sample=self.sample, **self.config_params())
         return []
 
-    def digest(self) -> str:
+    def file_digest(self, file: str) -> str:
         upstream = [self.requires().digest()] if self.requires() else []
         event = self.cfg.block_for("event", self.sample)
-        identity = file_identity(self.cfg.sample_file(self.sample, self.file).path)
-        return self.cfg.digest(f"samples.{self.sample}.tree", upstream=upstream, extra={"file": self.file, "event": event, "input": identity})
+        identity = file_identity(self.cfg.sample_file(self.sample, file).path)
+        return self.cfg.digest(f"samples.{self.sample}.tree", upstream=upstream, extra={"file": file, "event": event, "input": identity})
 
-    def output(self) -> H5Target:
-        return H5Target(self.target_path("events"), self.digest(), events_file.SCHEMA, events_file.SCHEMA_VERSION)
+    def output(self) -> dict[str, H5Target]:
+        return {f: H5Target(self.target_path(f), self.file_digest(f), events_file.SCHEMA, events_file.SCHEMA_VERSION)
+                for f in self.files()}
 
     def run(self) -> None:
-        self.remove_stale()
         cfg = self.cfg
         event = cfg.block_for("event", self.sample)
-        source = cfg.sample_file(self.sample, self.file)
-        with self.progress(f"BuildEvents {self.sample}/{self.file}") as progress:
+        template = load_template(cfg, "event", self.sample)
+        outputs = self.output()
+
+        def build(file: str, progress) -> None:
+            source = cfg.sample_file(self.sample, file)
             build_events(
-                source.path, self.output().path, load_template(cfg, "event", self.sample),
+                source.path, outputs[file].path, template,
                 sample=self.sample, logical_file=source.logical, tree=cfg["samples"][self.sample]["tree"],
-                config_digest=self.digest(), created_by=repr(self), entry_filter=entry_filter(event),
+                config_digest=outputs[file].digest, created_by=self.created_by(file), entry_filter=entry_filter(event),
                 chunk_size=event["chunk_size"], threads=event["threads"], compression=event["compression"],
                 non_finite=event["non_finite"], fill_value=event["fill_value"], generator_weight=event["generator_weight"],
                 negative_weights=event["negative_weights"], progress=progress,
                 template_key=(f"samples.{self.sample}.event.template"
                               if "template" in (cfg["samples"][self.sample]["event"] or {}) else "event.template"),
             )
+
+        self.run_files(build, "BuildEvents", "events")

@@ -9,24 +9,31 @@ from tracerflow.templates.loader import load_template
 
 
 class BuildGraphs(FileTask):
-    """Graphs HDF5 of one input file: nodes, edges, features and truth per graph."""
+    """Graphs HDF5 of each input file of the group: nodes, edges, features and truth per graph."""
+
+    block = "graph"
+    kind = "graphs"
 
     def requires(self) -> BuildEvents:
         return BuildEvents(**self.file_params())
 
-    def digest(self) -> str:
-        return self.cfg.digest("graph", upstream=[self.requires().digest()])
+    def file_digest(self, file: str) -> str:
+        return self.cfg.digest("graph", upstream=[self.requires().file_digest(file)])
 
-    def output(self) -> H5Target:
-        return H5Target(self.target_path("graphs"), self.digest(), graphs_file.SCHEMA, graphs_file.SCHEMA_VERSION)
+    def output(self) -> dict[str, H5Target]:
+        return {f: H5Target(self.target_path(f), self.file_digest(f), graphs_file.SCHEMA, graphs_file.SCHEMA_VERSION)
+                for f in self.files()}
 
     def run(self) -> None:
-        self.remove_stale()
-        cfg = self.cfg
-        graph = cfg["graph"]
-        with self.progress(f"BuildGraphs {self.sample}/{self.file}") as progress:
+        graph = self.cfg["graph"]
+        template = load_template(self.cfg, "graph")
+        events, outputs = self.input(), self.output()
+
+        def build(file: str, progress) -> None:
             build_graphs(
-                self.input().path, self.output().path, load_template(cfg, "graph"),
-                config_digest=self.digest(), created_by=repr(self), precision=graph["precision"],
+                events[file].path, outputs[file].path, template,
+                config_digest=outputs[file].digest, created_by=self.created_by(file), precision=graph["precision"],
                 compression=graph["compression"], chunk_size=graph["chunk_size"], progress=progress,
             )
+
+        self.run_files(build, "BuildGraphs", "events")

@@ -7,6 +7,7 @@ from pathlib import Path
 import luigi
 
 from tracerflow.tasks.base import TracerflowTask
+from tracerflow.tasks.progress import count
 from tracerflow.tasks.write_train_sample import WriteTrainSample
 from tracerflow.tfrecords.writer import METADATA
 
@@ -47,6 +48,12 @@ class ConvertTFRecords(TracerflowTask):
 
     split = luigi.Parameter(description="a split named in tfrecords.splits")
 
+    block = "tfrecords"
+
+    @classmethod
+    def instances(cls, cfg) -> list[dict]:
+        return [{"split": s} for s in cfg["tfrecords"]["splits"]]
+
     def requires(self) -> WriteTrainSample:
         return WriteTrainSample(split=self.split, **self.config_params())
 
@@ -63,7 +70,10 @@ class ConvertTFRecords(TracerflowTask):
 
         self.remove_stale()
         block = self.cfg["tfrecords"]
-        self.set_status_message(f"ConvertTFRecords {self.split}")
-        write_tfrecords(self.input()["umami"].path, self.output().directory, chunk_size=block["chunk_size"],
-                        n_add_vars=block["n_add_vars"], config_digest=self.digest(), created_by=repr(self))
-        self.set_progress_percentage(100)
+        self.report(0.0, f"ConvertTFRecords {self.split}: encoding shards of {block['chunk_size']:,} jets")
+        metadata = write_tfrecords(self.input()["umami"].path, self.output().directory, chunk_size=block["chunk_size"],
+                        n_add_vars=block["n_add_vars"], config_digest=self.digest(), created_by=self.created_by(),
+                                   progress=lambda done, total: self.report(
+                                       done / max(total, 1), f"ConvertTFRecords {self.split}: {count(done, total, 'jets')} encoded"))
+        self.report(1.0, f"ConvertTFRecords {self.split}: {count(metadata['n_jets'], metadata['n_jets'], 'jets')} "
+                         f"in {len(metadata['shards'])} shards", final=True)

@@ -16,6 +16,10 @@ class GenerateSample(TracerflowTask):
 
     sample = luigi.Parameter(description="sample name with a generate block in the config")
 
+    @classmethod
+    def instances(cls, cfg) -> list[dict]:
+        return [{"sample": s} for s, spec in cfg["samples"].items() if spec["generate"]]
+
     def digest(self) -> str:
         return self.cfg.digest("project.seed", f"samples.{self.sample}.generate")
 
@@ -29,11 +33,11 @@ class GenerateSample(TracerflowTask):
         cfg = self.cfg
         gen = cfg["samples"][self.sample]["generate"]
         out_dir = cfg.sample_dir(self.sample)
-        with self.progress(f"GenerateSample {self.sample}") as progress:
+        with self.counting(f"GenerateSample {self.sample}", "jets") as progress:
             paths = generate_sample(
                 gen["process"], gen["n_jets"], gen["events_per_file"], cfg.seed, self.sample, out_dir,
                 progress=progress,
             )
-        with H5Writer(self.output().path, SCHEMA, SCHEMA_VERSION, self.digest(), repr(self),
+        with H5Writer(self.output().path, SCHEMA, SCHEMA_VERSION, self.digest(), self.created_by(),
                       attrs={"sample": self.sample, "process": gen["process"], "n_jets": gen["n_jets"]}) as writer:
             writer.write("files", np.array([p.name for p in paths], dtype="S"))

@@ -16,10 +16,22 @@ RESUMABLE_CHANGES = ("epochs", "early_stopping", "continue_training", "loader_wo
                      "folds")
 
 
+def trained_folds(cfg) -> list[int]:
+    """``train.folds`` (kFold) or every fold of ``write.n_folds``."""
+    folds = cfg["train"]["folds"]
+    return sorted(set(folds)) if folds is not None else list(range(cfg["write"]["n_folds"]))
+
+
 class TrainFold(TracerflowTask):
     """``train/fold_<k>/model.h5`` plus checkpoints and CSV logs beside it; folds run as independent tasks."""
 
     fold = luigi.IntParameter(description="the fold validated on (0 .. write.n_folds - 1)")
+
+    block = "train"
+
+    @classmethod
+    def instances(cls, cfg) -> list[dict]:
+        return [{"fold": k} for k in trained_folds(cfg)]
 
     def requires(self) -> dict[str, luigi.Task]:
         """The train split's files, and its TFRecords when ``train.data`` is tfrecords."""
@@ -51,17 +63,19 @@ class TrainFold(TracerflowTask):
 
         self.remove_stale()
         cfg = self.cfg
-        self.set_status_message(f"TrainFold {self.fold}: {cfg['train']['epochs']} epochs")
+        self.report(0.0, f"TrainFold {self.fold}: reading the train split")
         inputs = self.input()
         tfrecords_dir = inputs["tfrecords"].directory if "tfrecords" in inputs else None
         result = train_fold(inputs["sample"]["umami"].path, self.fold, cfg["write"]["n_folds"], cfg["train"],
                             self.out_dir(), seed=cfg.seed, tfrecords_dir=tfrecords_dir,
-                            inputs_digest=self.inputs_digest())
+                            inputs_digest=self.inputs_digest(),
+                            progress=lambda fraction, message: self.report(fraction, f"TrainFold {self.fold}: {message}"))
         history = result.history
         model_file.write_model(
-            self.output().path, result.model, result.model_config, config_digest=self.digest(), created_by=repr(self),
+            self.output().path, result.model, result.model_config, config_digest=self.digest(), created_by=self.created_by(),
             attrs={"fold": self.fold, **result.attrs(), "best_loss": float(history.best_loss),
                    "best_epoch": int(history.best_epoch), "epochs_run": len(history.epochs),
                    "stopped_early": bool(history.stopped_early)},
         )
-        self.set_progress_percentage(100)
+        self.report(1.0, f"TrainFold {self.fold}: {len(history.epochs)} epochs, best val loss "
+                         f"{history.best_loss:.4f} at epoch {history.best_epoch + 1}", final=True)

@@ -22,6 +22,12 @@ class WriteTrainSample(TracerflowTask):
 
     split = luigi.Parameter(description="a split named in resample.splits")
 
+    block = "write"
+
+    @classmethod
+    def instances(cls, cfg) -> list[dict]:
+        return [{"split": s} for s in cfg["resample"]["splits"]]
+
     def requires(self) -> dict:
         needs = {"resampled": Resample(split=self.split, **self.config_params())}
         if self.split != SCALE_SPLIT:
@@ -57,11 +63,11 @@ class WriteTrainSample(TracerflowTask):
         if self.split != SCALE_SPLIT:
             scale_dict = read_embedded_scale_dict(next(iter(self.input()["scaling"].values())).path)
         outputs = self.output()
-        self.set_status_message(f"WriteTrainSample {self.split}: scaling, writing")
-        write_train_sample(
+        self.report(0.0, f"WriteTrainSample {self.split}: scaling and writing its jets")
+        times = write_train_sample(
             resampled, train_columns(cfg), cfg["write"], seed=cfg.seed, umami_path=outputs["umami"].path if "umami" in outputs else None,
             folds_path=outputs["folds"].path if "folds" in outputs else None, scale_dict=scale_dict,
-            scale_dict_json=self.scale_dict_path(), config_digest=self.digest(), created_by=repr(self),
+            scale_dict_json=self.scale_dict_path(), config_digest=self.digest(), created_by=self.created_by(),
             attrs={"split": self.split},
         )
-        self.set_progress_percentage(100)
+        self.report(1.0, f"WriteTrainSample {self.split}: {times.jets:,} jets written", final=True)

@@ -20,7 +20,7 @@ from tracerflow.config import ConfigError, load_config, resolve_config
 from tracerflow.config.schema import scheduler_url_problem
 from tracerflow.io import faults
 from tracerflow.tasks import STAGES
-from tracerflow.workflows import reporting, scheduler
+from tracerflow.workflows import display, reporting, scheduler
 from tracerflow.workflows.analysis import LAST, Analysis, remove_stale_until, stage_tasks
 from tracerflow.workflows.inspect import describe_dag
 from tracerflow.workflows.retcodes import install_retcodes
@@ -131,12 +131,14 @@ def _run(args: argparse.Namespace, cfg, config: str, overrides: tuple[str, ...],
     log = reporting.setup(cfg.output_root, verbose=getattr(args, "verbose", False))
     remove_stale_until(cfg, until)
     try:
-        result = luigi.build([Analysis(config=config, overrides=overrides, until=until)], **kwargs)
+        with display.RunDisplay(sys.stderr, interval=cfg["scheduler"]["progress_interval"]):
+            result = luigi.build([Analysis(config=config, overrides=overrides, until=until)],
+                                 worker_scheduler_factory=display.WorkerFactory(), **kwargs)
     except luigi.rpc.RPCError:
         print(f"tracerflow: FAILED: the scheduler at {url} stopped answering; finished targets are kept, see {log}",
               file=sys.stderr)
         return EXIT_FAILED
-    print(result.summary_text)
+    print(display.summary(result.worker))
     ok = result.status in (luigi.execution_summary.LuigiStatusCode.SUCCESS,
                            luigi.execution_summary.LuigiStatusCode.SUCCESS_WITH_RETRY)
     if ok:

@@ -29,11 +29,12 @@ def _why_stale(task: luigi.Task, output: luigi.Target) -> str:
     old = read_record(task.cfg.output_root, stored) if stored else None
     if old is None:
         return "stale: made from another config (no record of which)"
-    current = task.cfg.payload(task.digest())
+    current = task.cfg.payload(output.digest)
     new = json.loads(current) if current else {}
     lines = differences(old, new)
-    upstream = [(_label(dep), dep.digest()) for dep in flatten(task.requires()) if callable(getattr(dep, "digest", None))]
-    changed = changed_upstream(old, upstream)
+    upstream = [(_label(dep), digest) for dep in flatten(task.requires()) if hasattr(dep, "output_digests")
+                for digest in dep.output_digests()]
+    changed = list(dict.fromkeys(changed_upstream(old, upstream)))
     if changed:
         more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
         lines.append(f"upstream {', '.join(changed[:3])}{more} changed")
@@ -42,8 +43,25 @@ def _why_stale(task: luigi.Task, output: luigi.Target) -> str:
     return "stale: " + (summary(lines) if lines else "made from another config")
 
 
+def roots(tasks: list[luigi.Task]) -> list[luigi.Task]:
+    """Of ``tasks``, those no other of them requires (directly or not): where the DAG ends."""
+    below: set[str] = set()
+
+    def mark(task: luigi.Task) -> None:
+        for dep in flatten(task.requires()):
+            if dep.task_id not in below:
+                below.add(dep.task_id)
+                mark(dep)
+
+    for task in tasks:
+        if task.task_id not in below:
+            mark(task)
+    return [t for t in tasks if t.task_id not in below]
+
+
 def describe_dag(root: luigi.Task) -> str:
-    """Every task below ``root`` once, indented by depth, with done/pending and the target path."""
+    """Every task below ``root`` once, indented by depth, with done/pending and the target path
+    (the first of several, with their count)."""
     lines: list[str] = []
     seen: set[str] = set()
 
@@ -53,13 +71,17 @@ def describe_dag(root: luigi.Task) -> str:
             lines.append(f"{'  ' * depth}{label}  (see above)")
             return
         seen.add(task.task_id)
-        outputs = flatten(task.output())
-        where = f"  -> {outputs[0].path}" if outputs and hasattr(outputs[0], "path") else ""
+        outputs = [o for o in flatten(task.output()) if hasattr(o, "path")]
+        where = f"  -> {outputs[0].path}" if outputs else ""
+        where += f" (+{len(outputs) - 1} more)" if len(outputs) > 1 else ""
         lines.append(f"{'  ' * depth}[{_state(task)}] {label}{where}")
         for dep in flatten(task.requires()):
             visit(dep, depth + 1)
 
-    visit(root, 0)
+    lines.append(f"[{_state(root)}] {_label(root)}")
+    seen.add(root.task_id)
+    for task in roots(flatten(root.requires())):
+        visit(task, 1)
     done = sum(1 for line in lines if "[done]" in line)
     total = sum(1 for line in lines if line.lstrip().startswith("["))
     lines.append(f"{done}/{total} tasks complete")
@@ -67,6 +89,4 @@ def describe_dag(root: luigi.Task) -> str:
 
 
 def _label(task: luigi.Task) -> str:
-    params = task.to_str_params(only_significant=True)
-    shown = {k: v for k, v in params.items() if k not in ("config", "overrides")}
-    return f"{task.get_task_family()}({', '.join(f'{k}={v}' for k, v in shown.items())})"
+    return task.label() if hasattr(task, "label") else str(task)

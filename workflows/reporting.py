@@ -28,6 +28,7 @@ from tracerflow.io.h5target import SchemaMismatch
 from tracerflow.resample.stream import EmptySplit
 from tracerflow.templates.event import TemplateError
 from tracerflow.templates.expressions import ExpressionError
+from tracerflow.workflows.display import clear_line
 
 USER_ERRORS = (ConfigError, TemplateError, InputError, SourceError, ExpressionError, SchemaMismatch, EmptySplit,
                luigi.rpc.RPCError)
@@ -95,9 +96,8 @@ def hint_for(exc: BaseException) -> str:
 
 
 def task_label(task: luigi.Task) -> str:
-    """``Family(param=value, ...)`` without the config parameters every task of a run shares."""
-    params = {k: v for k, v in task.to_str_params(only_significant=True).items() if k not in ("config", "overrides")}
-    return f"{task.task_family}({', '.join(f'{k}={v}' for k, v in params.items())})"
+    """``Family(param=value, ...)`` as the analysis names the task (no config reference)."""
+    return task.label() if hasattr(task, "label") else str(task)
 
 
 def _written_by(task: luigi.Task) -> str | None:
@@ -134,6 +134,7 @@ def _report(task: luigi.Task, error: BaseException | str) -> None:
     if not _state["active"]:
         return
     block = failure_block(task, error, _state["log"], _state["verbose"])
+    clear_line(sys.stderr)
     print(block, file=sys.stderr, flush=True)
     logging.getLogger("tracerflow.failures").error("%s", block)
 

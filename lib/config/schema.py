@@ -70,6 +70,12 @@ def scheduler_url_problem(value: str) -> str | None:
     return None
 
 
+def _files_per_task(value: object) -> str | None:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return None
+    return f"expected 'auto' or a whole number >= 1, got {value!r}"
+
+
 CLASS_PATH = Scalar((str,), check=_class_path)
 
 COLLECTION = Block({
@@ -368,6 +374,14 @@ BLOCKS = Block({
         "port": Scalar((int,), default=8082, minimum=1, check=_port),
         "url": Scalar((str,), default=None, nullable=True, check=scheduler_url_problem,
                       doc="the central scheduler's address, e.g. http://luigi.example.org:8082 (null: http://host:port)"),
+        "files_per_task": Scalar((int, str), default="auto", check=_files_per_task,
+                                 doc="input files one BuildEvents, BuildGraphs or ApplySelections task runs: "
+                                     "'auto' (one file per task up to 100 files of a sample, then "
+                                     "ceil(files / 100)), or a number; outputs stay one per file, so changing it "
+                                     "keeps every finished file"),
+        "progress_interval": Scalar((float,), default=30.0, minimum=0.1,
+                                    doc="seconds between progress lines of `tracerflow run` when its output is not "
+                                        "a terminal"),
         "dir": Scalar((str,), default="~/.tracerflow/scheduler",
                       doc="where `tracerflow scheduler start` keeps luigid's state, task history and logs "
                           "(relative: to the directory tracerflow runs in)"),

@@ -716,11 +716,13 @@ def run_predict(out_dir: str | os.PathLike, *, settings: PredictSettings, models
                 splits: Mapping[str, str | os.PathLike], samples: Mapping[str, str | os.PathLike],
                 ensemble_mode: str, batch_size: int, export_formats: Sequence[str], config_digest: str,
                 created_by: str, report: ReportInputs,
-                status: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
+                progress: Callable[[int, int, str], None] = lambda done, total, message: None) -> dict[str, Any]:
     """Predict end to end: load the fold models (``models``: fold -> model file), predict the train
     split out of fold and the other ``splits`` and the predict ``samples`` (name -> train file) with
     the fold ensemble, export the models, write metrics, plots, ``report.html`` and the predictions
-    files (``out_of_fold.h5`` last). Returns the metrics."""
+    files (``out_of_fold.h5`` last). Returns the metrics. ``progress(steps done, steps, message)``
+    is called as each step starts: the out-of-fold predictions, each other split, each sample, the
+    outputs."""
     from tracerflow.evaluate.export import export_models
     from tracerflow.evaluate.report import summed_cutflow, with_samples, write_report
     from tracerflow.io.model_file import load_model
@@ -731,17 +733,19 @@ def run_predict(out_dir: str | os.PathLike, *, settings: PredictSettings, models
     attrs = {k: a for k, (_, a) in loaded.items()}
     losses = {k: float(a["best_loss"]) for k, a in attrs.items()}
     options = {"batch_size": batch_size, "settings": settings, "model_attrs": attrs}
-    status("Predict: out-of-fold predictions")
+    others = [split for split in splits if split != "train"]
+    steps = 2 + len(others) + len(samples)
+    progress(0, steps, f"Predict: out-of-fold predictions of the train split by {len(fold_models)} fold models")
     oof = out_of_fold(fold_models, splits["train"], **options)
     ensembles = {}
-    for split, path in splits.items():
-        if split != "train":
-            status(f"Predict: {split} with the fold ensemble")
-            ensembles[split] = fold_ensemble(fold_models, losses, path, mode=ensemble_mode, **options)
+    for i, split in enumerate(others):
+        progress(1 + i, steps, f"Predict: split {split} with the ensemble of {len(fold_models)} folds")
+        ensembles[split] = fold_ensemble(fold_models, losses, splits[split], mode=ensemble_mode, **options)
     scored = {}
-    for name, path in samples.items():
-        status(f"Predict: sample {name} with the fold ensemble")
+    for i, (name, path) in enumerate(samples.items()):
+        progress(1 + len(others) + i, steps, f"Predict: sample {name} with the ensemble of {len(fold_models)} folds")
         scored[name] = fold_ensemble(fold_models, losses, path, mode=ensemble_mode, **options)
+    progress(steps - 1, steps, "Predict: exports, metrics, plots, report and predictions files")
     n_jet_vars, n_track_vars = input_sizes(splits["train"])
     export_models(fold_models, out_dir / "models", export_formats, n_jet_vars=n_jet_vars, n_track_vars=n_track_vars)
     epochs_csv = [Path(p) for p in report.epochs_csv if Path(p).exists()]
@@ -752,7 +756,6 @@ def run_predict(out_dir: str | os.PathLike, *, settings: PredictSettings, models
                      learning_curves=out_dir / "plots" / "learning_curves.png" if epochs_csv else None,
                      figures=figures, metrics=with_samples(metrics))
 
-    status("Predict: metrics, plots, report and predictions files")
     return write_predict_outputs(out_dir, oof=oof, ensembles=ensembles, settings=settings, epochs_csv=epochs_csv,
                                  config_digest=config_digest, created_by=created_by, samples=scored,
                                  before_target=write)

@@ -10,6 +10,7 @@ WriteTrainSample's reader and writer make the file.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from tracerflow.config.load import Config
 from tracerflow.io.resampled_file import INDEX_COLUMNS
 from tracerflow.resample.classes import resample_spec
-from tracerflow.resample.gather import source_paths, write_resampled
+from tracerflow.resample.gather import SourcePaths, write_resampled
 from tracerflow.resample.inputs import selection_chunks
 from tracerflow.write.train_sample import train_columns, write_train_sample
 
@@ -49,13 +50,16 @@ def sample_rows(selections: Sequence[str | os.PathLike], label: str | None, clas
     return {name: np.concatenate(p) if p else np.zeros(0, np.int64) for name, p in parts.items()}
 
 
-def write_predict_sample(cfg: Config, sample: str, *, umami_path: str | os.PathLike, jets_path: str | os.PathLike,
-                         scale_dict: Mapping[str, Any], config_digest: str, created_by: str) -> int:
-    """Write ``jets_path`` (which jets, resampled layout) and ``umami_path`` (their train file); the jet count."""
+def write_predict_sample(cfg: Config, sample: str, *, sources: Sequence[tuple[str, str]],
+                         selections: Sequence[Path], graphs: Sequence[Path] | None, umami_path: str | os.PathLike,
+                         jets_path: str | os.PathLike, scale_dict: Mapping[str, Any], config_digest: str,
+                         created_by: str) -> int:
+    """Write ``jets_path`` (which jets, resampled layout) and ``umami_path`` (their train file) of the
+    jets of ``sources`` ((sample, logical file) pairs, whose selections and graphs files are
+    ``selections[i]`` and ``graphs[i]``; no graphs in an analysis without them); the jet count."""
     block = cfg["resample"]
     spec, classes = resample_spec(cfg)
-    sources = [(sample, f.logical) for f in cfg.sample_files(sample)]
-    paths = source_paths(cfg.output_root, sources, graphs=cfg["graph"] is not None)
+    paths = [SourcePaths(Path(sel), Path(graphs[i]) if graphs is not None else None) for i, sel in enumerate(selections)]
     rows = sample_rows([p.selections for p in paths], spec.label if classes.reads_column else None, spec.classes,
                        chunk_size=block["chunk_size"], weight=block["weight"], fixed=classes.value_of_sample(sample))
     attrs = {"sample": sample}

@@ -17,7 +17,7 @@ import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -84,8 +84,10 @@ def write_tfrecords(
     compression: str | None = None,
     config_digest: str = "",
     created_by: str = "",
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Convert a train file into shards ``out_dir/shard_00000.tfrecord``, ... and return the metadata.
+    """Convert a train file into shards ``out_dir/shard_00000.tfrecord``, ... and return the metadata;
+    ``progress(jets encoded, jets)`` after each shard.
 
     ``compression`` is TensorFlow's ``compression_type`` (None, ``"GZIP"`` or ``"ZLIB"``).
     Shards of an earlier conversion that this one does not rewrite are removed.
@@ -129,6 +131,8 @@ def write_tfrecords(
                 index = len(shards)
                 writing = pool.submit(_write_shard, out_dir / shard_name(index), frames, compression)
                 shards.append({"file": shard_name(index), "n_jets": rows.stop - rows.start})
+                if progress is not None:
+                    progress(block_start + rows.stop, n_jets)
         if writing is not None:
             writing.result()
         names = {

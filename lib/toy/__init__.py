@@ -13,7 +13,8 @@ _MODULES = {
     ".detector": ("ORIGIN_LABELS", "ORIGINS", "TRACKING", "Origin", "FlavourTracks", "sigma_d0", "sigma_z0",),
     ".likelihood": ("jet_log_likelihood_ratios", "jet_log_likelihoods", "log_displaced_ip_density", "log_pt_fraction_density", "origin_log_densities", "track_log_likelihoods",),
     ".processes": ("FLAVOUR_NAMES", "FLAVOURS", "PROCESSES", "Process",),
-    ".sample": ("TREE_NAME", "FilePlan", "file_multiplicities", "generate_file", "generate_sample", "plan_files",),
+    ".plan": ("FilePlan", "file_multiplicities", "plan_files",),
+    ".sample": ("TREE_NAME", "generate_file", "generate_sample",),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _MODULES)

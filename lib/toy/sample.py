@@ -1,4 +1,4 @@
-"""Planning and writing of toy ROOT files: one TTree ``events``, one entry per event.
+"""Writing of toy ROOT files (planned by :mod:`.plan`): one TTree ``events``, one entry per event.
 
 Every file depends only on (seed, sample, file index): jet multiplicities come from one
 per-sample stream that any file can replay, and the rest from generators keyed by the file
@@ -14,7 +14,6 @@ import types
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import awkward as ak
@@ -25,89 +24,14 @@ from ..io.atomic import temporary_path
 from ..seeding import derive_seed, rng_for
 from .detector import draw_tracks
 from .likelihood import jet_log_likelihood_ratios
-from .processes import FLAVOURS, Process, draw_jets, draw_multiplicities, draw_weights, get_process
+from .plan import FilePlan, file_multiplicities, plan_files
+from .processes import FLAVOURS, Process, draw_jets, draw_weights, get_process
 
 TREE_NAME = "events"
 EVENTS_PER_BLOCK = 10_000
 DEFAULT_CHUNK_EVENTS = 50_000
-MULTIPLICITY_DRAW = 1 << 16
 COUNTER_NAMES = {"jet": "n_jets", "trk": "n_tracks"}
 FIXED_TIMESTAMP = datetime.datetime(2000, 1, 1)
-
-
-@dataclass(frozen=True)
-class FilePlan:
-    """One output file: its name, index, events [first_event, first_event + n_events) and jet count."""
-
-    name: str
-    index: int
-    n_events: int
-    first_event: int
-    n_jets: int
-
-
-def _multiplicity_chunks(process: Process, seed: int, sample: str) -> Iterator[np.ndarray]:
-    """Yield the sample's jet-multiplicity stream in fixed-size chunks, always the same values."""
-    rng = rng_for(seed, "toy", sample, "multiplicity")
-    while True:
-        yield draw_multiplicities(process, rng, MULTIPLICITY_DRAW)
-
-
-def _first_multiplicities(process: Process, seed: int, sample: str, n_events: int) -> np.ndarray:
-    """Return the first ``n_events`` values of the multiplicity stream."""
-    chunks: list[np.ndarray] = []
-    total = 0
-    for chunk in _multiplicity_chunks(process, seed, sample):
-        if total >= n_events:
-            break
-        chunks.append(chunk)
-        total += len(chunk)
-    return np.concatenate(chunks)[:n_events] if chunks else np.zeros(0, dtype=np.int64)
-
-
-def plan_files(process: str, n_jets: int, events_per_file: int, seed: int, sample: str) -> list[FilePlan]:
-    """Split a sample of exactly ``n_jets`` jets into files of at most ``events_per_file`` events.
-
-    Draws event multiplicities until ``n_jets`` is reached; the last event is truncated if needed.
-    """
-    if n_jets < 1 or events_per_file < 1:
-        raise ValueError("n_jets and events_per_file must be positive")
-    proc = get_process(process)
-    chunks: list[np.ndarray] = []
-    total = 0
-    for chunk in _multiplicity_chunks(proc, seed, sample):
-        chunks.append(chunk)
-        total += int(chunk.sum())
-        if total >= n_jets:
-            break
-    cumulative = np.cumsum(np.concatenate(chunks))
-    n_events = int(np.searchsorted(cumulative, n_jets)) + 1
-    jets_before = np.concatenate([[0], np.minimum(cumulative[:n_events], n_jets)])
-    plans = []
-    for index, first in enumerate(range(0, n_events, events_per_file)):
-        last = min(first + events_per_file, n_events)
-        plans.append(
-            FilePlan(
-                name=f"{sample}_{index:04d}.root",
-                index=index,
-                n_events=last - first,
-                first_event=first,
-                n_jets=int(jets_before[last] - jets_before[first]),
-            )
-        )
-    return plans
-
-
-def file_multiplicities(process: str, plan_entry: FilePlan, seed: int, sample: str) -> np.ndarray:
-    """Return the jet multiplicity of each event of one planned file (last event truncated as planned)."""
-    proc = get_process(process)
-    counts = _first_multiplicities(proc, seed, sample, plan_entry.first_event + plan_entry.n_events)
-    counts = counts[plan_entry.first_event :].copy()
-    excess = int(counts.sum()) - plan_entry.n_jets
-    if excess < 0 or excess >= counts[-1]:
-        raise ValueError(f"plan entry {plan_entry} does not match the multiplicity stream of {sample!r}")
-    counts[-1] -= excess
-    return counts
 
 
 def _generate_block(
@@ -290,11 +214,13 @@ def generate_sample(
     *,
     chunk_events: int = DEFAULT_CHUNK_EVENTS,
 ) -> list[Path]:
-    """Plan and generate all files of a sample of exactly ``n_jets`` jets; report progress(done, total)."""
+    """Plan and generate all files of a sample of exactly ``n_jets`` jets; report progress(jets
+    written, n_jets) after each file."""
     plans = plan_files(process, n_jets, events_per_file, seed, sample)
-    paths = []
-    for done, entry in enumerate(plans, start=1):
+    paths, written = [], 0
+    for entry in plans:
         paths.append(generate_file(process, entry, seed, sample, out_dir, chunk_events=chunk_events))
+        written += entry.n_jets
         if progress is not None:
-            progress(done, len(plans))
+            progress(written, n_jets)
     return paths

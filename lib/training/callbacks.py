@@ -6,7 +6,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 import torch
 
@@ -28,6 +28,10 @@ class Callback:
     A fold is one pass over a data set inside an epoch (training, then validation: see
     ``fitter.training``). ``state_dict``/``load_state_dict`` carry what a resumed run needs.
     """
+
+    #: Whether the callback's state goes in checkpoints (False: an observer that keeps none, which
+    #: may come and go between a run and its continuation).
+    checkpointed = True
 
     def on_train_begin(self, fitter: "Fitter") -> None: ...
     def on_epoch_begin(self, fitter: "Fitter") -> None: ...
@@ -240,3 +244,49 @@ class MetricLogger(Callback):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+class ReportProgress(Callback):
+    """Tell ``report(fraction, message)`` how far the training is: after each epoch (epoch k of n,
+    train and validation loss) and, at most every ``interval`` seconds, within one (the batch of
+    the training pass and its running loss). An observer: nothing of it is checkpointed."""
+
+    checkpointed = False
+
+    def __init__(self, report: Callable[[float, str], None], n_batches: int = 0, interval: float = 2.0) -> None:
+        self.report = report
+        self.n_batches = n_batches  # training batches of an epoch (0: unknown)
+        self.interval = interval
+        self._last = 0.0
+        self._batches = 0
+        self._sum = self._weight = 0.0
+
+    def on_epoch_begin(self, fitter: "Fitter") -> None:
+        self._batches, self._sum, self._weight = 0, 0.0, 0.0
+        self._last = time.monotonic()
+        self.report(fitter.epoch / max(fitter.n_epochs, 1), f"epoch {fitter.epoch + 1} of {fitter.n_epochs}: training")
+
+    def on_batch_end(self, fitter: "Fitter") -> None:
+        if not fitter.training:
+            return
+        self._batches += 1
+        weight = float(fitter.batch["weight"].detach().sum())
+        self._sum += float(fitter.loss.detach()) * weight
+        self._weight += weight
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            return
+        self._last = now
+        n = self.n_batches
+        within = min(self._batches / n, 1.0) if n else 0.0
+        batches = f"batch {self._batches:,} of {n:,}" if n else f"batch {self._batches:,}"
+        loss = self._sum / self._weight if self._weight else math.nan
+        self.report((fitter.epoch + within) / max(fitter.n_epochs, 1),
+                    f"epoch {fitter.epoch + 1} of {fitter.n_epochs}: {batches}, train loss {loss:.4f}")
+
+    def on_epoch_end(self, fitter: "Fitter") -> None:
+        epoch = fitter.history.epochs[-1]
+        self.report(fitter.epoch / max(fitter.n_epochs, 1),
+                    f"epoch {fitter.epoch} of {fitter.n_epochs} done: train loss {epoch['train_loss']:.4f}, "
+                    f"val loss {epoch['val_loss']:.4f} (best {fitter.history.best_loss:.4f}, "
+                    f"epoch {fitter.history.best_epoch + 1})")

@@ -283,9 +283,12 @@ class Fitter:
             "iteration": self.iteration,
             "best_loss": self.history.best_loss,
             "history": {**self.history.state_dict(), "stopped_early": self.stop},
-            "callbacks": [{"type": type(c).__name__, "state": c.state_dict()} for c in self.callbacks],
+            "callbacks": [{"type": type(c).__name__, "state": c.state_dict()} for c in self._checkpointed()],
             "rng": get_rng_states(),
         }
+
+    def _checkpointed(self) -> list[Callback]:
+        return [c for c in self.callbacks if c.checkpointed]
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a :meth:`state_dict` so the next epoch runs exactly as it would have without stopping."""
@@ -302,11 +305,11 @@ class Fitter:
             keep_schedule_length(self.scheduler, self._schedule_length)
         self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
         self.history = History.from_state_dict(state["history"])
-        saved = state["callbacks"]
-        if [s["type"] for s in saved] != [type(c).__name__ for c in self.callbacks]:
+        saved, kept = state["callbacks"], self._checkpointed()
+        if [s["type"] for s in saved] != [type(c).__name__ for c in kept]:
             raise ValueError(f"checkpoint callbacks {[s['type'] for s in saved]} differ from "
-                             f"{[type(c).__name__ for c in self.callbacks]}")
-        for callback, entry in zip(self.callbacks, saved):
+                             f"{[type(c).__name__ for c in kept]}")
+        for callback, entry in zip(kept, saved):
             callback.load_state_dict(entry["state"])
         set_rng_states(state["rng"])
 

@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ import torch
 from tracerflow.config.load import objective_of
 from tracerflow.models import ModelBuilder, resolve_device
 from tracerflow.seeding import derive_seed
-from tracerflow.training.callbacks import Checkpoint, EarlyStopping, GradClip, MetricLogger, SaveBest
+from tracerflow.training.callbacks import Checkpoint, EarlyStopping, GradClip, MetricLogger, ReportProgress, SaveBest
 from tracerflow.training.data import CLASS_INDEX, LABEL_NAME, TARGETS_NAME, Loader, TargetTransform, TrainFileDataset
 from tracerflow.training.fit import Fitter, History
 from tracerflow.training.optim import make_optimizer, make_scheduler
@@ -140,9 +140,10 @@ def resumable(checkpoint: Path, inputs_digest: str) -> Path | None:
 
 def train_fold(train_path: str | os.PathLike, fold: int, n_folds: int, train: Mapping[str, Any],
                out_dir: str | os.PathLike, *, seed: int, tfrecords_dir: str | os.PathLike | None = None,
-               inputs_digest: str = "") -> FoldResult:
+               inputs_digest: str = "", progress: Callable[[float, str], None] | None = None) -> FoldResult:
     """Train on the folds other than ``fold``, validate on ``fold``; ``tfrecords_dir`` for ``train.data: tfrecords``;
-    ``inputs_digest`` identifies the data and settings, so that only a checkpoint of the same ones is resumed."""
+    ``inputs_digest`` identifies the data and settings, so that only a checkpoint of the same ones is resumed;
+    ``progress(fraction, message)`` hears of each epoch (:class:`ReportProgress`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     builder, classes = model_builder(train, train_path)
@@ -162,6 +163,8 @@ def train_fold(train_path: str | os.PathLike, fold: int, n_folds: int, train: Ma
     resume = resumable(checkpoint, inputs_digest) if train["continue_training"] else None
     callbacks += [SaveBest(out_dir / "best.pt"), MetricLogger(out_dir, tensorboard=train.get("tensorboard", False)),
                   Checkpoint(checkpoint, inputs_digest)]
+    if progress is not None:
+        callbacks.append(ReportProgress(progress, n_batches=len(train_data)))
     fitter = Fitter(model, optimizer=optimizer, scheduler=scheduler, callbacks=callbacks,
                     device=resolve_device(train["device"]), seed=derive_seed(seed, "fit", fold))
     history = fitter.fit(train_data, val_data, train["epochs"], resume_from=resume)

@@ -24,7 +24,9 @@ def test_same_seed_gives_identical_files(tmp_path: Path) -> None:
     )
     second = generate_sample("ttbar", N_JETS, EVENTS_PER_FILE, 11, "det", tmp_path / "b")
     assert len(first) >= 3
-    assert calls == [(i + 1, len(first)) for i in range(len(first))]
+    plans = plan_files("ttbar", N_JETS, EVENTS_PER_FILE, 11, "det")
+    assert calls == [(sum(p.n_jets for p in plans[:i + 1]), N_JETS) for i in range(len(first))]
+    assert calls[-1] == (N_JETS, N_JETS)
     assert [p.name for p in first] == [p.name for p in second]
     assert _bytes(first) == _bytes(second)
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [p.name for p in first]
