@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import logging
 import math
 from pathlib import Path
@@ -27,7 +26,7 @@ from luigi.task import flatten
 
 from tracerflow.config import Config, load_config
 from tracerflow.io.h5target import stored_digest, target_status
-from tracerflow.io.provenance import canonical, record_path, write_record
+from tracerflow.io.provenance import record_path, write_record
 from tracerflow.io.stale import own_outputs, remove_interrupted_writes, remove_stale_outputs
 from tracerflow.tasks.progress import Throttle, count, publish
 
@@ -41,11 +40,13 @@ AUTO_TASKS_PER_SAMPLE = 100
 @functools.lru_cache(maxsize=64)
 def config_ref(config: str, overrides: tuple[str, ...]) -> str:
     """``<config name>@<10 hex digits>``: the config file's stem (``default`` for the embedded
-    one) and a digest of the validated config with every override applied."""
+    one) and a digest of the validated analysis with every override applied. How it is run (the
+    ``scheduler`` block) and performance-only keys (chunk sizes, threads) are left out: they change
+    no result, so files made with other settings stay byte-identical."""
     cfg = load_config(config or None, overrides)
     name = Path(config).stem if config else "default"
-    digest = hashlib.blake2b(canonical(cfg.as_dict()).encode(), digest_size=5).hexdigest()
-    return f"{name}@{digest}"
+    analysis = cfg.digest(*(block for block in cfg.as_dict() if block != "scheduler"))
+    return f"{name}@{analysis[:10]}"
 
 
 class H5Target(luigi.LocalTarget):

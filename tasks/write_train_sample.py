@@ -6,6 +6,7 @@ from pathlib import Path
 import luigi
 
 from tracerflow.tasks.base import H5Target, TracerflowTask
+from tracerflow.tasks.progress import count
 from tracerflow.tasks.resample import Resample
 from tracerflow.write import fold_file, read_embedded_scale_dict, umami_file
 
@@ -68,6 +69,16 @@ class WriteTrainSample(TracerflowTask):
             resampled, train_columns(cfg), cfg["write"], seed=cfg.seed, umami_path=outputs["umami"].path if "umami" in outputs else None,
             folds_path=outputs["folds"].path if "folds" in outputs else None, scale_dict=scale_dict,
             scale_dict_json=self.scale_dict_path(), config_digest=self.digest(), created_by=self.created_by(),
-            attrs={"split": self.split},
+            attrs={"split": self.split}, progress=self.progress_of(outputs),
         )
         self.report(1.0, f"WriteTrainSample {self.split}: {times.jets:,} jets written", final=True)
+
+    def progress_of(self, outputs: dict):
+        """``progress(file kind, jets written, jets)`` reporting each file's pass as its share of the task."""
+        kinds = {"umami file": 0, "fold file": len(outputs) - 1}
+
+        def progress(kind: str, done: int, total: int) -> None:
+            fraction = (kinds[kind] + done / max(total, 1)) / len(outputs)
+            self.report(fraction, f"WriteTrainSample {self.split}: {kind}, {count(done, total, 'jets')} written")
+
+        return progress

@@ -179,6 +179,8 @@ def summary(worker: luigi.worker.Worker) -> str:
     other = ours("run_by_other_worker") + ours("upstream_run_by_other_worker")
     total = len({t.task_id for t in ran + already + failed + blocked + missing + other
                  + ours("still_pending_not_ext") + ours("not_run")})
+    if total == 0:
+        return "tracerflow: nothing to run: every target is complete and made from the current config and inputs"
     head = [f"{len(ran)} ran", f"{len(already)} already done"]
     head += [f"{len(failed)} failed"] if failed else []
     head += [f"{len(blocked)} not run (an upstream task failed)"] if blocked else []

@@ -7,7 +7,7 @@ follows its event.
 from __future__ import annotations
 
 import os
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -43,8 +43,14 @@ class TrainChunks:
 
     def __iter__(self) -> Iterator[TrainChunk]:
         for start in range(0, len(self), self.chunk_size):
-            yield self.read(start, min(len(self), start + self.chunk_size))
+            stop = min(len(self), start + self.chunk_size)
+            yield self.read(start, stop)
             self.file.release()
+            if self.watch is not None:
+                self.watch(stop, len(self))
+
+    #: Called as ``watch(jets read, jets)`` after each chunk a pass over the jets has used.
+    watch: Callable[[int, int], None] | None = None
 
     def inputs(self, jets: bool = True, tracks: bool = True
                ) -> Iterator[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:

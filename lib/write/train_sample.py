@@ -8,7 +8,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from tracerflow.memory import collector_paused
 from tracerflow.write.columns import Columns, train_columns  # noqa: F401  (train_columns: imported from here too)
@@ -50,8 +50,10 @@ def scale_accumulator(write: Mapping[str, Any], columns: Columns) -> ScaleAccumu
 def write_train_sample(resampled_path: str | os.PathLike, columns: Columns, write: Mapping[str, Any], *, seed: int,
                        umami_path: str | os.PathLike | None, folds_path: str | os.PathLike | None,
                        scale_dict: Mapping[str, Any] | None = None, scale_dict_json: str | os.PathLike | None = None,
-                       config_digest: str, created_by: str, attrs: Mapping[str, Any] | None = None) -> WriteTimes:
-    """Write the umami file and/or fold file of one resampled split, as the ``write`` block says.
+                       config_digest: str, created_by: str, attrs: Mapping[str, Any] | None = None,
+                       progress: Callable[[str, int, int], None] | None = None) -> WriteTimes:
+    """Write the umami file and/or fold file of one resampled split, as the ``write`` block says;
+    ``progress(file kind, jets written, jets)`` as each pass over the jets goes.
 
     Without ``scale_dict`` the split's own jets define it (the train split), and it is also
     written to ``scale_dict_json`` when given; otherwise ``scale_dict`` (the train split's) is used.
@@ -69,6 +71,7 @@ def write_train_sample(resampled_path: str | os.PathLike, columns: Columns, writ
         if scale_dict is None:
             fitting = ScaleDictBeingFitted(pool, chunks, scale_accumulator(write, columns))
         if umami_path is not None:
+            chunks.watch = (lambda done, total: progress("umami file", done, total)) if progress else None
             write_umami(umami_path, chunks, class_names=classes, jet_vars=columns.jet_vars,
                         track_vars=columns.track_vars, scale_dict=scale_dict if fitting is None else fitting,
                         track_label_names=columns.track_labels, add_label_names=columns.add_labels,
@@ -85,6 +88,7 @@ def write_train_sample(resampled_path: str | os.PathLike, columns: Columns, writ
             times.seconds["umami"] = time.perf_counter() - start
         if folds_path is not None:
             start = time.perf_counter()
+            chunks.watch = (lambda done, total: progress("fold file", done, total)) if progress else None
             write_folds(folds_path, chunks, n_folds=write["n_folds"], cont_feats=columns.jet_vars,
                         targ_feats=(*(columns.targets or ("label",)), *columns.add_labels),
                         matrix_feats=columns.track_vars,

@@ -24,7 +24,7 @@ from .helpers import SMALL, output_root, tracerflow
 WATCHED = ("--set", "samples.ttbar.generate.n_jets=60000", "--set", "samples.zprime.generate.n_jets=30000",
            "--set", "samples.ttbar.generate.events_per_file=100000",
            "--set", "samples.zprime.generate.events_per_file=100000", "--set", "event.chunk_size=500",
-           "--set", "train.epochs=25", "--set", "train.early_stopping=null", "--set", "train.folds=[0]")
+           "--set", "train.epochs=10", "--set", "train.early_stopping=null", "--set", "train.folds=[0]")
 
 
 def _tasks(url: str, status: str) -> dict[str, dict]:
@@ -63,7 +63,7 @@ def test_running_tasks_show_progress_through_the_scheduler_api_and_web_page(sche
     assert "overrides" not in page
 
     training = [(p, m) for p, m in seen.get("TrainFold", []) if m]
-    epochs = [(p, m) for p, m in training if re.fullmatch(r"TrainFold 0: epoch \d+ of 25 done: train loss [\d.]+, "
+    epochs = [(p, m) for p, m in training if re.fullmatch(r"TrainFold 0: epoch \d+ of 10 done: train loss [\d.]+, "
                                                           r"val loss [\d.]+ \(best [\d.]+, epoch \d+\)", m)]
     assert epochs, training[-5:]
     assert any(0 < p < 100 for p, _ in epochs)
@@ -99,7 +99,12 @@ def test_the_terminal_gets_progress_lines_and_a_summary_when_not_a_tty(tmp_path)
     assert summary[0] == f"tracerflow: {2 + 3 * n_files} tasks: {2 + 3 * n_files} ran, 0 already done"
     assert summary[1] == f"  ran: 2 GenerateSample, {n_files} BuildEvents, {n_files} BuildGraphs, {n_files} ApplySelections"
     again = tracerflow("run", *SMALL, "--until", "ApplySelections", cwd=tmp_path, check=True)
-    assert again.stdout.splitlines()[0] == f"tracerflow: {2 + 3 * n_files} tasks: 0 ran, {2 + 3 * n_files} already done"
+    assert again.stdout.splitlines()[0] == ("tracerflow: nothing to run: every target is complete and made from the "
+                                            "current config and inputs")
+    shown = tracerflow("run", *SMALL, "--until", "ApplySelections", "--set", "selection.template.cuts.pt=jets.pt > 40",
+                       cwd=tmp_path, check=True)
+    assert shown.stdout.splitlines()[:2] == [f"tracerflow: {2 + 3 * n_files} tasks: {n_files} ran, {2 + 2 * n_files} already done",
+                                             f"  ran: {n_files} ApplySelections"]
 
 
 def _digests(root: Path) -> dict[str, str]:
@@ -120,10 +125,13 @@ def test_files_grouped_per_task_give_the_same_files_and_regrouping_keeps_them(tm
     assert _digests(output_root(one)) == _digests(output_root(grouped))
     shown = tracerflow("show", *SMALL, "--until", "ApplySelections", "--set", "scheduler.files_per_task=4",
                        cwd=grouped, check=True).stdout
-    assert re.search(r"\[done\] ApplySelections\(sample=ttbar, file=ttbar_0000\.root \+3 files\)  -> \S+ \(\+3 more\)", shown)
+    more = min(4, files["ttbar"]) - 1
+    assert more >= 1
+    assert re.search(rf"\[done\] ApplySelections\(sample=ttbar, file=ttbar_0000\.root \+{more} files\)  -> \S+ \(\+{more} more\)",
+                     shown), shown
     regrouped = tracerflow("run", *SMALL, "--until", "ApplySelections", "--set", "scheduler.files_per_task=3",
                            cwd=grouped, check=True)
-    assert " 0 ran, " in regrouped.stdout.splitlines()[0]
+    assert regrouped.stdout.startswith("tracerflow: nothing to run")
 
 
 @pytest.mark.slow
