@@ -164,8 +164,9 @@ def chromium() -> str:
     """Debian's headless Chromium, installed with apt-get when missing (CI runs as root)."""
     path = shutil.which("chromium")
     if path is None and os.geteuid() == 0:
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=True, capture_output=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-q"], check=True, capture_output=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=True, capture_output=True, env=env)
         path = shutil.which("chromium")
     assert path is not None, "the web page test needs Debian's chromium: apt-get install chromium"
     return path
