@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 HEAVY = ("torch", "numba", "tensorflow", "scipy", "matplotlib")
 
