@@ -13,12 +13,11 @@ parameters: they rebuild the config in the task's process but do not name the ta
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import math
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, Callable, ClassVar
 
 import luigi
 from luigi.parameter import ParameterVisibility
@@ -35,6 +34,8 @@ log = logging.getLogger("tracerflow")
 #: ``scheduler.files_per_task: auto`` runs one file per task up to this many files of a sample,
 #: then groups them so that a sample has at most this many tasks per stage.
 AUTO_TASKS_PER_SAMPLE = 100
+#: Seconds between two reports of one task that go to ``tracerflow run``'s display.
+DISPLAY_INTERVAL = 0.1
 
 
 @functools.lru_cache(maxsize=64)
@@ -150,15 +151,16 @@ class TracerflowTask(ConfigReference, luigi.Task):
     def report(self, fraction: float, message: str, final: bool = False) -> None:
         """Progress of this task: ``fraction`` done (0 to 1) and ``message`` (with real totals and
         units) to the scheduler, at most once a second, and to ``tracerflow run``'s display."""
-        throttle = self.__dict__.setdefault("_throttle", Throttle())
+        shown = self.__dict__.setdefault("_shown", Throttle(DISPLAY_INTERVAL))
+        sent = self.__dict__.setdefault("_sent", Throttle())
         percent = max(0, min(100, int(100 * fraction)))
-        publish({"task": self.label(), "state": "progress", "percent": percent, "message": message})
-        if throttle.due(final or percent >= 100):
+        if shown.due(final or percent >= 100):
+            publish({"task": self.label(), "state": "progress", "percent": percent, "message": message})
+        if sent.due(final or percent >= 100):
             self.set_progress_percentage(percent)
             self.set_status_message(message)
 
-    @contextlib.contextmanager
-    def counting(self, what: str, unit: str, part: tuple[int, int] = (0, 1)) -> Iterator[Callable[[int, int], None]]:
+    def counter(self, what: str, unit: str, part: tuple[int, int] = (0, 1)) -> Callable[[int, int], None]:
         """A ``(done, total)`` callback reporting ``<what>: <done> of <total> <unit>``; ``part``
         (index, count) places it among several equal parts of the task (files of a group)."""
         index, parts = part
@@ -167,7 +169,7 @@ class TracerflowTask(ConfigReference, luigi.Task):
             within = done / total if total and total > 0 else 0.0
             self.report((index + min(within, 1.0)) / parts, f"{what}: {count(done, total, unit)}")
 
-        yield update
+        return update
 
 
 class FileTask(TracerflowTask):
@@ -233,14 +235,13 @@ class FileTask(TracerflowTask):
         failures: list[tuple[str, BaseException]] = []
         for index, file in enumerate(todo):
             label = f"{what} {self.sample}/{file}" + (f" (file {index + 1} of {len(todo)})" if len(todo) > 1 else "")
-            with self.counting(label, unit, (index, len(todo))) as progress:
-                try:
-                    work(file, progress)
-                except Exception as err:  # noqa: BLE001 (re-raised below)
-                    if len(todo) == 1:
-                        raise
-                    log.error("%s failed on %s/%s: %s", self.task_family, self.sample, file, err)
-                    failures.append((file, err))
+            try:
+                work(file, self.counter(label, unit, (index, len(todo))))
+            except Exception as err:  # noqa: BLE001 (re-raised below)
+                if len(todo) == 1:
+                    raise
+                log.error("%s failed on %s/%s: %s", self.task_family, self.sample, file, err)
+                failures.append((file, err))
         if failures:
             file, err = failures[0]
             if len(failures) > 1:
@@ -250,22 +251,13 @@ class FileTask(TracerflowTask):
         self.report(1.0, f"{what} {self.sample}: {count(len(todo), len(todo), 'files')}", final=True)
 
 
-def file_groups(cfg: Config, sample: str) -> list[tuple[str, ...]]:
-    """The logical file names of ``sample`` in groups of ``scheduler.files_per_task``, in order."""
-    return _file_groups(cfg, sample)
-
-
-def _group_size(setting: int | str, n_files: int) -> int:
-    if setting == "auto":
-        return max(1, math.ceil(n_files / AUTO_TASKS_PER_SAMPLE))
-    return int(setting)
-
-
 @functools.lru_cache(maxsize=256)
-def _file_groups(cfg: Config, sample: str) -> list[tuple[str, ...]]:
+def file_groups(cfg: Config, sample: str) -> tuple[tuple[str, ...], ...]:
+    """The logical file names of ``sample`` in groups of ``scheduler.files_per_task``, in order."""
     names = [f.logical for f in cfg.sample_files(sample)]
-    size = _group_size(cfg["scheduler"]["files_per_task"], len(names))
-    return [tuple(names[i:i + size]) for i in range(0, len(names), size)]
+    setting = cfg["scheduler"]["files_per_task"]
+    size = max(1, math.ceil(len(names) / AUTO_TASKS_PER_SAMPLE)) if setting == "auto" else int(setting)
+    return tuple(tuple(names[i:i + size]) for i in range(0, len(names), size))
 
 
 @TracerflowTask.event_handler(luigi.Event.START)

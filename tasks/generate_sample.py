@@ -33,11 +33,8 @@ class GenerateSample(TracerflowTask):
         cfg = self.cfg
         gen = cfg["samples"][self.sample]["generate"]
         out_dir = cfg.sample_dir(self.sample)
-        with self.counting(f"GenerateSample {self.sample}", "jets") as progress:
-            paths = generate_sample(
-                gen["process"], gen["n_jets"], gen["events_per_file"], cfg.seed, self.sample, out_dir,
-                progress=progress,
-            )
+        paths = generate_sample(gen["process"], gen["n_jets"], gen["events_per_file"], cfg.seed, self.sample, out_dir,
+                                progress=self.counter(f"GenerateSample {self.sample}", "jets"))
         with H5Writer(self.output().path, SCHEMA, SCHEMA_VERSION, self.digest(), self.created_by(),
                       attrs={"sample": self.sample, "process": gen["process"], "n_jets": gen["n_jets"]}) as writer:
             writer.write("files", np.array([p.name for p in paths], dtype="S"))
