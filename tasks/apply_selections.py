@@ -22,8 +22,9 @@ class ApplySelections(FileTask):
         return needs
 
     def file_digest(self, file: str) -> str:
+        events = self.requires()["events"].file_digest(file)
         selection = self.cfg.block_for("selection", self.sample)
-        return self.cfg.digest(upstream=[self.requires()["events"].file_digest(file)], extra={"selection": selection})
+        return self.memo((file, events), lambda: self.cfg.digest(upstream=[events], extra={"selection": selection}))
 
     def gathered_digests(self, file: str) -> list[str]:
         """The digests a task that gathers ``file``'s jets with their graph nodes depends on: the

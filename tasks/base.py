@@ -100,6 +100,20 @@ class TracerflowTask(ConfigReference, luigi.Task):
     #: The config block this stage needs; a config without it ends the DAG before this stage.
     block: ClassVar[str | None] = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A stage's ``requires()`` is built once per task: its parameters and config never change,
+        and luigi, digests and ``show`` ask for it many times."""
+        super().__init_subclass__(**kwargs)
+        if "requires" in cls.__dict__:
+            cls.requires = _once(cls.__dict__["requires"])  # type: ignore[method-assign]
+
+    def memo(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()``, kept on this task under ``key`` (which must name everything it depends on)."""
+        cache = self.__dict__.setdefault("_memo", {})
+        if key not in cache:
+            cache[key] = compute()
+        return cache[key]
+
     @classmethod
     def needs_block(cls, cfg: Config) -> bool:
         """Whether ``cfg`` describes this stage: it has the block the stage needs."""
@@ -249,6 +263,14 @@ class FileTask(TracerflowTask):
                           ", ".join(f for f, _ in failures))
             raise err
         self.report(1.0, f"{what} {self.sample}: {count(len(todo), len(todo), 'files')}", final=True)
+
+
+def _once(requires: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    @functools.wraps(requires)
+    def once(self: TracerflowTask) -> Any:
+        return self.memo("requires()", lambda: requires(self))
+
+    return once
 
 
 @functools.lru_cache(maxsize=256)

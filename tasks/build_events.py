@@ -34,9 +34,13 @@ class BuildEvents(FileTask):
         return []
 
     def file_digest(self, file: str) -> str:
+        identity = file_identity(self.cfg.sample_file(self.sample, file).path)
+        key = (file, None if identity is None else tuple(identity.values()))
+        return self.memo(key, lambda: self._file_digest(file, identity))
+
+    def _file_digest(self, file: str, identity: dict | None) -> str:
         upstream = [self.requires().digest()] if self.requires() else []
         event = self.cfg.block_for("event", self.sample)
-        identity = file_identity(self.cfg.sample_file(self.sample, file).path)
         return self.cfg.digest(f"samples.{self.sample}.tree", upstream=upstream, extra={"file": file, "event": event, "input": identity})
 
     def output(self) -> dict[str, H5Target]:

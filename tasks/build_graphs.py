@@ -18,7 +18,8 @@ class BuildGraphs(FileTask):
         return BuildEvents(**self.file_params())
 
     def file_digest(self, file: str) -> str:
-        return self.cfg.digest("graph", upstream=[self.requires().file_digest(file)])
+        events = self.requires().file_digest(file)
+        return self.memo((file, events), lambda: self.cfg.digest("graph", upstream=[events]))
 
     def output(self) -> dict[str, H5Target]:
         return {f: H5Target(self.target_path(f), self.file_digest(f), graphs_file.SCHEMA, graphs_file.SCHEMA_VERSION)

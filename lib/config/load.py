@@ -72,6 +72,7 @@ class Config:
         self.base_dir = base_dir
         self.overrides = overrides
         self._files: dict[str, list[SampleFile]] = {}
+        self._by_name: dict[str, dict[str, SampleFile]] = {}
         self._payloads: dict[str, str] = {}
 
     def __getitem__(self, key: str) -> Any:
@@ -91,7 +92,7 @@ class Config:
     def seed(self) -> int:
         return int(self._data["project"]["seed"])
 
-    @property
+    @functools.cached_property
     def output_root(self) -> Path:
         """``<output_dir>/<project name>``: every target of this analysis lives below it."""
         project = self._data["project"]
@@ -145,10 +146,12 @@ class Config:
 
     def sample_file(self, sample: str, logical: str) -> SampleFile:
         """The input file of ``sample`` whose logical name is ``logical``."""
-        for item in self.sample_files(sample):
-            if item.logical == logical:
-                return item
-        raise KeyError(f"sample {sample!r} has no file {logical!r}")
+        if sample not in self._by_name:
+            self._by_name[sample] = {item.logical: item for item in self.sample_files(sample)}
+        try:
+            return self._by_name[sample][logical]
+        except KeyError:
+            raise KeyError(f"sample {sample!r} has no file {logical!r}") from None
 
 
 def _strip_performance(value: Any) -> Any:

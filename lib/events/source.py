@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import uuid
 from pathlib import Path
 from typing import Sequence
 
@@ -36,22 +37,32 @@ def file_identity(path: str | os.PathLike) -> dict | None:
 
 @functools.lru_cache(maxsize=65536)
 def _identity(path: str, size: int, mtime_ns: int) -> dict:
-    import uproot
-
-    try:
-        with uproot.open(path) as f:
-            uuid = str(f.file.uuid)
-    except Exception:  # not a ROOT file: BuildEvents says so by name; size and content still identify it
-        uuid = None
     digest = hashlib.blake2b(digest_size=8)
+    head = b""
     try:
         with open(path, "rb") as f:
-            digest.update(f.read(FINGERPRINT_HEAD))
+            head = f.read(FINGERPRINT_HEAD)
+            digest.update(head)
             f.seek(max(size - FINGERPRINT_TAIL, 0))
             digest.update(f.read(FINGERPRINT_TAIL))
     except OSError:  # unreadable: BuildEvents says so by name
         pass
-    return {"size": size, "uuid": uuid, "ends": digest.hexdigest()}
+    return {"size": size, "uuid": root_uuid(head), "ends": digest.hexdigest()}
+
+
+def root_uuid(head: bytes) -> str | None:
+    """The UUID in a ROOT file's header (its first bytes), or None when ``head`` is no ROOT header.
+
+    After the signature ``root`` and the format version come the header's pointers, 4-byte or,
+    from version 1,000,000 on, some of them 8-byte; then the UUID's own version (2 bytes) and its
+    16 bytes: at offset 47 in a small file's header, 59 in a large one's.
+    """
+    if head[:4] != b"root" or len(head) < 8:
+        return None
+    start = 59 if int.from_bytes(head[4:8], "big") >= 1_000_000 else 47
+    if len(head) < start + 16:
+        return None
+    return str(uuid.UUID(bytes=head[start:start + 16]))
 
 
 def header_problem(path: str | os.PathLike) -> str | None:
