@@ -19,6 +19,11 @@ STAGE_CLASSES: tuple[type[TracerflowTask], ...] = (
     TrainFold, PrepareSample, Predict)
 STAGES = tuple(cls.__name__ for cls in STAGE_CLASSES)
 
+# Among the tasks ready to run, luigi starts the one of highest priority: an earlier stage first,
+# so a run goes stage by stage (all events files, then all graphs files, ...) in a fixed order.
+for _position, _stage in enumerate(STAGE_CLASSES):
+    _stage.priority = len(STAGE_CLASSES) - _position
+
 __all__ = ["STAGES", "STAGE_CLASSES", "ApplySelections", "BuildEvents", "BuildGraphs", "ConvertTFRecords", "FileTask",
            "GenerateSample", "H5Target", "Predict", "PrepareSample", "Resample", "TracerflowTask", "TrainFold",
            "WriteTrainSample"]
