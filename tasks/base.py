@@ -33,7 +33,7 @@ log = logging.getLogger("tracerflow")
 
 #: ``scheduler.files_per_task: auto`` runs one file per task up to this many files of a sample,
 #: then groups them so that a sample has at most this many tasks per stage.
-AUTO_TASKS_PER_SAMPLE = 100
+AUTO_TASKS_PER_SAMPLE = 32
 #: Seconds between two reports of one task that go to ``tracerflow run``'s display.
 DISPLAY_INTERVAL = 0.1
 
@@ -158,7 +158,7 @@ class TracerflowTask(ConfigReference, luigi.Task):
         """Remove what a killed run of this task left (temporary files of its own outputs), and this
         stage's outputs of samples, files, splits or folds the config no longer has."""
         remove_interrupted_writes(*own_outputs(self.cfg, self.task_family, self.param_kwargs, self.digest()))
-        remove_stale_outputs(self.cfg, self.task_family)
+        prune_stage(self.cfg, self.task_family)
 
     # ---------------------------------------------------------------- progress
 
@@ -237,7 +237,7 @@ class FileTask(TracerflowTask):
         targets = [Path(t.path) for t in self.output().values()]
         records = [record_path(self.cfg.output_root, d) for d in self.output_digests()]
         remove_interrupted_writes([*targets, *records], [])
-        remove_stale_outputs(self.cfg, self.task_family)
+        prune_stage(self.cfg, self.task_family)
 
     def run_files(self, work: Callable[[str, Callable[[int, int], None]], None], what: str, unit: str) -> None:
         """``work(file, progress)`` for each file of the group whose target is not complete. A file
@@ -263,6 +263,21 @@ class FileTask(TracerflowTask):
                           ", ".join(f for f, _ in failures))
             raise err
         self.report(1.0, f"{what} {self.sample}: {count(len(todo), len(todo), 'files')}", final=True)
+
+
+_pruned: set[tuple[str, tuple[str, ...], str]] = set()
+
+
+def prune_stage(cfg: Config, stage: str, again: bool = False) -> None:
+    """Remove ``stage``'s outputs that ``cfg`` no longer makes (:func:`remove_stale_outputs`), once
+    per process, config and stage unless ``again`` (a new run: ``tracerflow run`` prunes every stage
+    before it starts): a run's config does not change while it runs, and the scan reads the stage's
+    whole output directory, so once per task would cost the square of the number of files. Worker
+    processes forked after a prune inherit that it was done."""
+    key = (cfg.source, cfg.overrides, stage)
+    if again or key not in _pruned:
+        _pruned.add(key)
+        remove_stale_outputs(cfg, stage)
 
 
 def _once(requires: Callable[[Any], Any]) -> Callable[[Any], Any]:

@@ -14,8 +14,7 @@ import queue
 import time
 from typing import Any
 
-#: Seconds between two reports of one task that the scheduler is sent (the first, the last and a
-#: new message after this long always go).
+#: Seconds between two reports of one task that the scheduler is sent (the final one always goes).
 MIN_INTERVAL = 1.0
 
 _channel: dict[str, Any] = {"queue": None}
@@ -51,11 +50,12 @@ def count(done: int | float, total: int | float, unit: str) -> str:
 
 
 class Throttle:
-    """Whether a report is due: the first, a finished one, or one ``interval`` seconds after the last."""
+    """Whether a report is due: a final one, or one ``interval`` seconds after the last (or after the
+    throttle was made: a task done within a second sends its final report only)."""
 
     def __init__(self, interval: float = MIN_INTERVAL) -> None:
         self.interval = interval
-        self.last = -float("inf")
+        self.last = time.monotonic()
 
     def due(self, final: bool = False) -> bool:
         now = time.monotonic()

@@ -8,9 +8,8 @@ from __future__ import annotations
 import luigi
 
 from tracerflow.config import Config, ConfigError, load_config
-from tracerflow.io.stale import remove_stale_outputs
 from tracerflow.tasks import STAGE_CLASSES, STAGES, TracerflowTask
-from tracerflow.tasks.base import ConfigReference
+from tracerflow.tasks.base import ConfigReference, prune_stage
 
 LAST = "last"
 
@@ -47,7 +46,7 @@ def remove_stale_until(cfg: Config, until: str) -> None:
     per-file caches behind otherwise). Predict's own outputs are Predict's to prune.
     """
     for cls in stages_until(cfg, until):
-        remove_stale_outputs(cfg, cls.__name__)
+        prune_stage(cfg, cls.__name__, again=True)
 
 
 class Analysis(ConfigReference, luigi.WrapperTask):

@@ -7,6 +7,7 @@ version, the library version, the digest of the config slice it was made from an
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -377,10 +378,23 @@ def read_root_attrs(path: str | os.PathLike) -> dict[str, Any]:
         return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
 
 
+def _published_attrs(path: Path) -> dict[str, Any]:
+    """:func:`read_root_attrs` of a target, read once per version of the file: targets are written
+    under a temporary name and renamed into place, so a file of the same inode, size and
+    modification time holds the same attributes (a scheduler asks several times per task)."""
+    stat = path.stat()
+    return _attrs_of_version(str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=65536)
+def _attrs_of_version(path: str, inode: int, size: int, mtime_ns: int) -> dict[str, Any]:
+    return read_root_attrs(path)
+
+
 def stored_digest(path: str | os.PathLike) -> str | None:
     """The ``config_digest`` attribute of the file at ``path``; None when it has none or cannot be read."""
     try:
-        digest = read_root_attrs(path).get("config_digest")
+        digest = _published_attrs(Path(path)).get("config_digest")
     except (OSError, ValueError):
         return None
     return digest if isinstance(digest, str) else None
@@ -394,7 +408,7 @@ def target_status(path: str | os.PathLike, config_digest: str, schema: str | Non
     if not path.exists():
         return TargetStatus(False, False, False, "missing")
     try:
-        attrs = read_root_attrs(path)
+        attrs = _published_attrs(path)
     except Exception as err:  # garbage, a truncated file, a directory: OSError; damaged metadata: anything
         return TargetStatus(True, False, False, f"unreadable: {err}")
     if schema is not None and attrs.get("schema") != schema:
