@@ -33,7 +33,7 @@ log = logging.getLogger("tracerflow")
 
 #: ``scheduler.files_per_task: auto`` runs one file per task up to this many files of a sample,
 #: then groups them so that a sample has at most this many tasks per stage.
-AUTO_TASKS_PER_SAMPLE = 32
+AUTO_TASKS_PER_SAMPLE = 16
 #: Seconds between two reports of one task that go to ``tracerflow run``'s display.
 DISPLAY_INTERVAL = 0.1
 
@@ -164,13 +164,14 @@ class TracerflowTask(ConfigReference, luigi.Task):
 
     def report(self, fraction: float, message: str, final: bool = False) -> None:
         """Progress of this task: ``fraction`` done (0 to 1) and ``message`` (with real totals and
-        units) to the scheduler, at most once a second, and to ``tracerflow run``'s display."""
-        shown = self.__dict__.setdefault("_shown", Throttle(DISPLAY_INTERVAL))
+        units) to the scheduler, at most once a second (a ``final`` report once the task has run a
+        second), and to ``tracerflow run``'s display every 0.1 s."""
+        shown = self.__dict__.setdefault("_shown", Throttle(DISPLAY_INTERVAL, at_once=True))
         sent = self.__dict__.setdefault("_sent", Throttle())
         percent = max(0, min(100, int(100 * fraction)))
-        if shown.due(final or percent >= 100):
+        if shown.due(final):
             publish({"task": self.label(), "state": "progress", "percent": percent, "message": message})
-        if sent.due(final or percent >= 100):
+        if sent.due(final):
             self.set_progress_percentage(percent)
             self.set_status_message(message)
 

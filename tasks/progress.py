@@ -14,7 +14,7 @@ import queue
 import time
 from typing import Any
 
-#: Seconds between two reports of one task that the scheduler is sent (the final one always goes).
+#: Seconds between two reports of one task that the scheduler is sent.
 MIN_INTERVAL = 1.0
 
 _channel: dict[str, Any] = {"queue": None}
@@ -50,16 +50,20 @@ def count(done: int | float, total: int | float, unit: str) -> str:
 
 
 class Throttle:
-    """Whether a report is due: a final one, or one ``interval`` seconds after the last (or after the
-    throttle was made: a task done within a second sends its final report only)."""
+    """Whether a report is due: one ``interval`` seconds after the last (or after the throttle was
+    made), or a final one once anything was reported or the task has run that long: a task done
+    within ``interval`` reports nothing (its end says it all, and each report costs a request to
+    the scheduler)."""
 
-    def __init__(self, interval: float = MIN_INTERVAL) -> None:
+    def __init__(self, interval: float = MIN_INTERVAL, at_once: bool = False) -> None:
         self.interval = interval
-        self.last = time.monotonic()
+        self.started = time.monotonic()
+        self.last = -float("inf") if at_once else self.started  # at_once: the first report is due
+        self.reported = False
 
     def due(self, final: bool = False) -> bool:
         now = time.monotonic()
-        if final or now - self.last >= self.interval:
-            self.last = now
+        if now - self.last >= self.interval or (final and (self.reported or now - self.started >= self.interval)):
+            self.last, self.reported = now, True
             return True
         return False

@@ -376,8 +376,8 @@ BLOCKS = Block({
                       doc="the central scheduler's address, e.g. http://luigi.example.org:8082 (null: http://host:port)"),
         "files_per_task": Scalar((int, str), default="auto", check=_files_per_task,
                                  doc="input files one BuildEvents, BuildGraphs or ApplySelections task runs: "
-                                     "'auto' (one file per task up to 32 files of a sample, then "
-                                     "ceil(files / 32)), or a number; outputs stay one per file, so changing it "
+                                     "'auto' (one file per task up to 16 files of a sample, then "
+                                     "ceil(files / 16)), or a number; outputs stay one per file, so changing it "
                                      "keeps every finished file"),
         "progress_interval": Scalar((float,), default=30.0, minimum=0.1,
                                     doc="seconds between progress lines of `tracerflow run` when its output is not "

@@ -194,7 +194,9 @@ def test_config_errors_name_the_key_and_exit_2(tmp_path):
 
 
 @pytest.mark.slow
-def test_central_scheduler_sees_tasks_and_progress(scheduler, tmp_path):
+def test_central_scheduler_sees_every_task_done(scheduler, tmp_path):
+    """Tasks run by two worker processes all reach the scheduler as DONE (their progress while they
+    run: tests/workflow/test_watching.py; a task done within a second reports none)."""
     proc = tracerflow("run", *SMALL, "--until", "BuildEvents", "--workers", "2", "--scheduler-port",
                       str(scheduler.port), cwd=tmp_path, check=True)
     assert "tracerflow: done" in proc.stdout
@@ -203,6 +205,6 @@ def test_central_scheduler_sees_tasks_and_progress(scheduler, tmp_path):
         tasks = json.load(resp)["response"]
     families = [t["name"] for t in tasks.values()]
     assert families.count("BuildEvents") == N_FILES and families.count("GenerateSample") == 2
-    build = next(t for t in tasks.values() if t["name"] == "BuildEvents")
-    assert build["progress_percentage"] == 100
-    assert build["status_message"].startswith("BuildEvents")
+    assert all(t["progress_percentage"] in (None, 100) for t in tasks.values())
+    reported = [t["status_message"] for t in tasks.values() if t["status_message"]]
+    assert all(m.startswith(("BuildEvents ", "GenerateSample ")) for m in reported), reported
