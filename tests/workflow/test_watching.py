@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tracerflow.tasks import STAGES
+
 from .helpers import SMALL, output_root, tracerflow
 
 #: One big file per sample, read in small chunks (BuildEvents runs for seconds, reporting as it
@@ -61,6 +63,9 @@ def test_running_tasks_show_progress_through_the_scheduler_api_and_web_page(sche
     bars = re.findall(r'role="progressbar" data-task-id="TrainFold_[^"]*"[^>]*aria-valuenow="(\d+)"', page)
     assert bars and 0 < int(bars[0]) <= 100, page[-3000:]
     assert "overrides" not in page
+    task_list = _rendered(chromium, scheduler.url, tmp_path / "chromium")  # its first page of DONE tasks
+    families = set(re.findall(r"DONE</td><td>(\w+)</td>", task_list))
+    assert len(families) >= 3 and families <= {"Analysis", *STAGES}, families
 
     training = [(p, m) for p, m in seen.get("TrainFold", []) if m]
     epochs = [(p, m) for p, m in training if re.fullmatch(r"TrainFold 0: epoch \d+ of 10 done: train loss [\d.]+, "
