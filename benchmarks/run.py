@@ -1,6 +1,7 @@
 """Stage-by-stage benchmarks of tracerflow against its anchors.
 
-Run as ``python benchmarks/run.py [--jets N] [--quick] [--skip-training] [--skip-events] [--skip-load]``. The embedded default
+Run as ``python benchmarks/run.py [--jets N] [--quick] [--skip-training] [--skip-events] [--skip-load]
+[--skip-scheduling]``. The embedded default
 analysis (configs/default.yaml) is loaded with ``--set``-style overrides that only scale the toy
 samples' ``n_jets`` (keeping their ttbar:zprime proportion and files of the default size) and
 move the output below ``benchmarks/work/``; every stage then runs the library function with the
@@ -8,9 +9,11 @@ config's own template, chunk, precision and compression settings; the training a
 rows (benchmarks/training.py) then train on the train file written there; the event-level rows
 (benchmarks/events.py) run the shipped event-level toy analysis on its own; the load rows
 (benchmarks/load.py) run the default DAG through one training epoch at 10^5 and 10^6 jets, one
-process per stage, for its peak memory against sample size. Prints a table and writes
-``benchmarks/results.json``. Benchmarks report, they do not gate: the exit code is 0 even when
-a goal is missed.
+process per stage, for its peak memory against sample size; the start-up and scheduling rows
+(benchmarks/scheduling.py) time ``tracerflow --help`` against ``import torch`` and runs through
+ApplySelections of 1,000 tiny input files on the local and a central scheduler (an earlier
+10,000-file record is kept). Prints a table and writes ``benchmarks/results.json``. Benchmarks
+report, they do not gate: the exit code is 0 even when a goal is missed.
 """
 from __future__ import annotations
 
@@ -45,6 +48,7 @@ from tracerflow.toy import generate_sample
 from events import bench_events
 from load import RUN_SIZES, bench_load, merge_results as merge_load
 from preprocessing import bench_preprocessing
+from scheduling import RUN_SIZES as SCHEDULING_SIZES, bench_scheduling, merge_results as merge_scheduling
 from training import bench_training
 
 HERE = Path(__file__).resolve().parent
@@ -104,6 +108,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="leave out the event-level analysis rows (benchmarks/events.py)")
     parser.add_argument("--skip-load", action="store_true",
                         help="leave out the peak-memory-against-size rows (benchmarks/load.py; earlier ones are kept)")
+    parser.add_argument("--skip-scheduling", action="store_true",
+                        help="leave out the start-up and scheduling rows (benchmarks/scheduling.py; earlier ones are kept)")
     args = parser.parse_args(argv)
     args.jets = args.jets or (QUICK_JETS if args.quick else DEFAULT_JETS)
     return args
@@ -444,13 +450,16 @@ def run(n_jets: int, repeats: int, training: bool = True, events: bool = True,
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks, print the table, write results.json; always exit 0."""
     args = parse_args(argv)
-    earlier = json.loads(args.output.read_text()).get("load") if args.output.exists() else None
+    previous = json.loads(args.output.read_text()) if args.output.exists() else {}
+    earlier, earlier_scheduling = previous.get("load"), previous.get("scheduling")
     start = time.perf_counter()
     seconds, (rows, overrides, event_level) = timed(lambda: run(args.jets, repeats=2, training=not args.skip_training,
                                                                 events=not args.skip_events, quick=args.quick))
     load_sizes = {} if args.skip_load else bench_load(RUN_SIZES)
+    startup, scheduling_sizes = (None, {}) if args.skip_scheduling else bench_scheduling(SCHEDULING_SIZES)
     write_results(args.output, rows, args.jets, overrides, seconds, event_level)
     rows += merge_load(args.output, load_sizes, Row, earlier=earlier)
+    rows += merge_scheduling(args.output, startup, scheduling_sizes, Row, earlier=earlier_scheduling)
     print()
     print_table(rows)
     print(f"\nwrote {args.output} ({time.perf_counter() - start:.0f} s in all)")
