@@ -33,8 +33,8 @@ Two benchmarks, each through the installed command line (``.venv/bin/tracerflow`
 
   The config setting ``scheduler.files_per_task`` (groups files per task; an int or ``auto``) is
   recorded as the validated config has it; when the key exists, N = 1,000 is also run with
-  ``--set scheduler.files_per_task=1`` on both schedulers (not N = 10,000: one task per file
-  there takes too long).
+  ``--set scheduler.files_per_task=1`` on both schedulers (``--ungrouped-up-to N`` moves the limit;
+  not N = 10,000: one task per file there takes too long).
 
 Every subprocess runs with ``OMP_NUM_THREADS=1``. ``benchmarks/results.json`` gets a
 ``scheduling`` block (``startup`` and, per N, ``sizes``) and its rows (``Start-up: ...``,
@@ -42,7 +42,10 @@ Every subprocess runs with ``OMP_NUM_THREADS=1``. ``benchmarks/results.json`` ge
 measures the start-up and 1,000 files and keeps an earlier 10,000-file record). Outputs live in
 ``benchmarks/work/scheduling/files_N`` and are deleted after each N unless ``--keep``. The client's
 CPU time (``RUSAGE_CHILDREN``) and, on the central scheduler, luigid's CPU time during the run are
-recorded too: they say whether idle time is spent computing or waiting.
+recorded too: they say whether idle time is spent computing or waiting. Only the log records of
+the run's own process count. Results are merged into the results file as soon as they are
+measured; a second run waits for the first (a lock file), and SIGTERM ends the child run and
+stops luigid before this process exits.
 
     .venv/bin/python benchmarks/scheduling.py                      # start-up, 1,000 and 10,000 files
     .venv/bin/python benchmarks/scheduling.py --files 100 --skip-startup   # a quick check
@@ -58,6 +61,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -81,8 +85,9 @@ FILES_PER_TASK = "scheduler.files_per_task"
 WRAPPER = "Analysis"
 ROW_PREFIXES = ("Start-up:", "Scheduling:")
 ENV = {"OMP_NUM_THREADS": "1"}
-_RECORD = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \d+ \S+ \w+: (.*)$")
-_TASK = re.compile(r"\] Worker Worker\(.*?\) (running|done|failed)\s+(\w+)\((.*)$")
+_RECORD = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\d+) \S+ \w+: (.*)$")
+_TASK = re.compile(r"\] Worker Worker\((.*?)\) (running|done|failed)\s+(\w+)\((.*)$")
+_WORKER_PID = re.compile(r"\bpid=(\d+)")
 _SCHEDULED = re.compile(r"Scheduled (\d+) tasks")
 _INFORMED = re.compile(r"Informed scheduler that task\s+(\S+)\s+has status\s+(\w+)")
 _SECTION = re.compile(r"^\* (\d+) (.+):$")
@@ -106,14 +111,56 @@ def sets(overrides: Iterable[str]) -> list[str]:
     return [arg for o in overrides for arg in ("--set", o)]
 
 
+def run_child(command: Sequence[str], cwd: Path | None = None, stdout: Any = subprocess.PIPE,
+              stderr: Any = subprocess.PIPE) -> tuple[int, int, str, str]:
+    """Run ``command`` in a session of its own and wait; return (PID, exit code, stdout, stderr).
+
+    If this process is interrupted or terminated meanwhile (see :func:`terminated_as_exit`), the
+    child's process group is ended too, so that no run outlives the benchmark and writes into the
+    next one's directories."""
+    child = subprocess.Popen(list(command), cwd=cwd, env=environment(), stdout=stdout, stderr=stderr,
+                             text=True, start_new_session=True)
+    try:
+        out, err = child.communicate()
+    except BaseException:
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(wait)
+                break
+        raise
+    return child.pid, child.returncode, out or "", err or ""
+
+
+@contextlib.contextmanager
+def terminated_as_exit() -> Iterator[None]:
+    """SIGTERM raises SystemExit here (in the main thread), so that cleanups run: the child's
+    process group is ended and a central scheduler stopped."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_checked(command: Sequence[str], cwd: Path | None = None, log: Path | None = None) -> str:
     """Run ``command``; return its stdout; raise with the output's tail when it fails."""
-    done = subprocess.run(list(command), cwd=cwd, env=environment(), capture_output=True, text=True)
+    _, code, out, err = run_child(command, cwd)
     if log is not None:
-        log.write_text(done.stdout + done.stderr)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{(done.stdout + done.stderr)[-4000:]}")
-    return done.stdout
+        log.write_text(out + err)
+    if code != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {code}:\n{(out + err)[-4000:]}")
+    return out
 
 
 def wall_times(command: Sequence[str], repeats: int, cwd: Path | None = None) -> list[float]:
@@ -248,6 +295,21 @@ def log_stamp(text: str) -> float:
     return datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
+def records_of(log_text: str, pid: int | None) -> str:
+    """The lines of the log records that process ``pid`` wrote (with their continuation lines), or
+    of those whose luigi worker it runs (a worker that forks logs from its child); all with None."""
+    kept, ours = [], False
+    for line in log_text.splitlines():
+        record = _RECORD.match(line)
+        if record:
+            task = _TASK.search(record.group(3))
+            worker = _WORKER_PID.search(task.group(1)) if task else None
+            ours = pid is None or int(record.group(2)) == pid or (worker is not None and int(worker.group(1)) == pid)
+        if ours:
+            kept.append(line)
+    return "\n".join(kept)
+
+
 def task_windows(log_text: str) -> tuple[float | None, list[dict[str, Any]]]:
     """The first record's time and every task's ``running``..``done`` window from a run's log."""
     first = None
@@ -259,10 +321,10 @@ def task_windows(log_text: str) -> tuple[float | None, list[dict[str, Any]]]:
             continue
         stamp = log_stamp(record.group(1))
         first = stamp if first is None else first
-        task = _TASK.search(record.group(2))
+        task = _TASK.search(record.group(3))
         if not task:
             continue
-        event, family, rest = task.groups()
+        _, event, family, rest = task.groups()
         key = family + "(" + rest
         if event == "running":
             open_tasks[key] = (family, stamp)
@@ -319,17 +381,17 @@ def timed_run(overrides: Sequence[str], out_dir: Path, project: str, n_files: in
     with open(console, "w") as handle:
         began_epoch = time.time()
         began = time.perf_counter()
-        done = subprocess.run(command, cwd=out_dir, env=environment(), stdout=handle, stderr=subprocess.STDOUT)
+        pid, returncode, _, _ = run_child(command, out_dir, stdout=handle, stderr=subprocess.STDOUT)
         wall = time.perf_counter() - began
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     client_cpu = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime)
     if scheduler_cpu is not None:
         scheduler_cpu = (cpu_seconds(scheduler_pid) or scheduler_cpu) - scheduler_cpu
     text = console.read_text(errors="replace")
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{text[-4000:]}")
+    if returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {returncode}:\n{text[-4000:]}")
     log = out_dir / "logs" / f"{project}.log"
-    log_text = log.read_text(errors="replace")
+    log_text = records_of(log.read_text(errors="replace"), pid)
     summary = luigi_summary(log_text)  # luigi's execution summary goes to the log whatever the terminal shows
     ran = next((families for name, families in summary["sections"].items() if "ran successfully" in name), {})
     if not ran:  # no summary in the log: count the task records
@@ -344,6 +406,9 @@ def timed_run(overrides: Sequence[str], out_dir: Path, project: str, n_files: in
     wrapper = sum(w["end"] - w["start"] for w in windows if w["family"] == WRAPPER)
     own = sum(w["end"] - w["start"] for w in work)
     idle = wall - own
+    if idle < 0:
+        raise RuntimeError(f"the task windows in {log} add up to {own:.1f} s, more than the run's {wall:.1f} s: "
+                           "the timing is void (did another process run in the same directory?)")
     record: dict[str, Any] = {
         "load_average_before": round(load_before, 2), "load_average_after": round(os.getloadavg()[0], 2),
         "wall_s": round(wall, 2), "tasks_scheduled": summary["scheduled"] or len(informed), "tasks_run": ran,
@@ -381,8 +446,10 @@ def timed_run(overrides: Sequence[str], out_dir: Path, project: str, n_files: in
 
 
 def bench_size(n_files: int, keep: bool = False, echo: Callable[[str], None] = print,
-               ungrouped_up_to: int = UNGROUPED_MAX_FILES) -> dict[str, Any]:
-    """Generate ``n_files`` tiny files once, then time the runs through ApplySelections on both schedulers."""
+               ungrouped_up_to: int = UNGROUPED_MAX_FILES,
+               save: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Generate ``n_files`` tiny files once, then time the runs through ApplySelections on both schedulers;
+    ``save`` gets the record after each run (``complete`` false until the last)."""
     out_dir = WORK / f"files_{n_files}"
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
@@ -399,7 +466,13 @@ def bench_size(n_files: int, keep: bool = False, echo: Callable[[str], None] = p
     variants: list[tuple[str, list[str]]] = [(str(default_value) if has_key else "(key absent)", [])]
     if has_key and n_files <= ungrouped_up_to and default_value != 1:
         variants.append(("1", [f"{FILES_PER_TASK}=1"]))
-    runs = []
+    runs: list[dict[str, Any]] = []
+
+    def size_record(complete: bool) -> dict[str, Any]:
+        return {"date": now(), "code": code_version(), "files": n_files, "generate_seconds": round(generate_s, 1),
+                "files_per_task_key": has_key, "config_overrides": overrides,
+                "omp_num_threads": ENV["OMP_NUM_THREADS"], "workers": 1, "complete": complete, "runs": list(runs)}
+
     for files_per_task, extra in variants:
         for scheduler in ("local", "central"):
             with contextlib.ExitStack() as stack:
@@ -413,12 +486,12 @@ def bench_size(n_files: int, keep: bool = False, echo: Callable[[str], None] = p
             echo(f"  {n_files:>6,} files  {scheduler:<7} files_per_task={files_per_task:<12} "
                  f"wall {record['wall_s']:7.1f} s  first task {record['first_task_s']} s  "
                  f"idle {record['idle_ms_per_file']:.1f} ms/file  tasks {record['tasks_scheduled']}")
+            if save is not None and len(runs) < 2 * len(variants):
+                save(size_record(complete=False))
     if not keep:
         shutil.rmtree(out_dir, ignore_errors=True)
         shutil.rmtree(WORK / f"luigid_{n_files}", ignore_errors=True)
-    return {"date": now(), "code": code_version(), "files": n_files, "generate_seconds": round(generate_s, 1),
-            "files_per_task_key": has_key, "config_overrides": overrides,
-            "omp_num_threads": ENV["OMP_NUM_THREADS"], "workers": 1, "runs": runs}
+    return size_record(complete=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -468,7 +541,8 @@ def scheduling_rows(block: Mapping[str, Any], row_type: Callable[..., Any]) -> l
                       f"tasks' own {run['own_s']:.1f} s ({own}); CPU: client {run.get('client_cpu_s', '?')} s"
                       + (f", luigid {run['scheduler_cpu_s']} s" if "scheduler_cpu_s" in run else "") + "; "
                       f"idle {run['idle_s']:.1f} s = " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items())
-                      + f"; generated in {size['generate_seconds']:.0f} s; measured {size['date']}")
+                      + f"; generated in {size['generate_seconds']:.0f} s; measured {size['date']}"
+                      + ("" if size.get("complete", True) else "; the size's other runs were not measured"))
             rows.append(row_type(
                 f"Scheduling: {int(key):,} files, {run['scheduler']} scheduler, files_per_task={run['files_per_task']}",
                 int(key), run["idle_ms_per_file"], "ms idle/file", "first task (s)", run["first_task_s"], None,
@@ -528,18 +602,28 @@ def alone(echo: Callable[[str], None]) -> Iterator[None]:
 
 
 def bench_scheduling(sizes: Iterable[int], startup: bool = True, keep: bool = False,
-                     ungrouped_up_to: int = UNGROUPED_MAX_FILES) -> tuple[dict[str, Any] | None, dict[int, dict[str, Any]]]:
-    """The start-up record (None when left out) and ``{N: record}`` of every size."""
+                     ungrouped_up_to: int = UNGROUPED_MAX_FILES,
+                     save: Callable[[dict[str, Any] | None, dict[int, dict[str, Any]]], None] | None = None,
+                     ) -> tuple[dict[str, Any] | None, dict[int, dict[str, Any]]]:
+    """The start-up record (None when left out) and ``{N: record}`` of every size; ``save(startup,
+    {N: record})`` gets each as soon as it is measured (a size also after each of its runs), so that
+    an interrupted run keeps what it measured."""
     echo = lambda line: print(line, flush=True)  # noqa: E731
     record = None
     measured = {}
-    with alone(echo):
+    with terminated_as_exit(), alone(echo):
         if startup:
             echo("scheduling: start-up")
             record = bench_startup(echo=echo)
+            if save is not None:
+                save(record, {})
         for n_files in sizes:
             echo(f"scheduling: {n_files:,} files")
-            measured[n_files] = bench_size(n_files, keep=keep, echo=echo, ungrouped_up_to=ungrouped_up_to)
+            partial = (lambda rec, n=n_files: save(None, {n: rec})) if save is not None else None
+            measured[n_files] = bench_size(n_files, keep=keep, echo=echo, ungrouped_up_to=ungrouped_up_to,
+                                           save=partial)
+            if save is not None:
+                save(None, {n_files: measured[n_files]})
     return record, measured
 
 
@@ -557,7 +641,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"also run files_per_task=1 for sizes up to N files (default {UNGROUPED_MAX_FILES:,}; 0: never)")
     args = parser.parse_args(argv)
     startup, measured = bench_scheduling(args.files, startup=not args.skip_startup, keep=args.keep,
-                                         ungrouped_up_to=args.ungrouped_up_to)
+                                         ungrouped_up_to=args.ungrouped_up_to,
+                                         save=lambda s, m: merge_results(args.output, s, m, run.Row))
     rows = merge_results(args.output, startup, measured, run.Row)
     print()
     run.print_table(rows)
