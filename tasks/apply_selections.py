@@ -23,7 +23,7 @@ class ApplySelections(FileTask):
 
     def file_digest(self, file: str) -> str:
         events = self.requires()["events"].file_digest(file)
-        selection = self.cfg.block_for("selection", self.sample)
+        selection = self.cfg.block_fragment("selection", self.sample)
         return self.memo((file, events), lambda: self.cfg.digest(upstream=[events], extra={"selection": selection}))
 
     def gathered_digests(self, file: str) -> list[str]:

@@ -219,8 +219,11 @@ class FileTask(TracerflowTask):
 
     def target_path(self, file: str) -> Path:
         """``<output>/<kind>/<sample>/<file without .root>.h5``."""
-        stem = file[:-5] if file.endswith(".root") else file
-        return self.cfg.output_root / self.kind / self.sample / f"{stem}.h5"
+        paths = self.__dict__.setdefault("_target_paths", {})
+        if file not in paths:
+            stem = file[:-5] if file.endswith(".root") else file
+            paths[file] = self.cfg.output_root / self.kind / self.sample / f"{stem}.h5"
+        return paths[file]
 
     def file_digest(self, file: str) -> str:
         """The config digest of ``file``'s target."""

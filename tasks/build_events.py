@@ -39,8 +39,8 @@ class BuildEvents(FileTask):
         return self.memo(key, lambda: self._file_digest(file, identity))
 
     def _file_digest(self, file: str, identity: dict | None) -> str:
-        upstream = [self.requires().digest()] if self.requires() else []
-        event = self.cfg.block_for("event", self.sample)
+        upstream = self.memo("upstream", lambda: [self.requires().digest()] if self.requires() else [])
+        event = self.cfg.block_fragment("event", self.sample)
         return self.cfg.digest(f"samples.{self.sample}.tree", upstream=upstream, extra={"file": file, "event": event, "input": identity})
 
     def output(self) -> dict[str, H5Target]:

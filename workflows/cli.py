@@ -18,7 +18,7 @@ import luigi
 
 from tracerflow.config import ConfigError, load_config, resolve_config
 from tracerflow.config.schema import scheduler_url_problem
-from tracerflow.io import faults
+from tracerflow.io import faults, status_index
 from tracerflow.tasks import STAGES
 from tracerflow.workflows import display, reporting, scheduler
 from tracerflow.workflows.analysis import LAST, Analysis, remove_stale_until, stage_tasks
@@ -138,6 +138,8 @@ def _run(args: argparse.Namespace, cfg, config: str, overrides: tuple[str, ...],
         print(f"tracerflow: FAILED: the scheduler at {url} stopped answering; finished targets are kept, see {log}",
               file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        status_index.save()  # what this run learnt of its targets, so the next one need not open them
     print(display.summary(result.worker))
     ok = result.status in (luigi.execution_summary.LuigiStatusCode.SUCCESS,
                            luigi.execution_summary.LuigiStatusCode.SUCCESS_WITH_RETRY)

@@ -12,7 +12,9 @@ Contract:
     ``[scheduler] record_task_history`` and ``[task_history] db_connection`` and keeps every
     other key written there (``[scheduler] remove_delay``, ...);
   - ``state.pickle``: luigid's tasks, written when it stops and read when it starts again;
-  - ``history.db``: the task history (SQLite, luigid's ``/history`` pages; needs SQLAlchemy < 2);
+  - ``history.db``: the task history (SQLite, luigid's ``/history`` pages; needs SQLAlchemy < 2),
+    written by a thread of luigid's own a moment after each status change (see
+    :mod:`tracerflow.workflows._luigid`: luigid itself writes it inside each request);
   - ``luigid.pid`` (while it runs), ``scheduler.json`` (where it listens), ``logs/`` (luigid's
     ``luigi-server.log`` and its output, ``luigid.out``).
 
@@ -68,9 +70,6 @@ STOP_WAIT_S = 20.0
 # not set them: luigi's own (10 s timeout, 3 attempts 30 s apart) stretch a lost scheduler to a minute.
 RPC_SETTINGS = {"rpc_connect_timeout": "5", "rpc_retry_attempts": "3", "rpc_retry_wait": "2"}
 STATUSES = ("RUNNING", "PENDING", "FAILED", "DISABLED", "DONE")
-_LUIGID = "import sys; from luigi.cmdline import luigid; luigid(sys.argv[1:])"
-
-
 class SchedulerError(Exception):
     """A scheduler that cannot be started, reached or stopped; the message is one line."""
 
@@ -409,9 +408,9 @@ def _write_config(files: Files) -> None:
 
 
 def _luigid_command() -> list[str]:
-    """luigid beside this Python, else luigi's entry point through this Python."""
-    script = Path(sys.executable).with_name("luigid")
-    return [str(script)] if script.is_file() and os.access(script, os.X_OK) else [sys.executable, "-c", _LUIGID]
+    """luigid through this Python, with its task history written by a thread of its own
+    (:mod:`tracerflow.workflows._luigid`)."""
+    return [sys.executable, "-m", "tracerflow.workflows._luigid"]
 
 
 def port_arg(text: str) -> int:

@@ -24,7 +24,7 @@ import yaml
 from tracerflow.config.checks import check_config
 from tracerflow.config.schema import BLOCKS, PERFORMANCE_KEYS
 from tracerflow.config.spec import ConfigError, Context
-from tracerflow.io.provenance import canonical
+from tracerflow.io.provenance import EXTRA, UPSTREAM, canonical
 
 EMBEDDED = "<embedded default>"
 
@@ -74,6 +74,7 @@ class Config:
         self._files: dict[str, list[SampleFile]] = {}
         self._by_name: dict[str, dict[str, SampleFile]] = {}
         self._payloads: dict[str, str] = {}
+        self._texts: dict[Any, str] = {}
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -102,14 +103,30 @@ class Config:
         """16-hex-digit digest of the slices at ``keys``, upstream digests and ``extra``.
 
         Performance-only keys (chunk sizes, threads) are left out, so tuning them keeps caches.
+        The hashed text is :func:`~tracerflow.io.provenance.canonical` of ``{key: slice, ...,
+        "__upstream__": [...], "__extra__": extra}``; it is put together from parts, each config
+        slice (and each :class:`Fragment` in ``extra``) serialised once per config, since a large
+        analysis asks for one digest per input file and stage.
         """
-        payload = {key: _strip_performance(self.get(key)) for key in keys}
-        payload["__upstream__"] = list(upstream)
-        payload["__extra__"] = _strip_performance(extra)
-        text = canonical(payload)
+        parts = {key: self._slice_text(key) for key in keys}
+        parts[UPSTREAM] = canonical(list(upstream))
+        parts[EXTRA] = _extra_text(extra)
+        text = _joined(parts)
         digest = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
         self._payloads[digest] = text
         return digest
+
+    def _slice_text(self, key: str) -> str:
+        if key not in self._texts:
+            self._texts[key] = canonical(_strip_performance(self.get(key)))
+        return self._texts[key]
+
+    def block_fragment(self, block: str, sample: str) -> Fragment:
+        """:meth:`block_for` as a :class:`Fragment` for a digest's ``extra`` (serialised once)."""
+        key = ("block", block, sample)
+        if key not in self._texts:
+            self._texts[key] = Fragment(self.block_for(block, sample)).text
+        return Fragment.of_text(self._texts[key])
 
     def payload(self, digest: str) -> str | None:
         """The canonical payload text a :meth:`digest` of this config returned ``digest`` for
@@ -152,6 +169,40 @@ class Config:
             return self._by_name[sample][logical]
         except KeyError:
             raise KeyError(f"sample {sample!r} has no file {logical!r}") from None
+
+
+class Fragment:
+    """A value for a digest's ``extra`` (as one of its top-level values), serialised once: stripped
+    of performance keys and written as :func:`~tracerflow.io.provenance.canonical` writes it, so
+    :meth:`Config.digest` splices the text in and the digest is the one of the plain value."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, value: Any) -> None:
+        self.text = canonical(_strip_performance(value))
+
+    @classmethod
+    def of_text(cls, text: str) -> "Fragment":
+        fragment = cls.__new__(cls)
+        fragment.text = text
+        return fragment
+
+
+def _extra_text(extra: Any) -> str:
+    """``canonical(_strip_performance(extra))``, with a :class:`Fragment`'s text spliced in where
+    ``extra`` is one or holds one as a top-level value of a dict with string keys."""
+    if isinstance(extra, Fragment):
+        return extra.text
+    if isinstance(extra, dict) and all(isinstance(key, str) for key in extra):
+        return _joined({key: value.text if isinstance(value, Fragment) else canonical(_strip_performance(value))
+                        for key, value in extra.items() if key not in PERFORMANCE_KEYS})
+    return canonical(_strip_performance(extra))
+
+
+def _joined(parts: dict[str, str]) -> str:
+    """The canonical text of a dict with string keys whose values are given as canonical texts
+    (``json.dumps`` with ``sort_keys`` writes a dict as exactly this)."""
+    return "{" + ", ".join(f"{json.dumps(key)}: {text}" for key, text in sorted(parts.items())) + "}"
 
 
 def _strip_performance(value: Any) -> Any:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import h5py
 import numpy as np
@@ -190,3 +191,25 @@ def test_check_schema(tmp_path):
     with h5py.File(path, "r") as f:
         with pytest.raises(SchemaMismatch, match="not complete"):
             check_schema(f, "test.schema", 3)
+
+
+def test_a_target_this_process_wrote_is_known_without_reading_it_and_a_replaced_one_is_read(tmp_path, monkeypatch):
+    """The writer keeps the status of what it renamed into place; a file replaced behind its back
+    (a new version: another inode, size or time) is read again."""
+    from tracerflow.io import h5target
+
+    path = tmp_path / "t.h5"
+    with H5Writer(path, "tracerflow.test", 1, "d1", "test") as w:
+        w.file.create_dataset("x", data=np.arange(3))
+    opened = []
+    real = h5target.h5py.File
+    monkeypatch.setattr(h5target.h5py, "File", lambda *a, **k: opened.append(str(a[0])) or real(*a, **k)
+                        if isinstance(a[0], (str, os.PathLike)) else real(*a, **k))
+    status = target_status(path, "d1", "tracerflow.test", 1)
+    assert status.ok and opened == []
+    other = tmp_path / "other.h5"
+    with H5Writer(other, "tracerflow.test", 1, "d2", "test") as w:
+        w.file.create_dataset("x", data=np.arange(30))
+    os.replace(other, path)  # written by "someone else": this process never renamed it to t.h5
+    status = target_status(path, "d1", "tracerflow.test", 1)
+    assert not status.ok and status.reason == "config changed" and opened == [str(path)]

@@ -96,9 +96,7 @@ def test_run_through_the_started_scheduler_is_in_its_api_history_and_state(sched
     done = _done(scheduler.url)
     assert done["BuildEvents"] == N_FILES and done["GenerateSample"] == 2
 
-    with sqlite3.connect(scheduler.directory / "history.db") as db:
-        events = db.execute("SELECT t.name, e.event_name FROM tasks t JOIN task_events e ON e.task_id = t.id").fetchall()
-    history = Counter(events)
+    history = _history(scheduler.directory / "history.db", until=lambda h: h[("BuildEvents", "DONE")] >= N_FILES)
     assert history[("BuildEvents", "DONE")] == N_FILES and history[("BuildEvents", "RUNNING")] == N_FILES
     assert history[("GenerateSample", "DONE")] == 2
     with urllib.request.urlopen(f"{scheduler.url}/history", timeout=10) as resp:
@@ -111,3 +109,16 @@ def test_run_through_the_started_scheduler_is_in_its_api_history_and_state(sched
     restarted = tracerflow("scheduler", "start", *where, "--port", str(scheduler.port), cwd=tmp_path, check=True)
     assert f"scheduler running at {scheduler.url}" in restarted.stdout
     assert _done(scheduler.url) == done
+
+
+def _history(db_path, until, wait_s=10.0):
+    """(task family, event) counts of luigid's task history, once ``until(counts)`` holds (its
+    thread writes the events a moment after the requests that made them) or after ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        with sqlite3.connect(db_path) as db:
+            events = db.execute("SELECT t.name, e.event_name FROM tasks t JOIN task_events e ON e.task_id = t.id").fetchall()
+        history = Counter(events)
+        if until(history) or time.monotonic() > deadline:
+            return history
+        time.sleep(0.1)
