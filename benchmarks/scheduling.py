@@ -31,12 +31,18 @@ Two benchmarks, each through the installed command line (``.venv/bin/tracerflow`
   Where the log has no task records (a changed log format), the first task falls back to the
   modification time of the first output file written (an upper bound) and the record says so.
 
+  After the local run, with every target done, the same command is timed twice more to its
+  "nothing to run" (row ``Scheduling: N files, everything done``; goal: within 10 s as well):
+  without the status index (``tracerflow.io.status_index``; every target's attributes read from
+  its file), then with the index that run saved.
+
   The config setting ``scheduler.files_per_task`` (groups files per task; an int or ``auto``) is
   recorded as the validated config has it; when the key exists, N = 1,000 is also run with
   ``--set scheduler.files_per_task=1`` on both schedulers (``--ungrouped-up-to N`` moves the limit;
   not N = 10,000: one task per file there takes too long).
 
-Every subprocess runs with ``OMP_NUM_THREADS=1``. ``benchmarks/results.json`` gets a
+Every subprocess runs with ``OMP_NUM_THREADS=1`` and its status index in
+``benchmarks/work/scheduling/status-index`` (removed with the outputs). ``benchmarks/results.json`` gets a
 ``scheduling`` block (``startup`` and, per N, ``sizes``) and its rows (``Start-up: ...``,
 ``Scheduling: ...``); a run replaces what it measured and keeps the rest (``benchmarks/run.py``
 measures the start-up and 1,000 files and keeps an earlier 10,000-file record). Outputs live in
@@ -84,7 +90,8 @@ IDLE_GOAL_MS = 5.0
 FILES_PER_TASK = "scheduler.files_per_task"
 WRAPPER = "Analysis"
 ROW_PREFIXES = ("Start-up:", "Scheduling:")
-ENV = {"OMP_NUM_THREADS": "1"}
+STATUS_DIR = WORK / "status-index"  # the runs' status index (tracerflow.io.status_index), not the user's
+ENV = {"OMP_NUM_THREADS": "1", "TRACERFLOW_STATUS_DIR": str(STATUS_DIR)}
 _RECORD = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\d+) \S+ \w+: (.*)$")
 _TASK = re.compile(r"\] Worker Worker\((.*?)\) (running|done|failed)\s+(\w+)\((.*)$")
 _WORKER_PID = re.compile(r"\bpid=(\d+)")
@@ -103,7 +110,7 @@ def tracerflow_exe() -> str:
 
 
 def environment() -> dict[str, str]:
-    """The subprocesses' environment: this one with ``OMP_NUM_THREADS=1``."""
+    """The subprocesses' environment: this one with :data:`ENV` (one thread, the runs' status index)."""
     return {**os.environ, **ENV}
 
 
@@ -281,7 +288,9 @@ def central_scheduler(directory: Path) -> Iterator[tuple[str, float, int | None]
 
 
 def fresh_outputs(out_dir: Path, project: str) -> None:
-    """Remove every output below ``out_dir`` but the generated samples (``<project>/samples``)."""
+    """Remove every output below ``out_dir`` but the generated samples (``<project>/samples``), and
+    the status index of the outputs."""
+    shutil.rmtree(STATUS_DIR, ignore_errors=True)
     for entry in out_dir.iterdir():
         if entry.name != project:
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
@@ -445,6 +454,29 @@ def timed_run(overrides: Sequence[str], out_dir: Path, project: str, n_files: in
     return record
 
 
+def rerun_record(overrides: Sequence[str], out_dir: Path, project: str, n_files: int) -> dict[str, Any]:
+    """``tracerflow run --until ApplySelections`` again once every target is done (local scheduler):
+    first with no status index (each target's attributes read from the file, as the first run of
+    a tracerflow without the index), then with the index that run saved."""
+    command = [tracerflow_exe(), "run", "--until", UNTIL, "--workers", "1", *sets(overrides)]
+
+    def timed() -> float:
+        began = time.perf_counter()
+        _, code, out, err = run_child(command, out_dir)
+        wall = time.perf_counter() - began
+        if code != 0 or "nothing to run" not in out + err:
+            raise RuntimeError(f"a run with every target done did not say 'nothing to run' (exit {code}):\n"
+                               f"{(out + err)[-4000:]}")
+        return wall
+
+    indexes = list(STATUS_DIR.glob("*.json"))
+    shutil.rmtree(STATUS_DIR, ignore_errors=True)
+    without = timed()
+    with_index = timed()
+    return {"targets": 3 * n_files, "index_files": len(indexes), "without_index_s": round(without, 2),
+            "with_index_s": round(with_index, 2), "load_average": round(os.getloadavg()[0], 2)}
+
+
 def bench_size(n_files: int, keep: bool = False, echo: Callable[[str], None] = print,
                ungrouped_up_to: int = UNGROUPED_MAX_FILES,
                save: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
@@ -467,11 +499,13 @@ def bench_size(n_files: int, keep: bool = False, echo: Callable[[str], None] = p
     if has_key and n_files <= ungrouped_up_to and default_value != 1:
         variants.append(("1", [f"{FILES_PER_TASK}=1"]))
     runs: list[dict[str, Any]] = []
+    rerun: dict[str, Any] | None = None
 
     def size_record(complete: bool) -> dict[str, Any]:
         return {"date": now(), "code": code_version(), "files": n_files, "generate_seconds": round(generate_s, 1),
                 "files_per_task_key": has_key, "config_overrides": overrides,
-                "omp_num_threads": ENV["OMP_NUM_THREADS"], "workers": 1, "complete": complete, "runs": list(runs)}
+                "omp_num_threads": ENV["OMP_NUM_THREADS"], "workers": 1, "complete": complete, "runs": list(runs),
+                **({"rerun": rerun} if rerun is not None else {})}
 
     for files_per_task, extra in variants:
         for scheduler in ("local", "central"):
@@ -486,6 +520,10 @@ def bench_size(n_files: int, keep: bool = False, echo: Callable[[str], None] = p
             echo(f"  {n_files:>6,} files  {scheduler:<7} files_per_task={files_per_task:<12} "
                  f"wall {record['wall_s']:7.1f} s  first task {record['first_task_s']} s  "
                  f"idle {record['idle_ms_per_file']:.1f} ms/file  tasks {record['tasks_scheduled']}")
+            if scheduler == "local" and not extra:
+                rerun = rerun_record(overrides, out_dir, project, n_files)
+                echo(f"  {n_files:>6,} files  everything done: {rerun['without_index_s']:.1f} s without the status "
+                     f"index, {rerun['with_index_s']:.1f} s with it")
             if save is not None and len(runs) < 2 * len(variants):
                 save(size_record(complete=False))
     if not keep:
@@ -548,6 +586,16 @@ def scheduling_rows(block: Mapping[str, Any], row_type: Callable[..., Any]) -> l
                 int(key), run["idle_ms_per_file"], "ms idle/file", "first task (s)", run["first_task_s"], None,
                 f"< {IDLE_GOAL_MS:g} ms/file, first task <= {FIRST_TASK_GOAL_S:g} s", run["met"], run["wall_s"],
                 detail))
+        rerun = size.get("rerun")
+        if rerun:
+            rows.append(row_type(
+                f"Scheduling: {int(key):,} files, everything done, local scheduler", int(key), rerun["with_index_s"],
+                "s", "without the status index (s)", rerun["without_index_s"],
+                round(rerun["with_index_s"] / rerun["without_index_s"], 3), f"<= {FIRST_TASK_GOAL_S:g} s",
+                rerun["with_index_s"] <= FIRST_TASK_GOAL_S, rerun["with_index_s"],
+                f"tracerflow run --until ApplySelections once all {rerun['targets']:,} targets are done, to "
+                f"'nothing to run'; without the status index every target's attributes are read from its file "
+                f"({rerun['index_files']} index files removed first); measured {size['date']}"))
     return rows
 
 
