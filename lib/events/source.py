@@ -10,6 +10,8 @@ from typing import Sequence
 
 import numpy as np
 
+from tracerflow.io import status_index
+
 
 class SourceError(RuntimeError):
     """A ROOT input that is missing, unreadable, lacks the tree or a branch. Names file and key."""
@@ -26,17 +28,23 @@ def file_identity(path: str | os.PathLike) -> dict | None:
     name is a new input) and a hash of its first 4 KiB and last 64 KiB (ROOT's header, with the
     end-of-file and free-segment pointers, and the key list and streamers ROOT writes last: what a
     file updated in place rewrites). The modification time is not part of it (a copy or a touch
-    gives the same identity, and reruns of a config stay byte-identical), but it is the cache key:
-    whenever size or modification time change, the file is read again. See docs/decisions.md."""
+    gives the same identity, and reruns of a config stay byte-identical), but it is part of the
+    cache key (inode, size, modification and change time; kept between runs by
+    :mod:`tracerflow.io.status_index`): whenever one of them changes, the file is read again. See
+    docs/decisions.md."""
     try:
         stat = os.stat(path)
     except FileNotFoundError:
         return None
-    return _identity(str(path), stat.st_size, stat.st_mtime_ns)
+    return _identity(str(path), *status_index.version_of(stat))
 
 
 @functools.lru_cache(maxsize=65536)
-def _identity(path: str, size: int, mtime_ns: int) -> dict:
+def _identity(path: str, *version: int) -> dict:
+    known = status_index.lookup(path, version, status_index.IDENTITY)  # type: ignore[arg-type]
+    if known is not None:
+        return known
+    size = version[1]
     digest = hashlib.blake2b(digest_size=8)
     head = b""
     try:
@@ -45,9 +53,11 @@ def _identity(path: str, size: int, mtime_ns: int) -> dict:
             digest.update(head)
             f.seek(max(size - FINGERPRINT_TAIL, 0))
             digest.update(f.read(FINGERPRINT_TAIL))
-    except OSError:  # unreadable: BuildEvents says so by name
-        pass
-    return {"size": size, "uuid": root_uuid(head), "ends": digest.hexdigest()}
+    except OSError:  # unreadable: BuildEvents says so by name (and nothing is kept of it)
+        return {"size": size, "uuid": root_uuid(head), "ends": digest.hexdigest()}
+    identity = {"size": size, "uuid": root_uuid(head), "ends": digest.hexdigest()}
+    status_index.remember(path, version, identity, status_index.IDENTITY)  # type: ignore[arg-type]
+    return identity
 
 
 def root_uuid(head: bytes) -> str | None:

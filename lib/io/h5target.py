@@ -435,14 +435,14 @@ def _remember_published(path: Path, attrs: dict[str, Any]) -> None:
 
 @_version_cache
 def _attrs_of_version(path: str, *version: int) -> dict[str, Any]:
-    known = status_index.lookup(Path(path), version)  # type: ignore[arg-type]
+    known = status_index.lookup(path, version)  # type: ignore[arg-type]
     if known is not None:
         return known
     with h5py.File(path, "r") as f:
         attrs = f.attrs
         found = {key: attrs.get(key) for key in STATUS_ATTRS}
     found = {key: (value.item() if isinstance(value, np.generic) else value) for key, value in found.items()}
-    status_index.remember(Path(path), version, found)  # type: ignore[arg-type]
+    status_index.remember(path, version, found)  # type: ignore[arg-type]
     return found
 
 

@@ -1,25 +1,29 @@
-"""What a finished HDF5 target says about itself, kept between runs so that a scheduler need not
-open every file again: the status index of a directory of targets.
+"""What a file says about itself, kept between runs so that a scheduler need not open every file
+again: the status index of a directory (of targets, or of input files).
 
 Deciding whether a target is done means reading four root attributes (:data:`STATUS_ATTRS` of
 :mod:`tracerflow.io.h5target`): ~0.8 ms a file, 25 s for the 30,000 targets of an analysis with
 10,000 input files, each time it is run. Targets are only ever renamed into place whole (never
 changed where they lie), so one version of a file (inode, size, modification and change time)
-always holds the same attributes; the index keeps them by version.
+always holds the same attributes; the index keeps them by version. The same goes for an input
+file's identity (:func:`tracerflow.events.source.file_identity`: its size, ROOT UUID and a hash
+of its first 4 KiB and last 64 KiB), which every run reads for every input, ~0.5 ms a file.
 
 Layout: one JSON file per directory of targets, in the user's cache, not among the outputs (it
 differs from run to run, while two runs of a config leave byte-identical outputs):
 ``$TRACERFLOW_STATUS_DIR/<16 hex digits of the directory's path>.json``, by default
 ``~/.tracerflow/status/``::
 
-    {"layout": "tracerflow.status", "version": 1, "directory": "<absolute path>",
-     "files": {"<name>": [inode, size, mtime_ns, ctime_ns, {"schema": ..., "schema_version": ...,
-                                                            "complete": ..., "config_digest": ...}]}}
+    {"layout": "tracerflow.status", "version": 2, "directory": "<absolute path>",
+     "files": {"<name>": [inode, size, mtime_ns, ctime_ns,
+                          {"status": {"schema": ..., "schema_version": ..., "complete": ..., "config_digest": ...}}
+                          or {"identity": {"size": ..., "uuid": ..., "ends": ...}}]}}
 
 Contract with its neighbours:
 
 * :mod:`tracerflow.io.h5target` asks :func:`lookup` before it opens a target and tells
-  :func:`remember` what it read or has just renamed into place. An entry counts only while the
+  :func:`remember` what it read or has just renamed into place; :mod:`tracerflow.events.source`
+  does the same with an input's identity. An entry counts only while the
   file's version is the recorded one; anything else (a replaced, touched or rewritten file, an
   index that cannot be read, is of another layout or of another directory) means the file is
   read as before.
@@ -44,9 +48,11 @@ from tracerflow.io.atomic import write_atomic
 ENV_DIR = "TRACERFLOW_STATUS_DIR"
 DEFAULT_DIR = "~/.tracerflow/status"
 LAYOUT = "tracerflow.status"
-VERSION = 1
+VERSION = 2
 
 Version = tuple[int, int, int, int]
+STATUS = "status"  # a target's status attributes (tracerflow.io.h5target)
+IDENTITY = "identity"  # an input file's identity (tracerflow.events.source)
 
 _lock = threading.Lock()
 _read: dict[str, dict[str, list]] = {}  # directory -> its index as read from disk
@@ -58,24 +64,35 @@ def version_of(stat: os.stat_result) -> Version:
     return stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
 
 
-def lookup(path: Path, version: Version) -> dict[str, Any] | None:
-    """The status attributes recorded for ``path`` at ``version``; None when there are none."""
-    directory, name = os.path.abspath(path.parent), path.name
+def lookup(path: str | os.PathLike, version: Version, kind: str = STATUS) -> dict[str, Any] | None:
+    """What was recorded of ``kind`` for ``path`` at ``version``; None when nothing was."""
+    directory, name = _where(path)
     with _lock:
         entry = _learnt.get(directory, {}).get(name)
-        if entry is None:
+        if entry is None or kind not in entry[4]:
             entry = _index(directory).get(name)
-    if entry is None or tuple(entry[:4]) != version:
+    if entry is None or tuple(entry[:4]) != version or not isinstance(entry[4].get(kind), dict):
         return None
-    return dict(entry[4])
+    return dict(entry[4][kind])
 
 
-def remember(path: Path, version: Version, attrs: dict[str, Any]) -> None:
-    """Keep ``attrs`` as what ``path`` holds at ``version`` (saved by :func:`save`)."""
-    if not _plain(attrs):
+def remember(path: str | os.PathLike, version: Version, facts: dict[str, Any], kind: str = STATUS) -> None:
+    """Keep ``facts`` of ``kind`` as what ``path`` holds at ``version`` (saved by :func:`save`)."""
+    if not _plain(facts):
         return
+    directory, name = _where(path)
     with _lock:
-        _learnt.setdefault(os.path.abspath(path.parent), {})[path.name] = [*version, dict(attrs)]
+        entries = _learnt.setdefault(directory, {})
+        entry = entries.get(name)
+        kinds = dict(entry[4]) if entry is not None and tuple(entry[:4]) == version else {}
+        kinds[kind] = dict(facts)
+        entries[name] = [*version, kinds]
+
+
+def _where(path: str | os.PathLike) -> tuple[str, str]:
+    """(absolute directory, name) of ``path``."""
+    directory, _, name = os.path.abspath(path).rpartition(os.sep)
+    return directory or os.sep, name
 
 
 def save() -> None:
@@ -140,6 +157,6 @@ def _entry(entry: Any) -> bool:
             and isinstance(entry[4], dict))
 
 
-def _plain(attrs: dict[str, Any]) -> bool:
-    """Whether ``attrs`` survive JSON unchanged (strings, ints, bools, None)."""
-    return all(value is None or isinstance(value, (str, int, bool)) for value in attrs.values())
+def _plain(facts: dict[str, Any]) -> bool:
+    """Whether ``facts`` survive JSON unchanged (strings, ints, bools, None)."""
+    return all(value is None or isinstance(value, (str, int, bool)) for value in facts.values())

@@ -121,3 +121,35 @@ def test_processes_saving_side_by_side_keep_each_others_entries(tmp_path):
     assert sorted(files) == ["a.h5", "b.h5"]
     assert not [p for p in status_index.index_path(tmp_path).parent.iterdir() if ".tmp-" in p.name]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.h5", "b.h5"], "the index is kept outside the outputs"
+
+
+def test_an_input_files_identity_is_kept_by_version_and_read_again_when_the_file_changes(tmp_path, monkeypatch,
+                                                                                         shared_data):
+    import shutil
+
+    from tracerflow.events import source
+
+    root = tmp_path / "in.root"
+    shutil.copyfile(shared_data / "uproot-HZZ.root", root)
+    source._identity.cache_clear()
+    first = source.file_identity(root)
+    assert first["uuid"] is not None and first["size"] == root.stat().st_size
+    status_index.save()
+
+    new_process()
+    source._identity.cache_clear()
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the identity was read from the file")
+
+    monkeypatch.setattr(source, "open", no_reading, raising=False)
+    assert source.file_identity(root) == first
+    monkeypatch.delattr(source, "open")
+
+    with open(root, "r+b") as fh:  # rewritten in place: same size, another tail
+        fh.seek(-8, os.SEEK_END)
+        fh.write(b"\x00" * 8)
+    new_process()
+    source._identity.cache_clear()
+    changed = source.file_identity(root)
+    assert changed["uuid"] == first["uuid"] and changed["ends"] != first["ends"]
