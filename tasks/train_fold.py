@@ -11,9 +11,10 @@ from tracerflow.tasks.convert_tfrecords import ConvertTFRecords
 from tracerflow.tasks.write_train_sample import WriteTrainSample
 
 TRAIN_SPLIT = "train"
-#: train keys a continued training may change: how long, how patient, and where or how it runs.
+#: train keys a continued training may change: how long, how patient, and where or how it runs
+#: (a checkpoint holds the plain model, so a run stopped at one world size resumes at another).
 RESUMABLE_CHANGES = ("epochs", "early_stopping", "continue_training", "loader_workers", "tensorboard", "device",
-                     "folds")
+                     "folds", "distributed")
 
 
 def trained_folds(cfg) -> list[int]:
@@ -41,8 +42,13 @@ class TrainFold(TracerflowTask):
         return needs
 
     def digest(self) -> str:
+        """Of the train block, its inputs and the fold; and of the world size when it is > 1 (it
+        changes the batches each step sees; ``train.distributed`` is otherwise left out, so a config
+        without it keeps its digests, and the backend or timeout change nothing)."""
         upstream = [t.digest() for t in self.requires().values()]
-        return self.cfg.digest("project.seed", "train", upstream=upstream, extra={"fold": self.fold})
+        world = self.cfg["train"]["distributed"]["world_size"]
+        extra = {"fold": self.fold} if world == 1 else {"fold": self.fold, "world_size": world}
+        return self.cfg.digest("project.seed", "train", upstream=upstream, extra=extra)
 
     def inputs_digest(self) -> str:
         """The digest a checkpoint must carry to be resumed: the data and every setting but those that
@@ -71,6 +77,9 @@ class TrainFold(TracerflowTask):
                             inputs_digest=self.inputs_digest(),
                             progress=lambda fraction, message: self.report(fraction, f"TrainFold {self.fold}: {message}"))
         history = result.history
+        if not result.writes_outputs:  # one of several ranks started by torchrun or srun: rank 0 writes
+            self.report(1.0, f"TrainFold {self.fold}: rank {result.rank} done; rank 0 writes the model", final=True)
+            return
         model_file.write_model(
             self.output().path, result.model, result.model_config, config_digest=self.digest(), created_by=self.created_by(),
             attrs={"fold": self.fold, **result.attrs(), "best_loss": float(history.best_loss),

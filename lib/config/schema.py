@@ -78,6 +78,45 @@ def _files_per_task(value: object) -> str | None:
 
 CLASS_PATH = Scalar((str,), check=_class_path)
 
+DISTRIBUTED_BACKENDS = ("auto", "gloo", "nccl")
+DISTRIBUTED = Block({
+    "world_size": Scalar((int,), default=1, minimum=1,
+                         doc="processes training each fold together with torch DistributedDataParallel, "
+                             "each on its own share of the train file's blocks; 1: one process"),
+    "backend": Scalar((str,), default="auto", choices=DISTRIBUTED_BACKENDS,
+                      doc="how the processes talk: auto (nccl when the training runs on CUDA, else gloo), "
+                          "gloo (CPU, or CUDA tensors through the host), nccl (one CUDA GPU per process)"),
+    "timeout": Scalar((float,), default=1800.0, minimum=1.0,
+                      doc="seconds a process waits for the others (to start, or in one exchange) before "
+                          "the fold fails naming it"),
+}, doc="train.batch_size is the global batch: each of the world_size processes trains on "
+       "batch_size / world_size jets of every step. How the processes start: spawned by TrainFold, or, "
+       "under torchrun or srun (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), one per process "
+       "started there")
+
+
+def _train_check(train: dict, path: str, ctx: Context) -> None:
+    """What ``train.distributed`` asks of the rest of the block and of this machine (read without
+    torch: the training checks CUDA again with it before any process starts)."""
+    distributed = train["distributed"]
+    world = distributed["world_size"]
+    if world > 1 and train["batch_size"] % world:
+        ctx.fail(f"{path}.batch_size", f"{train['batch_size']} does not divide by {path}.distributed.world_size "
+                                       f"({world}): it is the global batch, and each of the {world} processes "
+                                       "trains on batch_size / world_size jets of every step")
+    if distributed["backend"] != "nccl":
+        return
+    if train["device"] == "cpu":
+        ctx.fail(f"{path}.distributed.backend", f"nccl runs on CUDA GPUs and {path}.device is cpu: "
+                                                "use gloo or auto")
+    from tracerflow.config.gpus import visible_cuda_gpus
+
+    if not visible_cuda_gpus():
+        ctx.fail(f"{path}.distributed.backend", "nccl needs CUDA GPUs and none is visible here "
+                                                "(a CPU-only torch, no NVIDIA device, or CUDA_VISIBLE_DEVICES "
+                                                "hides them): use gloo or auto")
+
+
 COLLECTION = Block({
     "branches": MapOf(Scalar((str,)), default=dict, doc="attribute -> jagged ROOT branch", key_check=_field_name),
     "members": ListOf(MapOf(Scalar((str,)), key_check=_field_name), default=None, nullable=True,
@@ -332,7 +371,8 @@ BLOCKS = Block({
                                  doc="DataLoader processes reading batches (0: the training process)"),
         "tensorboard": Scalar((bool,), default=False,
                               doc="also log to train/fold_<k>/tensorboard (needs the tensorboard package)"),
-    }, default=None, nullable=True, doc="needs write (umami format)"),
+        "distributed": DISTRIBUTED,
+    }, default=None, nullable=True, check=_train_check, doc="needs write (umami format)"),
     "predict": Block({
         "ensemble": Scalar((str,), default="uniform", choices=("uniform", "reciprocal"),
                            doc="fold weights: equal, or 1 / best validation loss"),
@@ -388,4 +428,7 @@ BLOCKS = Block({
     }),
 })
 
-PERFORMANCE_KEYS = ("chunk_size", "threads")
+#: Keys that change how fast a result comes, not the result, left out of every digest (at any
+#: depth). ``distributed`` is here so that a config without it keeps its digests; the world size,
+#: which does change the batches each step sees, goes back into TrainFold's own digest when > 1.
+PERFORMANCE_KEYS = ("chunk_size", "threads", "distributed")

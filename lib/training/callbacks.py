@@ -26,7 +26,9 @@ class Callback:
     """Base class: every hook receives the :class:`Fitter` and does nothing unless overridden.
 
     A fold is one pass over a data set inside an epoch (training, then validation: see
-    ``fitter.training``). ``state_dict``/``load_state_dict`` carry what a resumed run needs.
+    ``fitter.training``). ``state_dict``/``load_state_dict`` carry what a resumed run needs. In a
+    distributed training every rank runs the same callbacks with the same state; those that write
+    files write only where ``fitter.is_main`` (rank 0).
     """
 
     #: Whether the callback's state goes in checkpoints (False: an observer that keeps none, which
@@ -89,7 +91,8 @@ class SaveBest(Callback):
     def on_epoch_end(self, fitter: "Fitter") -> None:
         if fitter.val_loss < self.best:
             self.best = fitter.val_loss
-            _save(fitter.model.state_dict(), self.path)
+            if fitter.is_main:
+                _save(fitter.model.state_dict(), self.path)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best}
@@ -110,7 +113,8 @@ class Checkpoint(Callback):
         self.inputs_digest = inputs_digest
 
     def on_epoch_end(self, fitter: "Fitter") -> None:
-        _save({**fitter.state_dict(), "inputs_digest": self.inputs_digest}, self.path)
+        if fitter.is_main:
+            _save({**fitter.state_dict(), "inputs_digest": self.inputs_digest}, self.path)
 
 
 def _save(state: Any, path: Path) -> None:
@@ -187,6 +191,8 @@ class MetricLogger(Callback):
         self._start = 0.0
 
     def on_train_begin(self, fitter: "Fitter") -> None:
+        if not fitter.is_main:
+            return
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / "iterations.csv"
         fresh = fitter.start_epoch == 0 or not path.exists()
@@ -213,7 +219,7 @@ class MetricLogger(Callback):
     def on_batch_end(self, fitter: "Fitter") -> None:
         if not fitter.training or self._iterations is None:
             return
-        loss = float(fitter.loss.detach())
+        loss, _ = fitter.batch_loss()
         lr = fitter.optimizer.param_groups[0]["lr"]
         csv.writer(self._iterations).writerow((fitter.iteration, fitter.epoch, loss, lr))
         if self._timings is not None:
@@ -224,6 +230,8 @@ class MetricLogger(Callback):
             self._writer.add_scalar("lr", lr, fitter.iteration)
 
     def on_epoch_end(self, fitter: "Fitter") -> None:
+        if not fitter.is_main:
+            return
         record = fitter.history.epochs[-1]
         _append_row(self.directory / "epochs.csv", record)
         _append_row(self.directory / "epochs.timings.csv",
@@ -270,8 +278,8 @@ class ReportProgress(Callback):
         if not fitter.training:
             return
         self._batches += 1
-        weight = float(fitter.batch["weight"].detach().sum())
-        self._sum += float(fitter.loss.detach()) * weight
+        loss, weight = fitter.batch_loss()
+        self._sum += loss * weight
         self._weight += weight
         now = time.monotonic()
         if now - self._last < self.interval:

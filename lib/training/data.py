@@ -60,6 +60,14 @@ class BlockDataset(IterableDataset, ABC):
     (:meth:`_read_blocks`: dicts keyed ``jets, label, weight[, tracks, valid]``); the epoch's
     shuffle, the workers' shares and the batching are common. What is kept between epochs is a
     few numbers per block, not per row.
+
+    ``shard=(rank, size)`` keeps one process's share of every epoch (distributed training): the
+    epoch's row stream (its shuffled blocks, each with its shuffled rows) is cut into ``size``
+    contiguous ranges and this process reads the blocks of range ``rank`` only, so the processes
+    read disjoint rows and mostly disjoint blocks (a block across a cut is read by both, each its
+    own rows). With ``even_shards`` every range has ``n_rows // size`` rows, the last
+    ``n_rows % size`` rows of the epoch's stream left out, so that every process makes the same
+    number of batches; without, the ranges cover every row (for validation).
     """
 
     def __init__(
@@ -73,9 +81,15 @@ class BlockDataset(IterableDataset, ABC):
         sort_by_nodes: bool,
         bucket_rows: int,
         target: TargetTransform = CLASS_INDEX,
+        shard: tuple[int, int] = (0, 1),
+        even_shards: bool = True,
     ) -> None:
         if batch_size < 1 or bucket_rows < 1:
             raise ValueError(f"batch_size and bucket_rows must be >= 1, got {batch_size} and {bucket_rows}")
+        rank, size = (int(x) for x in shard)
+        if size < 1 or not 0 <= rank < size:
+            raise ValueError(f"shard must be (rank, size) with 0 <= rank < size, got {shard}")
+        self.shard, self.even_shards = (rank, size), bool(even_shards)
         if sort_by_nodes and not with_tracks:
             raise ValueError("sort_by_nodes groups jets by track count: it needs with_tracks")
         self.batch_size, self.shuffle, self.seed = int(batch_size), bool(shuffle), int(seed)
@@ -85,6 +99,8 @@ class BlockDataset(IterableDataset, ABC):
         self.epoch = 0
         self._blocks = self._select_blocks()
         self.n_rows = int(sum(n for _, n in self._blocks))
+        low, high = self._share()
+        self.shard_rows = high - low
 
     @abstractmethod
     def _select_blocks(self) -> list[tuple[int, int]]:
@@ -103,31 +119,56 @@ class BlockDataset(IterableDataset, ABC):
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        """Batches per epoch in a single process."""
-        full, rest = divmod(self.n_rows, self.batch_size)
+        """Batches per epoch in this process (of its shard)."""
+        full, rest = divmod(self.shard_rows, self.batch_size)
         return full + (1 if rest and not self.drop_last else 0)
 
+    def _share(self) -> tuple[int, int]:
+        """The range of the epoch's row stream this process reads: all of it unsharded."""
+        rank, size = self.shard
+        if size == 1:
+            return 0, self.n_rows
+        if self.even_shards:
+            each = self.n_rows // size
+            return rank * each, (rank + 1) * each
+        each, extra = divmod(self.n_rows, size)
+        low = rank * each + min(rank, extra)
+        return low, low + each + (1 if rank < extra else 0)
+
     def _block_order(self) -> Iterator[tuple[int, np.ndarray]]:
-        """This epoch's blocks with their rows, shuffled when asked, this worker's share of them; each
-        block's rows are found when it comes (every block's shuffle is drawn in turn all the same, so
-        the order depends on the epoch alone)."""
+        """This epoch's blocks with their rows, shuffled when asked, this process's and this worker's
+        share of them; each block's rows are found when it comes (every block's shuffle is drawn in
+        turn all the same, so the order depends on the epoch alone)."""
         blocks = list(self._blocks)
         rng = rng_for(self.seed, "train_batches", self.epoch)
         if self.shuffle:
             blocks = [blocks[i] for i in rng.permutation(len(blocks))]
         info = get_worker_info()
-        for i, (block, n) in enumerate(blocks):
+        low, high = self._share()
+        start = mine = 0
+        for block, n in blocks:
             order = rng.permutation(n) if self.shuffle else None
-            if info is None or i % info.num_workers == info.id:
+            first, stop = max(low - start, 0), min(high - start, n)
+            start += n
+            if first >= stop:
+                continue
+            if info is None or mine % info.num_workers == info.id:
                 rows = self._block_rows(block)
-                yield block, rows if order is None else rows[order]
+                rows = rows if order is None else rows[order]
+                yield block, rows if (first, stop) == (0, n) else rows[first:stop]
+            mine += 1
 
     def _batch_rng(self) -> np.random.Generator | None:
-        """The generator of the SortByNodes batch order: fixed by seed, epoch and worker; None unshuffled."""
+        """The generator of the SortByNodes batch order: fixed by seed, epoch, worker (and the
+        process's rank when sharded); None unshuffled."""
         if not self.shuffle:
             return None
         info = get_worker_info()
-        return rng_for(self.seed, "sort_by_nodes", self.epoch, 0 if info is None else info.id)
+        worker = 0 if info is None else info.id
+        rank, size = self.shard
+        if size == 1:
+            return rng_for(self.seed, "sort_by_nodes", self.epoch, worker)
+        return rng_for(self.seed, "sort_by_nodes", self.epoch, worker, "rank", rank)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         parts = self._read_blocks(self._block_order())
@@ -175,6 +216,8 @@ class TrainFileDataset(BlockDataset):
         sort_by_nodes: bool = False,
         bucket_rows: int = DEFAULT_BUCKET_ROWS,
         target: TargetTransform = CLASS_INDEX,
+        shard: tuple[int, int] = (0, 1),
+        even_shards: bool = True,
     ) -> None:
         if block_rows < 1:
             raise ValueError(f"block_rows must be >= 1, got {block_rows}")
@@ -182,7 +225,8 @@ class TrainFileDataset(BlockDataset):
         self.folds = None if folds is None else sorted({int(k) for k in folds})
         self.block_rows, self.label_name = int(block_rows), label_name
         super().__init__(batch_size=batch_size, shuffle=shuffle, seed=seed, with_tracks=with_tracks,
-                         drop_last=drop_last, sort_by_nodes=sort_by_nodes, bucket_rows=bucket_rows, target=target)
+                         drop_last=drop_last, sort_by_nodes=sort_by_nodes, bucket_rows=bucket_rows, target=target,
+                         shard=shard, even_shards=even_shards)
 
     def _select_blocks(self) -> list[tuple[int, int]]:
         """(start, selected rows) of each block holding at least one jet of the folds."""

@@ -1,12 +1,22 @@
-"""Train, validate and predict with a model over batched data, with callbacks and exact resumption from checkpoints."""
+"""Train, validate and predict with a model over batched data, with callbacks and exact resumption from checkpoints.
+
+With ``ranks`` (:class:`~tracerflow.training.distributed.Ranks`) the Fitter is one rank of a
+DistributedDataParallel training: each rank's data is its share of every global batch, the
+weighted loss of a step is that of the global batch (each rank's sum of weight x loss over the
+global sum of weights, which every rank learns in one exchange per step, so the averaged
+gradients are the global batch's), the validation sums are added over ranks, and only rank 0
+writes (``fitter.is_main``). The model the callbacks and checkpoints see is the plain module,
+so a checkpoint does not depend on the world size.
+"""
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -15,8 +25,12 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from tracerflow.models.device import resolve_device
+from tracerflow.seeding import derive_seed
 from tracerflow.training.callbacks import Callback
-from tracerflow.training.optim import keep_schedule_length, schedule_length, steps_per_batch
+from tracerflow.training.optim import keep_schedule_length, schedule_ended, schedule_length, steps_per_batch
+
+if TYPE_CHECKING:
+    from tracerflow.training.distributed import Ranks
 
 Batch = Mapping[str, Tensor]
 LossFn = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -131,12 +145,24 @@ class Fitter:
         callbacks: Sequence[Callback] = (),
         device: str | torch.device = "cpu",
         seed: int | None = None,
+        ranks: "Ranks | None" = None,
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.objective = loss if isinstance(loss, str) else _objective_of(model)
         if self.objective not in OBJECTIVES:
             raise ValueError(f"unknown loss {self.objective!r}; expected one of {OBJECTIVES} or a callable")
+        if ranks is not None and callable(loss):
+            raise ValueError("a distributed training takes the loss by objective name, not a callable")
+        self.ranks = ranks
+        self.is_main = ranks is None or ranks.is_main  # the process that writes files and reports
+        self._ddp: nn.Module | None = None
+        if ranks is not None:
+            from torch.nn.parallel import DistributedDataParallel
+
+            on_cuda = self.device.type == "cuda"
+            self._ddp = DistributedDataParallel(self.model, device_ids=[self.device] if on_cuda else None)
+        self._global: tuple[float, float] | None = None  # (loss, weight) of the global batch of this step
         self.loss_fn: LossFn = loss if callable(loss) else (lambda z, y, w: weighted_loss(self.objective, z, y, w))
         self.optimizer, self.scheduler = optimizer, scheduler
         self._schedule_length = schedule_length(scheduler)
@@ -160,30 +186,70 @@ class Fitter:
     def _forward(self, batch: Batch) -> Tensor:
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         self.batch = batch
-        return self.model(batch["jets"], batch.get("tracks"), batch.get("valid"))
+        model = self._ddp if self._ddp is not None and self.training else self.model
+        return model(batch["jets"], batch.get("tracks"), batch.get("valid"))
 
     def _pass(self, data: Iterable[Batch], train: bool) -> tuple[float, dict[str, float]]:
         """One fold: every batch of ``data``; returns the weighted mean loss and metrics."""
         self.training = train
         self.model.train(train)
-        sums = {"loss": 0.0, "weight": 0.0, "correct": 0.0}
+        if self._ddp is not None:
+            self._ddp.train(train)
+        sums = {"loss": 0.0, "weight": 0.0, "correct": 0.0, "scored": 0.0}
+        if self.ranks is not None and not train:
+            self.ranks.broadcast_buffers(self.model)  # every rank validates the model rank 0 saves
+        if self.ranks is not None and train and hasattr(data, "__len__"):
+            # every rank takes the same number of steps: loader workers each end on a short batch,
+            # so a rank with workers may have a batch or two more than len() says; those are left out
+            data = itertools.islice(data, len(data))
         self._call("on_fold_begin")
         with torch.set_grad_enabled(train):
             for batch in data:
                 self._call("on_batch_begin")
                 self.logits = self._forward(batch)
-                self.loss = self.loss_fn(self.logits, self.batch["label"], self.batch["weight"])
+                if self.ranks is not None and train:
+                    self.loss = self._global_batch_loss()
+                else:
+                    self.loss = self.loss_fn(self.logits, self.batch["label"], self.batch["weight"])
                 self._call("on_forwards_end")
                 if train:
                     self._step()
                 self._accumulate(sums)
                 self._call("on_batch_end")
+        self._global = None
         self._call("on_fold_end")
+        if self.ranks is not None:
+            sums = self._summed_over_ranks(sums, train)
         mean = sums["loss"] / sums["weight"] if sums["weight"] else math.nan
         metrics = {}
         if self.objective != "regression" and sums["weight"]:
-            metrics["accuracy"] = sums["correct"] / sums["weight"]
+            metrics["accuracy"] = sums["correct"] / (sums["scored"] if self.ranks is not None else sums["weight"])
         return mean, metrics
+
+    def _global_batch_loss(self) -> Tensor:
+        """This rank's part of the global batch's weighted mean loss, scaled so that DDP's average
+        of the ranks' gradients is the global batch's: ``world_size * sum_rank(w l) / sum_all(w)``.
+        The global batch's loss and weight are kept for :meth:`batch_loss`."""
+        losses = per_sample_loss(self.objective, self.logits, self.batch["label"])
+        weight = self.batch["weight"]
+        local = (weight * losses).sum()
+        total_loss, total_weight = self.ranks.sum([float(local.detach()), float(weight.detach().sum())])
+        scale = total_weight if total_weight != 0 else 1.0
+        self._global = (total_loss / scale, total_weight)
+        return local * (self.ranks.world_size / scale)
+
+    def _summed_over_ranks(self, sums: dict[str, float], train: bool) -> dict[str, float]:
+        """``sums`` of a pass over every rank's share: a training pass's loss and weight are already
+        the global batches'; its accuracy counts, and all of a validation pass, are added."""
+        keys = ["correct", "scored"] if train else ["loss", "weight", "correct", "scored"]
+        return {**sums, **dict(zip(keys, self.ranks.sum([sums[k] for k in keys])))}
+
+    def batch_loss(self) -> tuple[float, float]:
+        """The loss of the batch just run and its total weight: of the global batch (every rank's
+        share) in a distributed training step, else of this process's batch."""
+        if self._global is not None:
+            return self._global
+        return float(self.loss.detach()), float(self.batch["weight"].detach().sum())
 
     def _step(self) -> None:
         """Backward pass, optimizer step and per-batch scheduler step."""
@@ -192,15 +258,16 @@ class Fitter:
         self.loss.backward()
         self._call("on_backwards_end")
         self.optimizer.step()
-        if self.scheduler is not None and steps_per_batch(self.scheduler):
+        if self.scheduler is not None and steps_per_batch(self.scheduler) and not schedule_ended(self.scheduler):
             self.scheduler.step()
         self.iteration += 1
 
     def _accumulate(self, sums: dict[str, float]) -> None:
         weight = self.batch["weight"].detach()
-        total = float(weight.sum())
-        sums["loss"] += float(self.loss.detach()) * total
+        loss, total = self.batch_loss()
+        sums["loss"] += loss * total
         sums["weight"] += total
+        sums["scored"] += float(weight.sum()) if self._global is not None else total
         if self.objective == "multiclass":
             hit = self.logits.detach().argmax(dim=1) == self.batch["label"]
         elif self.objective == "binary":
@@ -239,6 +306,8 @@ class Fitter:
         while self.epoch < self.n_epochs and not self.stop:
             self._run_epoch(train_data, val_data)
         self._call("on_train_end")
+        if self.ranks is not None:
+            self.ranks.barrier()  # rank 0's files are written before any rank goes on
         return self.history
 
     def _run_epoch(self, train_data: Iterable[Batch], val_data: Iterable[Batch]) -> None:
@@ -246,6 +315,9 @@ class Fitter:
         for data in (train_data, val_data):
             if hasattr(data, "set_epoch"):
                 data.set_epoch(self.epoch)
+        if self.ranks is not None:  # each rank's own dropout, fixed by seed, epoch and rank
+            seed_everything(derive_seed(0 if self.seed is None else self.seed, "epoch", self.epoch,
+                                        "rank", self.ranks.rank))
         self._call("on_epoch_begin")
         self.train_epoch(train_data)
         self.validate(val_data)

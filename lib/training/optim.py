@@ -73,6 +73,13 @@ def steps_per_batch(scheduler: LRScheduler | None) -> bool:
     return isinstance(scheduler, (torch.optim.lr_scheduler.CyclicLR, torch.optim.lr_scheduler.OneCycleLR))
 
 
+def schedule_ended(scheduler: LRScheduler | None) -> bool:
+    """Whether a OneCycle schedule has taken all its steps. A run resumed at another world size
+    may take a step or two more than its schedule has (an epoch's step count depends on the world
+    size); those keep the final learning rate instead of failing."""
+    return isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR) and scheduler.last_epoch >= scheduler.total_steps
+
+
 def schedule_length(scheduler: LRScheduler | None) -> dict[str, Any]:
     """The attributes that fix a OneCycle schedule's length (empty for other schedulers)."""
     if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):

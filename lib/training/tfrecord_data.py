@@ -16,8 +16,8 @@ class TFRecordsDataset(BlockDataset):
     """Iterate ``{jets, tracks, valid, label, weight}`` batches over the jets of ``folds`` of a TFRecords split.
 
     The blocks are the shards, decoded in numpy (:func:`~tracerflow.tfrecords.reader.read_shard`),
-    so no TensorFlow runs beside torch; shuffling, ``set_epoch``, ``sort_by_nodes`` and DataLoader
-    workers behave as in :class:`~tracerflow.training.data.TrainFileDataset`. ``label`` is the
+    so no TensorFlow runs beside torch; shuffling, ``set_epoch``, ``sort_by_nodes``, shards and
+    DataLoader workers behave as in :class:`~tracerflow.training.data.TrainFileDataset`. ``label`` is the
     class index of the one-hot ``Y``; values are the train file's, bit for bit.
     """
 
@@ -34,12 +34,15 @@ class TFRecordsDataset(BlockDataset):
         sort_by_nodes: bool = False,
         bucket_rows: int = DEFAULT_BUCKET_ROWS,
         target: TargetTransform = CLASS_INDEX,
+        shard: tuple[int, int] = (0, 1),
+        even_shards: bool = True,
     ) -> None:
         self.directory = Path(directory)
         self.metadata = load_metadata(self.directory)
         self.folds = None if folds is None else sorted({int(k) for k in folds})
         super().__init__(batch_size=batch_size, shuffle=shuffle, seed=seed, with_tracks=with_tracks,
-                         drop_last=drop_last, sort_by_nodes=sort_by_nodes, bucket_rows=bucket_rows, target=target)
+                         drop_last=drop_last, sort_by_nodes=sort_by_nodes, bucket_rows=bucket_rows, target=target,
+                         shard=shard, even_shards=even_shards)
 
     def _select_blocks(self) -> list[tuple[int, int]]:
         """(shard index, selected rows) of each shard holding at least one jet of the folds; the rows
