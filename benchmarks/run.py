@@ -1,12 +1,13 @@
 """Stage-by-stage benchmarks of tracerflow against its anchors.
 
-Run as ``python benchmarks/run.py [--jets N] [--quick] [--skip-training] [--skip-events] [--skip-load]
-[--skip-scheduling]``. The embedded default
+Run as ``python benchmarks/run.py [--jets N] [--quick] [--skip-training] [--skip-ddp] [--skip-events]
+[--skip-load] [--skip-scheduling]``. The embedded default
 analysis (configs/default.yaml) is loaded with ``--set``-style overrides that only scale the toy
 samples' ``n_jets`` (keeping their ttbar:zprime proportion and files of the default size) and
 move the output below ``benchmarks/work/``; every stage then runs the library function with the
 config's own template, chunk, precision and compression settings; the training and prediction
-rows (benchmarks/training.py) then train on the train file written there; the event-level rows
+rows (benchmarks/training.py) then train on the train file written there, and so do the DDP rows
+(benchmarks/ddp.py: TrainFold[0] at world size 1 and 2 on this machine); the event-level rows
 (benchmarks/events.py) run the shipped event-level toy analysis on its own; the load rows
 (benchmarks/load.py) run the default DAG through one training epoch at 10^5 and 10^6 jets, one
 process per stage, for its peak memory against sample size; the start-up and scheduling rows
@@ -45,6 +46,7 @@ from tracerflow.tasks.build_events import entry_filter
 from tracerflow.templates.loader import load_template
 from tracerflow.toy import generate_sample
 
+from ddp import bench_ddp
 from events import bench_events
 from load import RUN_SIZES, bench_load, merge_results as merge_load
 from preprocessing import bench_preprocessing
@@ -104,6 +106,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the results JSON")
     parser.add_argument("--skip-training", action="store_true",
                         help="leave out the training and prediction rows (benchmarks/training.py)")
+    parser.add_argument("--skip-ddp", action="store_true",
+                        help="leave out the distributed-training rows (benchmarks/ddp.py)")
     parser.add_argument("--skip-events", action="store_true",
                         help="leave out the event-level analysis rows (benchmarks/events.py)")
     parser.add_argument("--skip-load", action="store_true",
@@ -417,7 +421,7 @@ def write_results(path: Path, rows: list[Row], n_jets: int, overrides: list[str]
 
 
 def run(n_jets: int, repeats: int, training: bool = True, events: bool = True,
-        quick: bool = False) -> tuple[list[Row], list[str], dict[str, Any] | None]:
+        quick: bool = False, ddp: bool = True) -> tuple[list[Row], list[str], dict[str, Any] | None]:
     """Generate the sample, run every benchmark row on it, then the event-level rows; return the rows,
     the overrides and what the event-level rows ran."""
     work_dir = WORK / f"jets_{n_jets}"
@@ -439,11 +443,12 @@ def run(n_jets: int, repeats: int, training: bool = True, events: bool = True,
     print(f"  ApplySelections {selections_row.seconds:.1f} s", flush=True)
     preprocessing_rows = bench_preprocessing(cfg, files, work_dir, Row, repeats)
     training_rows = bench_training(cfg, files, work_dir, Row) if training else []
+    ddp_rows = bench_ddp(cfg, work_dir, Row) if training and ddp else []
     memory_row = bench_peak_memory(cfg, overrides, n_jets, work_dir)
     print("  peak memory done", flush=True)
     event_rows, event_level = bench_events(Row, quick=quick) if events else ([], None)
     rows = [uproot_row, events_row, graphs_row, cache_size_row(files), memory_row, selections_row, generate,
-            *preprocessing_rows, *training_rows, *event_rows]
+            *preprocessing_rows, *training_rows, *ddp_rows, *event_rows]
     return rows, overrides, event_level
 
 
@@ -454,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     earlier, earlier_scheduling = previous.get("load"), previous.get("scheduling")
     start = time.perf_counter()
     seconds, (rows, overrides, event_level) = timed(lambda: run(args.jets, repeats=2, training=not args.skip_training,
-                                                                events=not args.skip_events, quick=args.quick))
+                                                                events=not args.skip_events, quick=args.quick,
+                                                                ddp=not args.skip_ddp))
     load_sizes = {} if args.skip_load else bench_load(RUN_SIZES)
     startup, scheduling_sizes = (None, {}) if args.skip_scheduling else bench_scheduling(SCHEDULING_SIZES)
     write_results(args.output, rows, args.jets, overrides, seconds, event_level)
