@@ -21,6 +21,7 @@ rank fails, the others are stopped and the fold fails with an error naming the r
 from __future__ import annotations
 
 import datetime
+import multiprocessing
 import os
 import signal
 import tempfile
@@ -217,9 +218,12 @@ def _usable_cores() -> int:
 
 
 def _rank_main(rank: int, job: Callable[[Ranks, Progress | None], Any], launch: Launch, init_method: str,
-               threads: int, queue: Any) -> None:
-    """One spawned rank: join the group, run the job, send rank 0's result (or this rank's error)."""
+               threads: int, start_method: str, queue: Any) -> None:
+    """One spawned rank: join the group, run the job, send rank 0's result (or this rank's error).
+    Its DataLoader workers start as they would in the process that spawned it (``start_method``;
+    a spawned process would otherwise start them by spawning too, each importing torch again)."""
     try:
+        multiprocessing.set_start_method(start_method, force=True)
         torch.set_num_threads(threads)
         device = _device(launch, rank)
         dist.init_process_group(launch.backend, init_method=init_method, rank=rank, world_size=launch.world_size,
@@ -258,7 +262,8 @@ def _spawn(job: Callable[[Ranks, Progress | None], Any], launch: Launch, progres
 
     with tempfile.TemporaryDirectory(prefix="tracerflow-ddp-") as rendezvous:
         init_method = f"file://{os.path.join(rendezvous, 'store')}"
-        context = torch_mp.start_processes(_rank_main, args=(job, launch, init_method, threads, queue),
+        context = torch_mp.start_processes(_rank_main, args=(job, launch, init_method, threads,
+                                                             multiprocessing.get_start_method(), queue),
                                            nprocs=world, join=False, start_method="spawn")
         try:
             while True:

@@ -266,3 +266,33 @@ def test_world_size_1_keeps_every_digest_and_2_changes_only_trainfold_s():
     assert "distributed" not in plain.cfg.payload(plain.digest())
     upstream = plain.requires()["sample"]
     assert upstream.digest() == two.requires()["sample"].digest()
+
+
+# ---------------------------------------------------------------- loader workers, a schedule's end
+
+def _workers_job(path: str, ranks, progress) -> list[float]:
+    """Two epochs over a share read by two DataLoader workers; the steps each rank took, summed."""
+    from tracerflow.training import Loader
+
+    model = make_model()
+    share = shares(path, ranks.world_size, 96 // ranks.world_size)[ranks.rank]
+    loader = Loader(share, workers=2)
+    fitter = Fitter(model, optimizer=make_optimizer("ADAM", model.parameters()), ranks=ranks)
+    fitter.fit(loader, loader, 2)
+    return ranks.sum([fitter.iteration, len(loader), ranks.rank])
+
+
+def test_with_loader_workers_every_rank_takes_its_share_s_count_of_steps(train_file):
+    steps, counts, rank_sum = run(functools.partial(_workers_job, train_file), SPAWN)[0]
+    assert rank_sum == 1 and steps == 2 * counts  # both ranks, both epochs: len() steps each
+
+
+def test_a_one_cycle_schedule_that_runs_out_keeps_its_last_rate(train_file):
+    from tracerflow.training import make_scheduler
+
+    model = make_model()
+    data = shares(train_file, 1, 200)[0]
+    optimizer = make_optimizer("ADAM", model.parameters(), {"lr": 0.01})
+    scheduler = make_scheduler("OneCycle", optimizer, {}, steps_per_epoch=len(data) - 2, epochs=1)
+    Fitter(model, optimizer=optimizer, scheduler=scheduler).fit(data, data, 1)  # two steps past its end
+    assert scheduler.last_epoch == scheduler.total_steps
