@@ -17,7 +17,7 @@ import functools
 import logging
 import math
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterable
 
 import luigi
 from luigi.parameter import ParameterVisibility
@@ -36,17 +36,21 @@ log = logging.getLogger("tracerflow")
 AUTO_TASKS_PER_SAMPLE = 16
 #: Seconds between two reports of one task that go to ``tracerflow run``'s display.
 DISPLAY_INTERVAL = 0.1
+#: The config blocks that say how a run is executed (where, on how many workers, as which batch
+#: jobs), never what it makes: ``config_ref`` leaves them out.
+EXECUTION_BLOCKS = ("scheduler", "batch")
 
 
 @functools.lru_cache(maxsize=64)
 def config_ref(config: str, overrides: tuple[str, ...]) -> str:
     """``<config name>@<10 hex digits>``: the config file's stem (``default`` for the embedded
     one) and a digest of the validated analysis with every override applied. How it is run (the
-    ``scheduler`` block) and performance-only keys (chunk sizes, threads) are left out: they change
-    no result, so files made with other settings stay byte-identical."""
+    ``scheduler`` and ``batch`` blocks, :data:`EXECUTION_BLOCKS`) and performance-only keys (chunk
+    sizes, threads) are left out: they change no result, so files made with other settings stay
+    byte-identical."""
     cfg = load_config(config or None, overrides)
     name = Path(config).stem if config else "default"
-    analysis = cfg.digest(*(block for block in cfg.as_dict() if block != "scheduler"))
+    analysis = cfg.digest(*(block for block in cfg.as_dict() if block not in EXECUTION_BLOCKS))
     return f"{name}@{analysis[:10]}"
 
 
@@ -282,6 +286,14 @@ def prune_stage(cfg: Config, stage: str, again: bool = False) -> None:
     if again or key not in _pruned:
         _pruned.add(key)
         remove_stale_outputs(cfg, stage)
+
+
+def mark_pruned(cfg: Config, stages: Iterable[str]) -> None:
+    """Take ``stages``' stale outputs as removed for ``cfg`` in this process: a batch job's, whose
+    submitter removed them (:func:`prune_stage` for every stage) before it submitted anything, and
+    whose config is the submitter's (the job checks ``config_ref``)."""
+    for stage in stages:
+        _pruned.add((cfg.source, cfg.overrides, stage))
 
 
 def _once(requires: Callable[[Any], Any]) -> Callable[[Any], Any]:

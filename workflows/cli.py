@@ -27,6 +27,8 @@ from tracerflow.workflows.retcodes import install_retcodes
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
+EXIT_WORK_REMAINS = 3  # run --batch ... --dry-run: jobs would be submitted
+BATCH_SYSTEMS = ("slurm", "htcondor", "lsf")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "start one with `tracerflow scheduler start`)")
     run.add_argument("--scheduler-host", default=None, help="luigid host (implies --central)")
     run.add_argument("--scheduler-port", type=scheduler.port_arg, default=None, help="luigid port (implies --central)")
+    run.add_argument("--batch", choices=BATCH_SYSTEMS, default=None,
+                     help="run every task as a job of this batch system (settings: the config's batch block; "
+                          "logs and job records under <output_dir>/logs/<project>/batch)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="with --batch: list the jobs that would be submitted and their settings, submit nothing; "
+                          f"exit {EXIT_WORK_REMAINS} when any would be")
     run.add_argument("-v", "--verbose", action="store_true",
                      help="luigi's INFO log, and tracebacks of failed tasks on the terminal (always in the log file)")
     gen = sub.add_parser("generate", help="write the toy samples only (GenerateSample)")
@@ -78,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "scheduler_url", None) and (args.scheduler_host or args.scheduler_port):
         parser.error("--scheduler-url names the scheduler; leave out --scheduler-host and --scheduler-port")
+    if getattr(args, "dry_run", False) and not args.batch:
+        parser.error("--dry-run lists the jobs of a batch run: give --batch slurm|htcondor|lsf")
     config = resolve_config(args.config)
     overrides = tuple(args.overrides)
     try:
@@ -102,6 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "show":
         print(describe_dag(Analysis(config=config, overrides=overrides, until=until)))
         return 0
+    if getattr(args, "batch", None) and args.dry_run:
+        from tracerflow.workflows import batch
+
+        return batch.dry_run(args.batch, cfg, config, overrides, until)
     if until == "GenerateSample" and not any(s["generate"] for s in cfg["samples"].values()):
         print("tracerflow: no sample has a generate block; nothing to generate", file=sys.stderr)
         return 0
@@ -130,6 +144,10 @@ def _run(args: argparse.Namespace, cfg, config: str, overrides: tuple[str, ...],
         return EXIT_FAILED
     log = reporting.setup(cfg.output_root, verbose=getattr(args, "verbose", False))
     remove_stale_until(cfg, until)
+    if getattr(args, "batch", None):
+        from tracerflow.workflows import batch
+
+        return batch.submit(args.batch, cfg, config, overrides, until, url, getattr(args, "verbose", False), log)
     try:
         with display.RunDisplay(sys.stderr, interval=cfg["scheduler"]["progress_interval"]):
             result = luigi.build([Analysis(config=config, overrides=overrides, until=until)],

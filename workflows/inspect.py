@@ -1,4 +1,5 @@
-"""``tracerflow show``: the DAG as an indented tree with each target's state."""
+"""``tracerflow show``: the DAG as an indented tree with each target's state, and for a task
+that ran as a batch job (``tracerflow run --batch``), its job id, state and log."""
 from __future__ import annotations
 
 import json
@@ -7,6 +8,7 @@ import luigi
 from luigi.task import flatten
 
 from tracerflow.io.provenance import UPSTREAM, changed_upstream, differences, read_record, summary
+from tracerflow.workflows.batch import records as batch_records
 
 STALE = "config changed"
 
@@ -75,6 +77,9 @@ def describe_dag(root: luigi.Task) -> str:
         where = f"  -> {outputs[0].path}" if outputs else ""
         where += f" (+{len(outputs) - 1} more)" if len(outputs) > 1 else ""
         lines.append(f"{'  ' * depth}[{_state(task)}] {label}{where}")
+        job = batch_records.describe(task)
+        if job is not None:
+            lines.append(f"{'  ' * depth}    ran as {job}")
         for dep in flatten(task.requires()):
             visit(dep, depth + 1)
 

@@ -28,10 +28,11 @@ from tracerflow.io.h5target import SchemaMismatch
 from tracerflow.resample.stream import EmptySplit
 from tracerflow.templates.event import TemplateError
 from tracerflow.templates.expressions import ExpressionError
+from tracerflow.workflows.batch.records import JobsFailed
 from tracerflow.workflows.display import clear_line
 
 USER_ERRORS = (ConfigError, TemplateError, InputError, SourceError, ExpressionError, SchemaMismatch, EmptySplit,
-               luigi.rpc.RPCError)
+               luigi.rpc.RPCError, JobsFailed)
 READER_ERRORS = (KeyError, ValueError)
 LOGGERS = ("luigi-interface", "luigi", "tracerflow")
 HINTS = (
@@ -41,6 +42,7 @@ HINTS = (
     (luigi.rpc.RPCError, "the central scheduler stopped answering: `tracerflow scheduler status` says whether it "
                          "runs, `tracerflow scheduler start` starts it again"),
     (InputError, "check the sample's files and the entry filters of the event block"),
+    (JobsFailed, "each job's log says why; the same `tracerflow run --batch ...` submits what failed again"),
     (EmptySplit, "look at the cutflow of the selections (report.html or selections/*.h5) and at the classes "
                  "the samples give"),
     (SchemaMismatch, "the file was written by another tracerflow version or stage: remove it and run again"),
@@ -128,6 +130,11 @@ def failure_block(task: luigi.Task, error: BaseException | str, log: Path | None
     elif log is not None:
         lines.append(f"    log: {log}")
     return "\n".join(lines)
+
+
+def report_failure(task: luigi.Task, error: BaseException | str) -> None:
+    """Report a failure of ``task`` in one block, as a failed task's (a batch stage's failed jobs)."""
+    _report(task, error)
 
 
 def _report(task: luigi.Task, error: BaseException | str) -> None:

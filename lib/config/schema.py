@@ -116,6 +116,74 @@ def _train_check(train: dict, path: str, ctx: Context) -> None:
                                                 "(a CPU-only torch, no NVIDIA device, or CUDA_VISIBLE_DEVICES "
                                                 "hides them): use gloo or auto")
 
+#: The stages of the DAG in order, as tracerflow.tasks names their task families (its STAGES; a test
+#: keeps the two equal): ``batch.families`` takes these names.
+STAGE_NAMES = ("GenerateSample", "BuildEvents", "BuildGraphs", "ApplySelections", "Resample", "WriteTrainSample",
+               "ConvertTFRecords", "TrainFold", "PrepareSample", "Predict")
+
+_WALLTIME = re.compile(r"(?:(\d+)-(\d+)(?::(\d+)(?::(\d+))?)?|(\d+)(?::(\d+)(?::(\d+))?)?)")
+_MEMORY = re.compile(r"(\d+)([KMGT]?)")
+
+
+def walltime_seconds(value: str) -> int | None:
+    """A wall time as Slurm writes it ("minutes", "minutes:seconds", "hours:minutes:seconds",
+    "days-hours", "days-hours:minutes", "days-hours:minutes:seconds") in seconds; None if it is none."""
+    match = _WALLTIME.fullmatch(value.strip())
+    if match is None:
+        return None
+    days, d_hours, d_minutes, d_seconds, first, second, third = match.groups()
+    if days is not None:
+        return ((int(days) * 24 + int(d_hours)) * 60 + int(d_minutes or 0)) * 60 + int(d_seconds or 0)
+    if third is not None:
+        return (int(first) * 60 + int(second)) * 60 + int(third)
+    return int(first) * 60 + int(second or 0)
+
+
+def memory_mb(value: str) -> int | None:
+    """A memory size as Slurm writes it (a number with an optional K, M, G or T; megabytes without)
+    in megabytes, rounded up; None if it is none."""
+    match = _MEMORY.fullmatch(value.strip())
+    if match is None:
+        return None
+    number, unit = int(match.group(1)), match.group(2) or "M"
+    kib = number * {"K": 1, "M": 1 << 10, "G": 1 << 20, "T": 1 << 30}[unit]
+    return -(-kib // 1024)
+
+
+def _walltime(value: str | int) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1 reads an unquoted 4:00:00 as the number 14400 and 90 as 90: the two cannot be told apart
+        return (f"got the number {value}: quote the wall time, e.g. '90' (minutes) or '4:00:00' (YAML reads an "
+                f"unquoted h:mm:ss as a number of seconds)")
+    seconds = walltime_seconds(value)
+    if seconds is None:
+        return (f"{value!r} is not a wall time: minutes, minutes:seconds, hours:minutes:seconds, days-hours, "
+                f"days-hours:minutes or days-hours:minutes:seconds (e.g. 90, 4:00:00, 1-12:00:00)")
+    return None if seconds > 0 else f"{value!r} is no time at all"
+
+
+def _memory(value: str) -> str | None:
+    mb = memory_mb(value)
+    if mb is None:
+        return f"{value!r} is not a memory size: a number with K, M, G or T (megabytes without), e.g. 4G or 500M"
+    return None if mb > 0 else f"{value!r} is no memory at all"
+
+
+#: What one batch job asks for: ``batch.job`` for every job, ``batch.families.<Family>`` over it.
+BATCH_JOB = Block({
+    "partition": Scalar((str,), default=None, nullable=True,
+                        doc="Slurm partition or LSF queue (HTCondor: put requirements in extra); null: the system's default"),
+    "time": Scalar((str, int), default=None, nullable=True, check=_walltime,
+                   doc="wall time limit as Slurm writes it, quoted (e.g. '30', '4:00:00', '1-00:00:00'); null: the "
+                       "partition's default"),
+    "mem": Scalar((str,), default=None, nullable=True, check=_memory,
+                  doc="memory per job, e.g. 4G or 500M; null: the partition's default"),
+    "cpus": Scalar((int,), default=1, minimum=1, doc="CPU cores per job"),
+    "gpus": Scalar((int,), default=0, minimum=0, doc="GPUs per job"),
+    "extra": ListOf(Scalar((str,)), default=list,
+                    doc="further options, each as one line of the job file takes it: '--account=abc' or "
+                        "'--qos=short' (Slurm), '+JobFlavour = \"longlunch\"' (HTCondor), '-P project' (LSF)"),
+})
 
 COLLECTION = Block({
     "branches": MapOf(Scalar((str,)), default=dict, doc="attribute -> jagged ROOT branch", key_check=_field_name),
@@ -426,6 +494,20 @@ BLOCKS = Block({
                       doc="where `tracerflow scheduler start` keeps luigid's state, task history and logs "
                           "(relative: to the directory tracerflow runs in)"),
     }),
+    "batch": Block({
+        "retries": Scalar((int,), default=2, minimum=0,
+                          doc="times a failed job (exit code, killed, cancelled, timed out) is submitted again"),
+        "poll_interval": Scalar((float,), default=1.0, minimum=0.1,
+                                doc="seconds between two looks at a stage's jobs (their exit files, then the batch "
+                                    "system's queue): how soon a finished job is noticed"),
+        "parallel_jobs": Scalar((int,), default=None, minimum=1, nullable=True,
+                                doc="most jobs of one stage and sample queued or running at once (null: no limit)"),
+        "job": BATCH_JOB,
+        "families": Block({name: Partial(BATCH_JOB, doc=f"job settings of {name} over batch.job")
+                           for name in STAGE_NAMES},
+                          doc="per task family, the batch.job keys that differ for its jobs"),
+    }, doc="`tracerflow run --batch slurm|htcondor|lsf`: one job per task (per file group for the per-file "
+           "stages); how a run is executed, so left out of config_ref and of every target's digest"),
 })
 
 #: Keys that change how fast a result comes, not the result, left out of every digest (at any

@@ -1,6 +1,7 @@
 """Start-up: the command and the task classes (what ``luigi --module tracerflow.workflows`` and
-every task's process import) load no machine-learning or compiler library; a stage imports
-what it needs when it runs."""
+every task's process import) load no machine-learning or compiler library, nor the batch layer
+(law, which patches luigi as it is imported: only ``tracerflow run --batch`` loads it); a stage
+imports what it needs when it runs."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ import sys
 from pathlib import Path
 
 
-HEAVY = ("torch", "numba", "tensorflow", "scipy", "matplotlib")
+HEAVY = ("torch", "numba", "tensorflow", "scipy", "matplotlib", "law")
 
 
 def test_the_command_and_every_task_class_import_no_heavy_library():

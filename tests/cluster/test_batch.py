@@ -1,0 +1,198 @@
+"""``tracerflow run --batch slurm`` on the real single-node Slurm of single_node.py, with a real
+luigid: every task of the toy pipeline is a Slurm job, a running job's progress reaches luigid,
+jobs killed mid-run (scancel; SIGKILL of the job's process) are submitted again, and the outputs
+are byte-identical to a local run of the same config. A job that fails for good is named, with
+its job id and log, by the run and by ``tracerflow show``."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tracerflow.tasks import STAGES
+from tracerflow.workflows.analysis import stage_tasks
+from tracerflow.workflows.batch import records
+
+from ..workflow.conftest import scheduler  # noqa: F401 (the luigid fixture)
+from ..workflow.helpers import SMALL, output_root, tracerflow
+
+pytestmark = pytest.mark.slurm
+
+#: The small toy (tests/workflow/helpers.py) with two files per BuildEvents/BuildGraphs/ApplySelections
+#: job, three folds, and TrainFold running long enough (many short epochs) to report to luigid.
+ARGS = (*SMALL, "--set", "scheduler.files_per_task=2", "--set", "write.n_folds=3", "--set", "train.epochs=3",
+        "--set", "train.early_stopping=null", "--set", "train.batch_size=256")
+OVERRIDES = tuple(ARGS[1::2])
+VOLATILE = ("*.timings.csv", "*.log")
+RUN_TIMEOUT = 900
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and not any(p.match(v) for v in VOLATILE)}
+
+
+def _luigid_running(url: str) -> dict[str, dict]:
+    query = urllib.parse.quote(json.dumps({"status": "RUNNING", "upstream_status": "", "search": ""}))
+    with urllib.request.urlopen(f"{url}/api/task_list?data={query}", timeout=10) as resp:
+        return json.load(resp)["response"]
+
+
+def _slurm_jobs(slurm) -> dict[str, tuple[str, str]]:
+    """What Slurm keeps of every job (pending, running, and ended for MinJobAge): id -> (name, state)."""
+    out = slurm.run("squeue", "--noheader", "--states=all", "--format=%i|%j|%T").stdout
+    return {jid: (name, state) for jid, name, state in (line.split("|") for line in out.split())}
+
+
+def _job_process(spec_suffix: str) -> psutil.Process | None:
+    """The Python process of the running job whose spec file ends with ``spec_suffix``."""
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "tracerflow.workflows.batch.job" in cmd and cmd[-1].endswith(spec_suffix):
+            return proc
+    return None
+
+
+def test_the_toy_pipeline_as_slurm_jobs_survives_killed_jobs_and_matches_a_local_run(slurm, scheduler, tmp_path):
+    batch, local = tmp_path / "batch", tmp_path / "local"
+    batch.mkdir()
+    local.mkdir()
+    cmd = [str(Path(sys.executable).with_name("tracerflow")), "run", *ARGS, "--batch", "slurm",
+           "--scheduler-url", scheduler.url]
+    out, err = open(tmp_path / "batch.out", "w+"), open(tmp_path / "batch.err", "w+")
+    proc = subprocess.Popen(cmd, cwd=batch, stdout=out, stderr=err, env={**os.environ, "PYTHONHASHSEED": "0"})
+    progress: list[tuple[str, str, int, str]] = []  # (family, worker, percent, message) of luigid's running tasks
+    jobs: dict[str, tuple[str, str]] = {}
+    cancelled = killed = None
+    deadline = time.monotonic() + RUN_TIMEOUT
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            jobs.update(_slurm_jobs(slurm))
+            if cancelled is None:  # scancel the first BuildEvents job of zprime as soon as it runs
+                cancelled = next((jid for jid, (name, state) in jobs.items()
+                                  if name.startswith("tf-BuildEvents-zprime") and state == "RUNNING"), None)
+                if cancelled is not None:
+                    slurm.run("scancel", cancelled)
+            for task in _luigid_running(scheduler.url).values():
+                progress.append((task["name"], task.get("worker_running") or "", task["progress_percentage"] or 0,
+                                 task["status_message"] or ""))
+                if killed is None and task["name"] == "TrainFold" and task["params"].get("fold") == "1" \
+                        and (task["progress_percentage"] or 0) > 0:
+                    victim = _job_process("TrainFold/fold_1.spec.json")
+                    if victim is not None:  # SIGKILL of the job's own process, mid-training
+                        killed = next(jid for jid, (name, state) in _slurm_jobs(slurm).items()
+                                      if name == "tf-TrainFold-fold_1" and state == "RUNNING")
+                        victim.send_signal(signal.SIGKILL)
+            time.sleep(0.2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    out.seek(0), err.seek(0)
+    text = out.read() + err.read()
+    assert proc.returncode == 0, text
+    # the run goes on once a job's exit file says it ended; Slurm records the end a moment later
+    settle = time.monotonic() + 60
+    while any(state in ("PENDING", "RUNNING", "COMPLETING") for _, state in _slurm_jobs(slurm).values()) \
+            and time.monotonic() < settle:
+        time.sleep(0.2)
+    jobs.update(_slurm_jobs(slurm))
+
+    # every task instance ran as a Slurm job (its last attempt COMPLETED), named by its task
+    tasks = stage_tasks("", OVERRIDES, "last")
+    assert {t.task_family for t in tasks} == set(STAGES) - {"PrepareSample"}
+    root = output_root(batch)
+    for task in tasks:
+        record = records.read_record(records.task_stem(root, task.task_family, records.significant_params(task)))
+        assert record is not None, task.label()
+        last = record["attempts"][-1]
+        assert last["state"] == "finished", (task.label(), record)
+        assert jobs[last["job_id"]] == (f"tf-{task.task_family}-{records.task_key(records.significant_params(task))}"
+                                        .replace("/", "-"), "COMPLETED"), task.label()
+        assert records.read_exit(root, last["job_id"])["exit_code"] == 0
+        assert Path(last["log"]).is_file() and last["log"].endswith(f".{last['job_id']}.log")
+    ids = [a["job_id"] for t in tasks for a in records.read_record(
+        records.task_stem(root, t.task_family, records.significant_params(t)))["attempts"]]
+    assert len(ids) == len(tasks) + 2 and len(set(ids)) == len(ids)
+
+    # the two killed jobs were submitted again
+    assert cancelled is not None and killed is not None, (cancelled, killed)
+    assert jobs[cancelled][1] == "CANCELLED" and jobs[killed][1] == "FAILED"
+    for victim in (cancelled, killed):
+        stem = next(records.task_stem(root, t.task_family, records.significant_params(t)) for t in tasks
+                    if victim in [a["job_id"] for a in records.read_record(
+                        records.task_stem(root, t.task_family, records.significant_params(t)))["attempts"]])
+        first, second = records.read_record(stem)["attempts"]
+        assert (first["job_id"], first["state"], second["state"]) == (victim, "failed", "finished")
+    assert "(2 again after a failure)" in text
+
+    # a running job's progress and status message reached luigid, from the job's own worker
+    training = [(p, m) for name, worker, p, m in progress if name == "TrainFold" and worker.startswith("tracerflow-job")]
+    assert any(0 < p < 100 and re.match(r"TrainFold \d: epoch \d+ of 3 done", m) for p, m in training), progress[-10:]
+
+    # tracerflow show names each task's job and log
+    shown = tracerflow("show", *ARGS, cwd=batch, check=True).stdout
+    assert len(re.findall(r"ran as job (\d+) \(slurm, finished(?:, attempt 2)?\); log: \S+\.\1\.log", shown)) \
+        >= len(tasks)
+
+    # the same config run locally gives the same bytes in every output file
+    tracerflow("run", *ARGS, cwd=local, check=True)
+    ours, theirs = _digests(root), _digests(output_root(local))
+    assert ours.keys() == theirs.keys()
+    assert [name for name in ours if ours[name] != theirs[name]] == []
+    assert not (output_root(local).parent / "logs" / "toy-ftag" / "batch").exists()
+
+
+def test_a_job_that_keeps_failing_is_named_with_its_job_id_and_log(slurm, tmp_path, shared_data):
+    data = tmp_path / "data"
+    data.mkdir()
+    good = shared_data / "uproot-HZZ.root"
+    shutil.copy(good, data / "good.root")
+    (data / "broken.root").write_bytes(good.read_bytes()[:5000])
+    config = tmp_path / "analysis.yaml"
+    config.write_text(
+        "samples:\n  s:\n    files: [data/good.root, data/broken.root]\n"
+        "event:\n  template:\n    collections:\n      jets: {branches: {px: Jet_Px, py: Jet_Py, pz: Jet_Pz, e: Jet_E}, "
+        "four_vector: pxpypze}\n"
+        "graph:\n  template: {nodes: jets, node_features: {pt: jets.pt}}\n"
+        "selection:\n  template: {cuts: {one_jet: count(jets) >= 1}}\n"
+        "scheduler: {files_per_task: 1}\n"
+        "batch: {retries: 1, job: {mem: 500M}}\n")
+    dry = tracerflow("run", "--config", str(config), "--batch", "slurm", "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 3, dry.stderr
+    assert "6 of 6 tasks would be submitted" in dry.stdout and "BuildEvents(sample=s, file=broken.root)" in dry.stdout
+    assert "--mem=500M" in dry.stdout and not (tmp_path / "tracerflow-output").exists()
+
+    proc = tracerflow("run", "--config", str(config), "--batch", "slurm", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    root = tmp_path / "tracerflow-output" / "tracerflow"
+    record = records.read_record(records.task_stem(root, "BuildEvents", {"sample": "s", "file": "broken.root"}))
+    assert [a["state"] for a in record["attempts"]] == ["failed", "failed"]
+    job, log = record["attempts"][-1]["job_id"], record["attempts"][-1]["log"]
+    assert log.endswith(f"broken.{job}.log") and "broken.root" in Path(log).read_text()
+    assert f"failed: BuildEvents(sample=s, file=broken.root): job {job}, exit code 1" in proc.stdout
+    assert f"log: {log}" in proc.stdout and "(2 attempts)" in proc.stdout
+    assert "not run: BuildGraphs(sample=s, file=broken.root), ApplySelections(sample=s, file=broken.root)" \
+        in proc.stdout
+    assert "3 ran as slurm jobs" in proc.stdout.splitlines()[0]  # the good file's events, graphs ...
+    assert (root / "selections" / "s" / "good.h5").is_file()  # ... and selections
+    assert re.search(rf"tracerflow: BuildEvents jobs of sample s failed\n.*\n    BuildEvents\(sample=s, "
+                     rf"file=broken.root\): job {job}, exit code 1", proc.stderr), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+    shown = tracerflow("show", "--config", str(config), cwd=tmp_path, check=True).stdout
+    assert f"ran as job {job} (slurm, failed, attempt 2); log: {log}" in shown
+    again = tracerflow("run", "--config", str(config), "--batch", "slurm", "--dry-run", cwd=tmp_path)
+    assert again.returncode == 3 and "3 of 6 tasks would be submitted" in again.stdout
