@@ -91,7 +91,7 @@ class SaveBest(Callback):
     def on_epoch_end(self, fitter: "Fitter") -> None:
         if fitter.val_loss < self.best:
             self.best = fitter.val_loss
-            if fitter.is_main:
+            if _writes(fitter):
                 _save(fitter.model.state_dict(), self.path)
 
     def state_dict(self) -> dict[str, Any]:
@@ -113,8 +113,14 @@ class Checkpoint(Callback):
         self.inputs_digest = inputs_digest
 
     def on_epoch_end(self, fitter: "Fitter") -> None:
-        if fitter.is_main:
+        if _writes(fitter):
             _save({**fitter.state_dict(), "inputs_digest": self.inputs_digest}, self.path)
+
+
+def _writes(fitter: "Fitter") -> bool:
+    """Whether this process writes the training's files: rank 0 of a distributed training, or the
+    one process (also any object standing in for a Fitter without ``is_main``)."""
+    return getattr(fitter, "is_main", True)
 
 
 def _save(state: Any, path: Path) -> None:
@@ -191,7 +197,7 @@ class MetricLogger(Callback):
         self._start = 0.0
 
     def on_train_begin(self, fitter: "Fitter") -> None:
-        if not fitter.is_main:
+        if not _writes(fitter):
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / "iterations.csv"
@@ -230,7 +236,7 @@ class MetricLogger(Callback):
             self._writer.add_scalar("lr", lr, fitter.iteration)
 
     def on_epoch_end(self, fitter: "Fitter") -> None:
-        if not fitter.is_main:
+        if not _writes(fitter):
             return
         record = fitter.history.epochs[-1]
         _append_row(self.directory / "epochs.csv", record)
