@@ -23,8 +23,10 @@ def epochs_csv(root: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_two_spawned_processes_train_a_fold_that_one_process_continues(tmp_path):
-    proc = tracerflow("run", *SMALL, "--set", "train.epochs=1", *TWO, *ONE_FOLD, cwd=tmp_path, check=True)
+    proc = tracerflow("run", *SMALL, "--set", "train.epochs=1", "--set", "scheduler.progress_interval=0.5", *TWO,
+                      *ONE_FOLD, cwd=tmp_path, check=True)
     assert "done" in proc.stdout
+    assert "TrainFold 1: epoch 1 of 1 done: train loss" in proc.stderr  # rank 0's progress, through the task
     root = output_root(tmp_path)
     first = epochs_csv(root)
     assert len(first) == 2 and first[0].startswith("epoch,train_loss,val_loss")
