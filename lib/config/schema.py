@@ -497,9 +497,9 @@ BLOCKS = Block({
     "batch": Block({
         "retries": Scalar((int,), default=2, minimum=0,
                           doc="times a failed job (exit code, killed, cancelled, timed out) is submitted again"),
-        "poll_interval": Scalar((float,), default=1.0, minimum=0.1,
-                                doc="seconds between two looks at a stage's jobs (their exit files, then the batch "
-                                    "system's queue): how soon a finished job is noticed"),
+        "poll_interval": Scalar((float,), default=0.5, minimum=0.1,
+                                doc="seconds between two looks at a stage's jobs' exit files: how soon a finished "
+                                    "job is noticed (the batch system itself is asked at most every 2 s a job)"),
         "parallel_jobs": Scalar((int,), default=None, minimum=1, nullable=True,
                                 doc="most jobs of one stage and sample queued or running at once (null: no limit)"),
         "job": BATCH_JOB,

@@ -5,7 +5,8 @@ law's job managers submit and cancel as they are; their status query is replaced
 * every job id is first looked up in the exit files (:func:`.records.read_exit`) that
   :mod:`.job` writes as it ends: exit code 0 is FINISHED, anything else FAILED with the job's own
   error line. This answers as soon as the job ends, without asking the batch system;
-* the jobs without one are asked of the batch system. On Slurm that is one ``squeue
+* the jobs without one are asked of the batch system, each at most every
+  :data:`SYSTEM_QUERY_INTERVAL_S` (the answer is kept in between). On Slurm that is one ``squeue
   --states=all`` per poll (it lists pending, running and ended jobs for ``MinJobAge`` after their
   end), because law's Slurm manager asks ``sacct`` for every job squeue no longer lists, and
   sacct fails without Slurm accounting (``accounting_storage/none``, the test cluster). A job
@@ -31,7 +32,10 @@ from tracerflow.workflows.batch import records
 
 law.contrib.load("slurm", "htcondor", "lsf")
 
-SQUEUE_TIMEOUT_S = 30
+#: Each job is asked of the batch system at most this often (its exit file is looked at on every
+#: poll): a job that ends normally is noticed by its exit file within ``batch.poll_interval``; one
+#: killed without an exit file, and a pending job starting, within this.
+SYSTEM_QUERY_INTERVAL_S = 2.0
 
 
 class ExitFiles:
@@ -42,6 +46,7 @@ class ExitFiles:
         self.output_root = Path(output_root)
         self.noticed: dict[str, float] = {}
         self.submit_errors: dict[str, str] = {}
+        self._answers: dict[Any, tuple[float, dict]] = {}  # job id -> (when asked, the system's answer)
 
     def submit(self, job_file: Any, *args: Any, **kwargs: Any) -> Any:
         """law's submission; the batch system's refusal is kept by job file for the job record."""
@@ -70,14 +75,18 @@ class ExitFiles:
                 error = data.get("error") or "no error message"
                 found[jid] = self.job_status_dict(job_id=jid, status=self.FAILED, code=code,
                                                   error=f"exit code {code}: {error}")
-        if rest:
+        asked = time.monotonic()
+        due = [jid for jid in rest if asked - self._answers.get(jid, (-SYSTEM_QUERY_INTERVAL_S, {}))[0]
+               >= SYSTEM_QUERY_INTERVAL_S]
+        if due:
             try:
-                answer = self.query_system(rest, *args, **kwargs)
+                answer = self.query_system(due, *args, **kwargs)
             except Exception:
                 if silent:
                     return None
                 raise
-            found.update(answer)
+            self._answers.update({jid: (asked, data) for jid, data in answer.items()})
+        found.update({jid: self._answers[jid][1] for jid in rest})
         now = time.time()
         for jid, data in found.items():
             if data["status"] in (self.FINISHED, self.FAILED):
