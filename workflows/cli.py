@@ -6,7 +6,9 @@ any task runs, when the output directory cannot be written (a file, read-only, n
 not a config error, since the config itself is valid). A full disk, a read-only directory or a
 file in the way met while running fails the task with a message naming the path. Each failed
 task is reported in one block (task, message, hint); tracebacks go to
-``<output_dir>/logs/<project name>.log`` and, with ``-v``, to the terminal.
+``<output_dir>/logs/<project name>.log`` and, with ``-v``, to the terminal. ``run --batch
+slurm|htcondor|lsf`` runs every task as a batch job (:mod:`tracerflow.workflows.batch`, imported
+only then); with ``--dry-run`` it lists the jobs and exits 3 when any would be submitted.
 """
 from __future__ import annotations
 
