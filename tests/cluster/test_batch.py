@@ -142,10 +142,12 @@ def test_the_toy_pipeline_as_slurm_jobs_survives_killed_jobs_and_matches_a_local
     training = [(p, m) for name, worker, p, m in progress if name == "TrainFold" and worker.startswith("tracerflow-job")]
     assert any(0 < p < 100 and re.match(r"TrainFold \d: epoch \d+ of 3 done", m) for p, m in training), progress[-10:]
 
-    # tracerflow show names each task's job and log
+    # tracerflow show names each task's job and log; a dry run finds nothing to submit
     shown = tracerflow("show", *ARGS, cwd=batch, check=True).stdout
     assert len(re.findall(r"ran as job (\d+) \(slurm, finished(?:, attempt 2)?\); log: \S+\.\1\.log", shown)) \
         >= len(tasks)
+    dry = tracerflow("run", *ARGS, "--batch", "slurm", "--dry-run", cwd=batch)
+    assert dry.returncode == 0 and dry.stdout.startswith("tracerflow: dry run: nothing to submit"), dry.stdout
 
     # the same config run locally gives the same bytes in every output file
     tracerflow("run", *ARGS, cwd=local, check=True)
@@ -196,3 +198,36 @@ def test_a_job_that_keeps_failing_is_named_with_its_job_id_and_log(slurm, tmp_pa
     assert f"ran as job {job} (slurm, failed, attempt 2); log: {log}" in shown
     again = tracerflow("run", "--config", str(config), "--batch", "slurm", "--dry-run", cwd=tmp_path)
     assert again.returncode == 3 and "3 of 6 tasks would be submitted" in again.stdout
+
+
+def test_an_interrupted_run_leaves_its_jobs_running_and_the_next_run_reattaches_to_them(slurm, tmp_path):
+    args = (*SMALL, "--until", "BuildEvents", "--batch", "slurm")
+    earlier = set(_slurm_jobs(slurm))  # other tests' jobs, which Slurm keeps for MinJobAge
+
+    def generating() -> set[str]:
+        return {jid for jid, (name, _) in _slurm_jobs(slurm).items()
+                if jid not in earlier and name.startswith("tf-GenerateSample")}
+
+    cmd = [str(Path(sys.executable).with_name("tracerflow")), "run", *args]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(generating()) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "interrupted; the jobs it submitted keep running: the same command reattaches to them" in err
+    assert "Traceback" not in err
+    submitted = generating()
+    assert len(submitted) == 2
+
+    again = tracerflow("run", *args, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    root = output_root(tmp_path)
+    for sample in ("ttbar", "zprime"):
+        record = records.read_record(records.task_stem(root, "GenerateSample", {"sample": sample}))
+        assert [a["job_id"] for a in record["attempts"]] in [[jid] for jid in submitted], record
+        assert record["attempts"][0]["state"] == "finished"
+    assert generating() == submitted

@@ -27,7 +27,7 @@ from tracerflow.config import Config
 from tracerflow.workflows.batch import records
 from tracerflow.workflows.batch.settings import SYSTEMS, directives, job_settings
 
-EXIT_OK, EXIT_FAILED, EXIT_WORK_REMAINS = 0, 1, 3
+EXIT_OK, EXIT_FAILED, EXIT_WORK_REMAINS, EXIT_INTERRUPTED = 0, 1, 3, 130
 #: The most stage-and-sample workflows that poll their jobs at once (each holds one luigi worker process).
 MAX_WORKFLOWS = 32
 LISTED = 5
@@ -129,6 +129,10 @@ def submit(system: str, cfg: Config, config: str, overrides: tuple[str, ...], un
         print(f"tracerflow: FAILED: the scheduler at {url} stopped answering; jobs already submitted keep running "
               f"(a new run reattaches to them), see {log}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"\ntracerflow: interrupted; the jobs it submitted keep running: the same command reattaches to "
+              f"them, `scancel` ends them (their ids: the *.job.json records in {root})", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         status_index.save()
     text, failed, blocked = summary(system, tasks, todo, started, root)
@@ -154,15 +158,15 @@ def summary(system: str, tasks: list, todo: list, started: float, root: Path) ->
     todo_ids = {task.task_id for task in todo}
     ran, failed, blocked, submitted, again = [], [], [], 0, 0
     for task in tasks:
+        stem = records.task_stem(task.cfg.output_root, task.task_family, records.significant_params(task))
+        record = records.settle(task.cfg.output_root, stem, records.read_record(stem))
         if task.task_id not in todo_ids:
             continue
-        stem = records.task_stem(task.cfg.output_root, task.task_family, records.significant_params(task))
-        record = records.read_record(stem)
         attempts = [a for a in (record or {}).get("attempts", []) if a.get("submitted", 0) >= started - 1]
         submitted += len(attempts)
         again += max(0, len(attempts) - 1)
-        if attempts and task.complete():
-            ran.append(task)
+        if task.complete():
+            ran.append(task)  # by a job of this run, or of an earlier one this run reattached to
         elif attempts:
             failed.append((task, attempts[-1], len(attempts)))
         else:

@@ -149,6 +149,20 @@ def update_attempt(stem: Path, job_id: str, **changes: Any) -> dict | None:
     return None
 
 
+def settle(output_root: Path, stem: Path, record: dict | None) -> dict | None:
+    """The record with its last attempt's end taken from the job's exit file, when the job ended
+    while no run watched it (the submitting run was stopped, and the next found its stage done)."""
+    attempt = last_attempt(record)
+    if attempt is None or attempt.get("state") in ("finished", "failed") or not attempt.get("job_id"):
+        return record
+    ended = read_exit(output_root, attempt["job_id"])
+    if ended is None:
+        return record
+    code = ended.get("exit_code")
+    return update_attempt(stem, attempt["job_id"], state="finished" if code == 0 else "failed", exit_code=code,
+                          error=None if code == 0 else f"exit code {code}: {ended.get('error')}") or record
+
+
 def last_attempt(record: dict | None) -> dict | None:
     return record["attempts"][-1] if record and record["attempts"] else None
 
@@ -168,6 +182,10 @@ def describe(task: Any) -> str | None:
         return None
     tries = len(record["attempts"])
     state = attempt.get("state", "submitted")
+    if state not in ("finished", "failed") and attempt.get("job_id"):
+        ended = read_exit(output_root, attempt["job_id"])  # it ended while no run watched it
+        if ended is not None:
+            state = "finished" if ended.get("exit_code") == 0 else f"failed, exit code {ended.get('exit_code')}"
     more = f", attempt {tries}" if tries > 1 else ""
     job = f"job {attempt['job_id']}" if attempt.get("job_id") else "no job (submission failed)"
     log = f"; log: {attempt['log']}" if attempt.get("log") else ""

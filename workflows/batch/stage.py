@@ -44,6 +44,7 @@ import hashlib
 import io
 import json
 import logging
+import multiprocessing
 import os
 import re
 import stat
@@ -127,6 +128,15 @@ def _run_to_the_end(run: Callable[[Any], Any]) -> Callable[[Any], Any]:
         task.at_run = True
         try:
             result = run(proxy)
+        except KeyboardInterrupt:
+            # Ctrl-C of the submitting run: its jobs go on (the same run reattaches to them). A
+            # luigi worker process ends here without a report or traceback; the run's own process
+            # says what happened (tracerflow.workflows.batch.submit)
+            if multiprocessing.parent_process() is None:
+                raise
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         except Exception:
             failed = task.final_failures()
             if not failed:
@@ -291,7 +301,7 @@ class StageJobs(ConfigReference):
         if ok:
             self._jobs[info["job_num"]] = (job, stem, fresh["task"])
         log.info("%s: %s", fresh["task"], f"submitted as {self.system} job {job}" if ok else f"not submitted: {error}")
-        return {"log": logfile, "task": fresh["task"], "stem": str(stem)}
+        return {"log": logfile, "task": fresh["task"], "stem": str(stem), "job": job}
 
     # ------------------------------------------------------------------ polling
 
@@ -301,9 +311,9 @@ class StageJobs(ConfigReference):
         manager = proxy.job_manager
         for job_num, data in list(proxy.job_data.jobs.items()):
             extra = data.get("extra") or {}
-            if job_num not in self._jobs and extra.get("stem") and data.get("job_id") not in (None, JobData.dummy_job_id):
+            if job_num not in self._jobs and extra.get("stem") and extra.get("job"):
                 # a job an earlier run of the same config submitted (law reattached to it)
-                self._jobs[job_num] = (str(data["job_id"]), Path(extra["stem"]), extra.get("task", ""))
+                self._jobs[job_num] = (str(extra["job"]), Path(extra["stem"]), extra.get("task", ""))
             if job_num not in self._jobs:
                 continue
             job, stem, label = self._jobs[job_num]
@@ -344,9 +354,11 @@ class StageJobs(ConfigReference):
     def publish_message(self, msg: Any, stdout: Any = None, scheduler: bool = True, **kwargs: Any) -> None:
         """law's messages: to the log file, and to luigid only when they change."""
         text = uncolored(str(msg)).strip()
+        if text == self._message:
+            return
+        self._message = text
         log.info("%s: %s", self.label(), text)
-        if scheduler and text != self._message and callable(getattr(self, "set_status_message", None)):
-            self._message = text
+        if scheduler and callable(getattr(self, "set_status_message", None)):
             self.set_status_message(text)
 
     def modify_polling_status_line(self, status_line: str) -> str:
