@@ -76,7 +76,7 @@ def test_job_files_log_by_job_id_run_in_the_submitter_s_directory_and_exec_the_c
     text = slurm.files[slurm.path]
     assert text.startswith("#!/bin/bash\n#SBATCH --job-name=tf-BuildEvents-s-f\n")
     assert "#SBATCH --output=/out/BuildEvents/s/f.%j.log\n#SBATCH --error=/out/BuildEvents/s/f.%j.log\n" in text
-    assert "#SBATCH --chdir=/work\n#SBATCH --mem=1G\n" in text
+    assert "#SBATCH --export=ALL\n#SBATCH --chdir=/work\n#SBATCH --mem=1G\n" in text
     assert text.endswith("exec /venv/bin/python -m tracerflow.workflows.batch.job '/out/x y.spec.json'\n")
     condor = job_file("htcondor", stem="/out/T/fold_0", name="tf-T-fold_0", cwd="/work", settings=JobSettings(),
                       command=command)

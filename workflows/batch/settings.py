@@ -99,7 +99,8 @@ class JobFile:
 
 def job_file(system: str, *, stem: str, name: str, cwd: str, settings: JobSettings, command: list[str]) -> JobFile:
     """The job file of one task for ``system``: its settings, stdout and stderr to
-    ``<stem>.<job id>.log`` (HTCondor: stderr to ``.err`` beside it), run in ``cwd``, the start
+    ``<stem>.<job id>.log`` (HTCondor: stderr to ``.err`` beside it), the submitter's environment
+    (Slurm: ``--export=ALL`` whatever a site's ``SBATCH_EXPORT``), run in ``cwd``, the start
     time exported as ``TRACERFLOW_JOB_STARTED``, then ``command`` (exec'd, so that the batch
     system's signals reach it)."""
     body = ["export TRACERFLOW_JOB_STARTED=$(date +%s.%N)", "export PYTHONUNBUFFERED=1",
@@ -107,7 +108,7 @@ def job_file(system: str, *, stem: str, name: str, cwd: str, settings: JobSettin
     if system == "slurm":
         log = stem.replace("%", "%%") + ".%j.log"
         head = ["#!/bin/bash", f"#SBATCH --job-name={name}", f"#SBATCH --output={log}", f"#SBATCH --error={log}",
-                f"#SBATCH --chdir={cwd}", *directives(system, settings)]
+                "#SBATCH --export=ALL", f"#SBATCH --chdir={cwd}", *directives(system, settings)]
         return JobFile(f"{stem}.sh", {f"{stem}.sh": "\n".join([*head, "", *body]) + "\n"})
     if system == "lsf":
         head = ["#!/bin/bash", f"#BSUB -J {name}", f"#BSUB -o {stem}.%J.log", f"#BSUB -e {stem}.%J.log",
