@@ -125,6 +125,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, cfg, config: str, overrides: tuple[str, ...], until: str) -> int:
+    if getattr(args, "batch", None):
+        from tracerflow.workflows import batch
+
+        problem = batch.unavailable(args.batch)
+        if problem is not None:
+            print(f"tracerflow: {problem}", file=sys.stderr)
+            return EXIT_FAILED
     install_retcodes()
     kwargs = {"workers": args.workers or cfg["scheduler"]["workers"], "detailed_summary": True,
               "log_level": "INFO" if getattr(args, "verbose", False) else "WARNING"}

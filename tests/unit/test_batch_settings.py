@@ -97,3 +97,27 @@ def test_records_name_a_task_by_what_it_works_on(tmp_path):
     assert records.significant_params(task) == {"sample": task.sample, "file": task.file}
     stem = records.task_stem(tmp_path / "toy-ftag", "BuildEvents", records.significant_params(task))
     assert stem == tmp_path / "logs" / "toy-ftag" / "batch" / "BuildEvents" / task.sample / task.file[:-5]
+
+
+def test_a_batch_run_without_the_system_s_commands_stops_before_writing_anything(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tracerflow.workflows.batch import unavailable
+
+    env = {**os.environ, "PATH": str(tmp_path / "empty")}
+    cmd = [str(Path(sys.executable).with_name("tracerflow")), "run", "--until", "GenerateSample", "--batch", "lsf"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "tracerflow: --batch lsf needs bsub and bjobs on PATH, and found none here; "
+        "`tracerflow run --batch lsf --dry-run` lists the jobs without them"]
+    assert list(tmp_path.iterdir()) == []
+    dry = subprocess.run([*cmd, "--dry-run"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert dry.returncode == 3 and "GenerateSample: cpus=1 gpus=0  (lsf: -n 1)" in dry.stdout
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert unavailable("slurm").startswith("--batch slurm needs sbatch and squeue on PATH")
+    assert "condor_submit and condor_q" in unavailable("htcondor")

@@ -9,8 +9,9 @@ runs it with luigi against the run's luigid, so luigid shows it, its progress an
 message as in a local run. Job records, logs and job files: :mod:`.records`.
 
 Contract with :mod:`tracerflow.workflows.cli`: :func:`dry_run` (reads, submits nothing: what would
-be submitted and with which settings) and :func:`submit` (the run; after the CLI's checks of the
-config, the output directory and the scheduler, with the run's log set up). law is imported by
+be submitted and with which settings), :func:`unavailable` (checked before anything is written)
+and :func:`submit` (the run; after the CLI's checks of the config, the output directory and the
+scheduler, with the run's log set up). law is imported by
 :func:`submit` only, after ``LAW_CONFIG_FILE``, ``LAW_HOME`` and ``LAW_USE_SOFTWARE_CACHE`` point it
 at a config of tracerflow's own (no user's ``law.cfg`` or ``~/.law`` leaks in): ``import law``
 patches luigi, and the local path, ``--help``, ``validate`` and ``show`` never pay for it.
@@ -18,6 +19,7 @@ patches luigi, and the local path, ``--help``, ``validate`` and ``show`` never p
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,6 +32,8 @@ from tracerflow.workflows.batch.settings import SYSTEMS, directives, job_setting
 EXIT_OK, EXIT_FAILED, EXIT_WORK_REMAINS, EXIT_INTERRUPTED = 0, 1, 3, 130
 #: The most stage-and-sample workflows that poll their jobs at once (each holds one luigi worker process).
 MAX_WORKFLOWS = 32
+#: What each system's jobs are submitted and watched with.
+SUBMIT_COMMANDS = {"slurm": ("sbatch", "squeue"), "htcondor": ("condor_submit", "condor_q"), "lsf": ("bsub", "bjobs")}
 LISTED = 5
 
 LAW_CONFIG = """\
@@ -71,6 +75,15 @@ def dry_run(system: str, cfg: Config, config: str, overrides: tuple[str, ...], u
             print(f"    {task.label()}")
     print(f"tracerflow: dry run: {len(todo)} jobs would be submitted; nothing was submitted")
     return EXIT_WORK_REMAINS
+
+
+def unavailable(system: str) -> str | None:
+    """Why jobs cannot be submitted to ``system`` from here (its commands are not on PATH), or None."""
+    missing = [command for command in SUBMIT_COMMANDS[system] if shutil.which(command) is None]
+    if not missing:
+        return None
+    return (f"--batch {system} needs {' and '.join(missing)} on PATH, and found none here; "
+            f"`tracerflow run --batch {system} --dry-run` lists the jobs without them")
 
 
 def _point_law_at_own_config(root: Path) -> None:
@@ -194,4 +207,4 @@ def summary(system: str, tasks: list, todo: list, started: float, root: Path) ->
     return "\n".join(lines), failed, blocked
 
 
-__all__ = ["EXIT_WORK_REMAINS", "SYSTEMS", "dry_run", "submit", "summary"]
+__all__ = ["EXIT_WORK_REMAINS", "SYSTEMS", "dry_run", "submit", "summary", "unavailable"]
