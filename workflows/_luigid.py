@@ -2,8 +2,8 @@
 written by a thread of its own.
 
 Run as ``python -m tracerflow.workflows._luigid`` with luigid's arguments (``--address``,
-``--port``, ``--logdir``, ``--state-path``); :mod:`tracerflow.workflows.scheduler` starts it and
-nothing else imports it.
+``--port``, ``--logdir``, ``--state-path``); :mod:`tracerflow.workflows.scheduler` starts it, and no other module of
+tracerflow imports it (luigid's process is the only one it changes).
 
 Why: luigid records every status change of a task (PENDING, RUNNING, DONE, FAILED) in its SQLite
 history inside the request that made it, through SQLAlchemy's ORM, one transaction each. Measured
