@@ -10,7 +10,8 @@ processes spawned by it, each with ``usable cores // 2`` torch threads and batch
 shares together) over the faster epoch's wall time as rank 0 logged it (``epochs.timings.csv``:
 the training pass, the validation pass on fold 0 and the checkpoint); the detail gives both
 epochs, the whole call's wall time (N = 2: with the processes' start, imports and rendezvous),
-the cores and threads, and the validation losses of both runs. Benchmarks report, they do not
+the cores and threads, the validation losses of both runs and the machine's load average before
+and after (other processes sharing the cores make the numbers slower). Benchmarks report, they do not
 gate: on 2 cores world size 2 has no cores to gain, and its row shows what it costs there.
 
 Run ``python benchmarks/ddp.py [--jets N]`` to measure these rows alone on the work directory a
@@ -67,6 +68,7 @@ def measure(cfg: Config, path: Path, world_size: int, out_dir: Path) -> dict[str
     time, jets trained per epoch and the validation loss of each epoch."""
     shutil.rmtree(out_dir, ignore_errors=True)
     n_train = TrainFileDataset(path, training_folds(path), shuffle=False).n_rows
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     result = train_fold(path, VAL_FOLD, n_folds_of(path), train_block(cfg["train"], world_size), out_dir,
                         seed=cfg.seed)
@@ -74,7 +76,8 @@ def measure(cfg: Config, path: Path, world_size: int, out_dir: Path) -> dict[str
     with open(out_dir / "epochs.timings.csv", newline="") as f:
         epoch_seconds = [float(r["time"]) for r in csv.DictReader(f)]
     return {"world_size": world_size, "seconds": seconds, "epoch_seconds": epoch_seconds,
-            "jets_per_epoch": n_train // world_size * world_size, "val_loss": result.history.val_loss}
+            "jets_per_epoch": n_train // world_size * world_size, "val_loss": result.history.val_loss,
+            "load": (load_before, os.getloadavg()[0])}
 
 
 def rows_of(measured: list[dict[str, Any]], batch_size: int, cores: int, row_type: Callable[..., R]) -> list[R]:
@@ -91,7 +94,8 @@ def rows_of(measured: list[dict[str, Any]], batch_size: int, cores: int, row_typ
                   f"{batch_size} = {world} x {batch_size // world}; {m['jets_per_epoch']:,} jets trained per epoch; "
                   f"epochs {', '.join(f'{t:.1f}' for t in m['epoch_seconds'])} s (training, validation, checkpoint); "
                   f"the call {m['seconds']:.1f} s" + (" with the processes' start" if world > 1 else "")
-                  + f"; val loss by epoch {', '.join(f'{v:.4f}' for v in m['val_loss'])}")
+                  + f"; val loss by epoch {', '.join(f'{v:.4f}' for v in m['val_loss'])}; 1-minute load average "
+                  f"{m['load'][0]:.1f} before, {m['load'][1]:.1f} after (above {cores}: other processes shared the cores)")
         if base is None:
             base = rate
             rows.append(row_type(f"{ROW_PREFIX}, world_size {world}", m["jets_per_epoch"], rate, "jets/s", None, None,
