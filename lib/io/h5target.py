@@ -7,14 +7,12 @@ version, the library version, the digest of the config slice it was made from an
 """
 from __future__ import annotations
 
-import collections
 import io
 import json
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import h5py
 import numpy as np
@@ -385,33 +383,6 @@ def read_root_attrs(path: str | os.PathLike) -> dict[str, Any]:
 STATUS_ATTRS = ("schema", "schema_version", "complete", "config_digest")
 
 
-def _version_cache(read: Callable[..., dict[str, Any]]) -> Any:
-    """An LRU cache of ``read(path, inode, size, mtime_ns)`` (65,536 file versions) that can also
-    be given a value (``cache_set``) for a version this process has just written."""
-    kept: collections.OrderedDict[tuple, dict[str, Any]] = collections.OrderedDict()
-    lock = threading.Lock()
-
-    def cached(*key: Any) -> dict[str, Any]:
-        with lock:
-            if key in kept:
-                kept.move_to_end(key)
-                return kept[key]
-        value = read(*key)
-        cache_set(key, value)
-        return value
-
-    def cache_set(key: tuple, value: dict[str, Any]) -> None:
-        with lock:
-            kept[key] = value
-            kept.move_to_end(key)
-            while len(kept) > 65536:
-                kept.popitem(last=False)
-
-    cached.cache_set = cache_set  # type: ignore[attr-defined]
-    cached.cache_clear = kept.clear  # type: ignore[attr-defined]
-    return cached
-
-
 def _published_attrs(path: Path) -> dict[str, Any]:
     """The root attributes that say whether a target is done (:data:`STATUS_ATTRS`), read once per
     version of the file: targets are written under a temporary name and renamed into place, so a
@@ -429,12 +400,11 @@ def _remember_published(path: Path, attrs: dict[str, Any]) -> None:
         version = status_index.version_of(path.stat())
     except OSError:
         return
-    _attrs_of_version.cache_set((str(path), *version), dict(attrs))
     status_index.remember(path, version, attrs)
 
 
-@_version_cache
 def _attrs_of_version(path: str, *version: int) -> dict[str, Any]:
+    """Kept by :mod:`tracerflow.io.status_index` (in this process, and between runs)."""
     known = status_index.lookup(path, version)  # type: ignore[arg-type]
     if known is not None:
         return known

@@ -15,10 +15,8 @@ from tracerflow.io.h5target import H5Writer, target_status
 def fresh(tmp_path_factory, monkeypatch):
     monkeypatch.setenv(status_index.ENV_DIR, str(tmp_path_factory.mktemp("status")))
     status_index.forget()
-    h5target._attrs_of_version.cache_clear()
     yield
     status_index.forget()
-    h5target._attrs_of_version.cache_clear()
 
 
 def write(path, digest="d1", n=3):
@@ -29,7 +27,6 @@ def write(path, digest="d1", n=3):
 def new_process():
     """What another process starts with: nothing in memory."""
     status_index.forget()
-    h5target._attrs_of_version.cache_clear()
 
 
 @pytest.fixture
