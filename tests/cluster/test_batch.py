@@ -5,6 +5,7 @@ are byte-identical to a local run of the same config. A job that fails for good 
 its job id and log, by the run and by ``tracerflow show``."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -56,12 +57,24 @@ def _slurm_jobs(slurm) -> dict[str, tuple[str, str]]:
     return {jid: (name, state) for jid, name, state in (line.split("|") for line in out.split())}
 
 
-def _job_process(spec_suffix: str) -> psutil.Process | None:
-    """The Python process of the running job whose spec file ends with ``spec_suffix``."""
+def _freeze_job(spec_part: str, exits: Path) -> tuple[str, psutil.Process] | None:
+    """Stop (SIGSTOP) the Python process of a running job whose spec path contains ``spec_part``
+    before it can end on its own: (Slurm job id, process), or None when there is no such job or it
+    already wrote its exit file (then it is let go). A stopped job is killed for certain, however
+    short its task: the race the test would otherwise lose on a loaded machine."""
     for proc in psutil.process_iter(["cmdline"]):
         cmd = proc.info["cmdline"] or []
-        if "tracerflow.workflows.batch.job" in cmd and cmd[-1].endswith(spec_suffix):
-            return proc
+        if "tracerflow.workflows.batch.job" not in cmd or spec_part not in cmd[-1]:
+            continue
+        try:
+            proc.suspend()
+            job = proc.environ()["SLURM_JOB_ID"]
+        except (psutil.Error, KeyError):
+            continue
+        if (exits / f"{job}.json").exists():
+            proc.resume()
+            continue
+        return job, proc
     return None
 
 
@@ -76,26 +89,30 @@ def test_the_toy_pipeline_as_slurm_jobs_survives_killed_jobs_and_matches_a_local
     progress: list[tuple[str, str, int, str]] = []  # (family, worker, percent, message) of luigid's running tasks
     jobs: dict[str, tuple[str, str]] = {}
     cancelled = killed = None
+    exits = records.exits_dir(output_root(batch))
     deadline = time.monotonic() + RUN_TIMEOUT
     try:
         while proc.poll() is None and time.monotonic() < deadline:
             jobs.update(_slurm_jobs(slurm))
-            if cancelled is None:  # scancel the first BuildEvents job of zprime as soon as it runs
-                cancelled = next((jid for jid, (name, state) in jobs.items()
-                                  if name.startswith("tf-BuildEvents-zprime") and state == "RUNNING"), None)
-                if cancelled is not None:
-                    slurm.run("scancel", cancelled)
+            if cancelled is None:  # scancel a BuildEvents job of zprime as soon as one runs
+                frozen = _freeze_job("/BuildEvents/zprime/", exits)
+                if frozen is not None:
+                    cancelled, victim = frozen
+                    slurm.run("scancel", cancelled)  # Slurm sends SIGCONT, then SIGTERM
+            # SIGKILL of TrainFold fold 1's own process, mid-training: stopped, it cannot move on
+            # while luigid is asked whether it has reported an epoch yet (else it goes on)
+            frozen = _freeze_job("/TrainFold/fold_1.spec.json", exits) if killed is None else None
             for task in _luigid_running(scheduler.url).values():
                 progress.append((task["name"], task.get("worker_running") or "", task["progress_percentage"] or 0,
                                  task["status_message"] or ""))
-                if killed is None and task["name"] == "TrainFold" and task["params"].get("fold") == "1" \
-                        and (task["progress_percentage"] or 0) > 0:
-                    victim = _job_process("TrainFold/fold_1.spec.json")
-                    if victim is not None:  # SIGKILL of the job's own process, mid-training
-                        killed = next(jid for jid, (name, state) in _slurm_jobs(slurm).items()
-                                      if name == "tf-TrainFold-fold_1" and state == "RUNNING")
-                        victim.send_signal(signal.SIGKILL)
-            time.sleep(0.2)
+                if frozen is not None and task["name"] == "TrainFold" and task["params"].get("fold") == "1" \
+                        and 0 < (task["progress_percentage"] or 0) < 100:
+                    killed = frozen[0]
+                    frozen[1].send_signal(signal.SIGKILL)
+            if frozen is not None and killed is None:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    frozen[1].resume()
+            time.sleep(0.2 if frozen is None else 0.05)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -125,7 +142,7 @@ def test_the_toy_pipeline_as_slurm_jobs_survives_killed_jobs_and_matches_a_local
         assert Path(last["log"]).is_file() and last["log"].endswith(f".{last['job_id']}.log")
     ids = [a["job_id"] for t in tasks for a in records.read_record(
         records.task_stem(root, t.task_family, records.significant_params(t)))["attempts"]]
-    assert len(ids) == len(tasks) + 2 and len(set(ids)) == len(ids)
+    assert len(ids) == len(tasks) + 2 and len(set(ids)) == len(ids), (cancelled, killed, text)
 
     # the two killed jobs were submitted again
     assert cancelled is not None and killed is not None, (cancelled, killed)
