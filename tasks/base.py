@@ -27,6 +27,7 @@ from tracerflow.config import Config, load_config
 from tracerflow.io.h5target import stored_digest, target_status
 from tracerflow.io.provenance import record_path, write_record
 from tracerflow.io.stale import own_outputs, remove_interrupted_writes, remove_stale_outputs
+from tracerflow.events.remote import RemoteError
 from tracerflow.tasks.progress import Throttle, count, publish
 
 log = logging.getLogger("tracerflow")
@@ -38,19 +39,22 @@ AUTO_TASKS_PER_SAMPLE = 16
 DISPLAY_INTERVAL = 0.1
 #: The config blocks that say how a run is executed (where, on how many workers, as which batch
 #: jobs), never what it makes: ``config_ref`` leaves them out.
-EXECUTION_BLOCKS = ("scheduler", "batch")
+EXECUTION_BLOCKS = ("scheduler", "batch", "remote")
 
 
 @functools.lru_cache(maxsize=64)
 def config_ref(config: str, overrides: tuple[str, ...]) -> str:
     """``<config name>@<10 hex digits>``: the config file's stem (``default`` for the embedded
     one) and a digest of the validated analysis with every override applied. How it is run (the
-    ``scheduler`` and ``batch`` blocks, :data:`EXECUTION_BLOCKS`) and performance-only keys (chunk
-    sizes, threads) are left out: they change no result, so files made with other settings stay
+    ``scheduler``, ``batch`` and ``remote`` blocks, :data:`EXECUTION_BLOCKS`), performance-only
+    keys (chunk sizes, threads) and where the input files are kept (a sample's files count by
+    logical name; their contents by identity, in BuildEvents' digests) are left out: they change
+    no result, so files made with other settings, or from copies of the inputs elsewhere, stay
     byte-identical."""
     cfg = load_config(config or None, overrides)
     name = Path(config).stem if config else "default"
-    analysis = cfg.digest(*(block for block in cfg.as_dict() if block not in EXECUTION_BLOCKS))
+    analysis = cfg.digest(*(block for block in cfg.as_dict() if block not in (*EXECUTION_BLOCKS, "samples")),
+                          extra={"samples": cfg.samples_by_logical_name()})
     return f"{name}@{analysis[:10]}"
 
 
@@ -153,6 +157,15 @@ class TracerflowTask(ConfigReference, luigi.Task):
     def created_by(self) -> str:
         """What the files of this task record as their maker."""
         return repr(self)
+
+    def complete(self) -> bool:
+        """luigi's check, except that a task whose digest needs a remote input's identity, from a
+        server that does not answer, is not complete: it runs, and fails naming the URL (rather
+        than the whole run failing to schedule with a traceback)."""
+        try:
+            return super().complete()
+        except RemoteError:
+            return False
 
     def output_digests(self) -> list[str]:
         """The config digest of each of this task's targets."""

@@ -34,7 +34,7 @@ class BuildEvents(FileTask):
         return []
 
     def file_digest(self, file: str) -> str:
-        identity = file_identity(self.cfg.sample_file(self.sample, file).path)
+        identity = file_identity(self.cfg.sample_file(self.sample, file).path, self.cfg.remote_access)
         key = (file, None if identity is None else tuple(identity.values()))
         return self.memo(key, lambda: self._file_digest(file, identity))
 
@@ -64,6 +64,7 @@ class BuildEvents(FileTask):
                 negative_weights=event["negative_weights"], progress=progress,
                 template_key=(f"samples.{self.sample}.event.template"
                               if "template" in (cfg["samples"][self.sample]["event"] or {}) else "event.template"),
+                access=cfg.remote_access,
             )
 
         self.run_files(build, "BuildEvents", "events")

@@ -22,6 +22,7 @@ from luigi.task import flatten
 
 from tracerflow.config import ConfigError
 from tracerflow.events.build import InputError
+from tracerflow.events.remote import RemoteError
 from tracerflow.events.source import SourceError
 from tracerflow.io import faults
 from tracerflow.io.h5target import SchemaMismatch
@@ -31,13 +32,16 @@ from tracerflow.templates.expressions import ExpressionError
 from tracerflow.workflows.batch.records import JobsFailed
 from tracerflow.workflows.display import clear_line
 
-USER_ERRORS = (ConfigError, TemplateError, InputError, SourceError, ExpressionError, SchemaMismatch, EmptySplit,
+USER_ERRORS = (ConfigError, TemplateError, InputError, SourceError, RemoteError, ExpressionError, SchemaMismatch, EmptySplit,
                luigi.rpc.RPCError, JobsFailed)
 READER_ERRORS = (KeyError, ValueError)
 LOGGERS = ("luigi-interface", "luigi", "tracerflow")
 HINTS = (
     (SourceError, "the input file cannot give what the config asks for: check samples.<name>.files, the tree "
                   "and the branches event.template reads (uproot.open(file)[tree].keys() lists them)"),
+    (RemoteError, "the server named above did not answer or stopped mid-read: check that it is up (xrdfs HOST "
+                  "stat PATH, curl -I URL) and your credentials; remote.retries and remote.timeout say how long "
+                  "tracerflow waits; the same command reads what failed again"),
     (ConfigError, "fix the key named above; `tracerflow validate --config ...` checks a config without running it"),
     (luigi.rpc.RPCError, "the central scheduler stopped answering: `tracerflow scheduler status` says whether it "
                          "runs, `tracerflow scheduler start` starts it again"),

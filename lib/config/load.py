@@ -24,6 +24,8 @@ import yaml
 from tracerflow.config.checks import check_config
 from tracerflow.config.schema import BLOCKS, PERFORMANCE_KEYS
 from tracerflow.config.spec import ConfigError, Context
+from tracerflow.events.remote import is_url, missing_extra, url_problem
+from tracerflow.events.remote import split as split_location
 from tracerflow.io.provenance import EXTRA, UPSTREAM, canonical
 
 EMBEDDED = "<embedded default>"
@@ -31,9 +33,11 @@ EMBEDDED = "<embedded default>"
 
 @dataclass(frozen=True)
 class SampleFile:
-    """One input file of a sample: where it is and its logical name (relative to the sample root)."""
+    """One input file of a sample: where it is (a Path, or the URL of a remote file) and its logical
+    name (relative to the sample root): what its outputs, event hashes and digests know it by, the
+    same whether it is read from disk or from a server."""
 
-    path: Path
+    path: Path | str
     logical: str
 
 
@@ -92,6 +96,20 @@ class Config:
     @property
     def seed(self) -> int:
         return int(self._data["project"]["seed"])
+
+    @functools.cached_property
+    def remote_access(self):
+        """How remote inputs are read (:class:`tracerflow.events.remote.Access` of the ``remote`` block)."""
+        from tracerflow.events.remote import Access
+
+        return Access.of(self._data["remote"])
+
+    def samples_by_logical_name(self) -> dict:
+        """The ``samples`` block with each sample's files given by logical name and no ``root``: what
+        the analysis reads, wherever the files are kept (``config_ref`` digests this, so that the
+        same analysis on local copies and on a server's files has one name)."""
+        return {name: {**spec, "root": None, "files": [f.logical for f in self.sample_files(name)]
+                       if spec["files"] else []} for name, spec in self._data["samples"].items()}
 
     @functools.cached_property
     def output_root(self) -> Path:
@@ -157,9 +175,13 @@ class Config:
             plans = plan_files(gen["process"], gen["n_jets"], gen["events_per_file"], self.seed, sample)
             root = self.sample_dir(sample)
             return [SampleFile(root / p.name, p.name) for p in plans]
-        paths = [Path(p) for p in spec["files"]]
-        root = Path(spec["root"]) if spec["root"] else Path(os.path.commonpath([p.parent for p in paths]))
-        return [SampleFile(p, p.relative_to(root).as_posix()) for p in paths]
+        if not any(is_url(f) for f in spec["files"]):
+            paths = [Path(p) for p in spec["files"]]
+            root = Path(spec["root"]) if spec["root"] else Path(os.path.commonpath([p.parent for p in paths]))
+            return [SampleFile(p, p.relative_to(root).as_posix()) for p in paths]
+        # URLs (checked by _resolve_inputs: one server, below the root): cut by path components
+        origin, base = split_location(spec["root"]) if spec["root"] else _common_directory(spec["files"])
+        return [SampleFile(f, "/".join(split_location(f)[1][len(base):])) for f in spec["files"]]
 
     def sample_file(self, sample: str, logical: str) -> SampleFile:
         """The input file of ``sample`` whose logical name is ``logical``."""
@@ -318,10 +340,57 @@ def _check_names(data: dict, ctx: Context) -> None:
             folded[name.lower()] = name
 
 
+def _common_directory(locations: list[str]) -> tuple[str, list[str]]:
+    """``(origin, components)`` of the deepest directory holding every one of ``locations`` (all
+    of one origin, see :func:`tracerflow.events.remote.split`)."""
+    split = [split_location(f) for f in locations]
+    dirs = [components[:-1] for _, components in split]
+    common = dirs[0]
+    for d in dirs[1:]:
+        n = 0
+        while n < min(len(common), len(d)) and common[n] == d[n]:
+            n += 1
+        common = common[:n]
+    return split[0][0], common
+
+
+def _resolve_urls(name: str, sample: dict, ctx: Context) -> None:
+    """Check a sample's URLs without contacting a server: well formed, readable with what is
+    installed, one server per sample (logical names are paths below one directory), below its root."""
+    files = sample["files"]
+    for i, url in enumerate(files):
+        if not is_url(url):
+            ctx.fail(f"samples.{name}.files[{i}]", f"{url}: a sample's files are all local or all URLs of one "
+                                                   "server; put the others in a sample of their own")
+        problem = url_problem(url) or missing_extra(url)
+        if problem:
+            ctx.fail(f"samples.{name}.files[{i}]", problem)
+    origins = sorted({split_location(f)[0] for f in files})
+    if len(origins) > 1:
+        ctx.fail(f"samples.{name}.files", f"URLs of {len(origins)} servers ({', '.join(origins)}); a sample's files "
+                                          "come from one server (put the others in a sample of their own)")
+    if len(set(files)) != len(files):
+        ctx.fail(f"samples.{name}.files", "lists the same file twice")
+    if sample["root"]:
+        root = sample["root"].rstrip("/")
+        if not is_url(root):
+            ctx.fail(f"samples.{name}.root", f"{root}: the files are URLs, so the root is a URL prefix of theirs")
+        origin, base = split_location(root)
+        for f in files:
+            o, components = split_location(f)
+            if o != origin or components[:len(base)] != base or len(components) == len(base):
+                ctx.fail(f"samples.{name}.root", f"{f} is not below the sample root {root}")
+        sample["root"] = root
+
+
 def _resolve_inputs(data: dict, base_dir: Path, ctx: Context) -> None:
-    """Expand sample globs and entry-list files against the config's directory; check they exist."""
+    """Expand sample globs and entry-list files against the config's directory; check they exist
+    (URLs are checked for form only: no server is contacted while a config is loaded)."""
     for name, sample in data["samples"].items():
         files: list[str] = []
+        if any(is_url(f) for f in sample["files"]):
+            _resolve_urls(name, sample, ctx)
+            continue
         for i, pattern in enumerate(sample["files"]):
             full = str((base_dir / Path(pattern).expanduser()))
             matches = sorted(glob.glob(full)) if glob.has_magic(full) else ([full] if Path(full).is_file() else [])

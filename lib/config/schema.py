@@ -321,9 +321,13 @@ def _overrides(fields: dict) -> Partial:
 
 
 SAMPLE = Block({
-    "files": ListOf(Scalar((str,)), default=list, doc="ROOT files or globs, relative to the config file"),
+    "files": ListOf(Scalar((str,)), default=list,
+                    doc="ROOT files or globs, relative to the config file, or root:// and http(s):// URLs "
+                        "(read in place; no wildcards)"),
     "tree": Scalar((str,), default="events"),
-    "root": Scalar((str,), default=None, nullable=True, doc="directory logical file names are relative to"),
+    "root": Scalar((str,), default=None, nullable=True,
+                   doc="directory (or URL prefix) logical file names are relative to; null: the files' "
+                       "deepest common directory"),
     "generate": GENERATE,
     "event": _overrides(EVENT_FIELDS),
     "selection": _overrides(SELECTION_FIELDS),
@@ -508,6 +512,16 @@ BLOCKS = Block({
                           doc="per task family, the batch.job keys that differ for its jobs"),
     }, doc="`tracerflow run --batch slurm|htcondor|lsf`: one job per task (per file group for the per-file "
            "stages); how a run is executed, so left out of config_ref and of every target's digest"),
+    "remote": Block({
+        "retries": Scalar((int,), default=3, minimum=0,
+                          doc="times a failed request to a server (stat, open, a read mid-file) is tried again, on "
+                              "a new connection, before the task fails naming the URL"),
+        "retry_wait": Scalar((float,), default=2.0, minimum=0.0,
+                             doc="seconds before the first retry; the n-th waits n times as long"),
+        "timeout": Scalar((float,), default=60.0, minimum=1.0,
+                          doc="seconds a connection or a request may take before it counts as failed"),
+    }, doc="how samples' root:// (XRootD) and http(s):// files are read (in place, through fsspec; the remote "
+           "extra); how a run is executed, so left out of config_ref and of every target's digest"),
 })
 
 #: Keys that change how fast a result comes, not the result, left out of every digest (at any

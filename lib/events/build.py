@@ -22,6 +22,7 @@ import numpy as np
 from tracerflow.columns import EVENT, EventBatch
 from tracerflow.columns_scope import Scope
 from tracerflow.events.entries import EntryFilter, select_entries
+from tracerflow.events.remote import Access, is_url
 from tracerflow.events.source import RootSource
 from tracerflow.hashing import event_hashes
 from tracerflow.io import events_file
@@ -64,12 +65,14 @@ def build_events(
     negative_weights: str = "keep",
     progress: Callable[[int, int], None] | None = None,
     template_key: str = "event.template",
+    access: Access | None = None,
 ) -> EventStats:
     """Read ``tree`` of ``source`` through ``template`` and write the events target atomically;
     ``template_key`` is the config key of the template, for messages. Every branch is checked to
-    exist and to hold what the template reads it as before anything is read."""
-    source = Path(source)
-    with RootSource(source, tree, threads) as root:
+    exist and to hold what the template reads it as before anything is read. ``source`` may be a
+    URL, read in place as ``access`` (the ``remote`` block) says."""
+    source = source if is_url(source) else Path(source)
+    with RootSource(source, tree, threads, access) as root:
         branches = [b for b in template.branches() if b not in template.optional or root.has_branch(b)]
         root.require_branches(branches, template_key)
         roles = template.branch_roles()
@@ -106,7 +109,7 @@ def build_events(
 
 
 def _batches(root: RootSource, template: EventTemplate, branches: list[str], entries: np.ndarray, chunk_size: int,
-             source: Path, identity: tuple[str, str, str],
+             source: Path | str, identity: tuple[str, str, str],
              non_finite: tuple[str, float]) -> Iterator[tuple[EventBatch, int]]:
     """Read, check, hash and template ``entries`` chunk by chunk; yield each batch and entries done.
 
@@ -140,7 +143,7 @@ class GeneratorWeight:
     FIELD = "generator_weight"
     POLICIES = ("keep", "abs", "zero")
 
-    def __init__(self, expression: str | None, negative: str, source: Path) -> None:
+    def __init__(self, expression: str | None, negative: str, source: Path | str) -> None:
         if negative not in self.POLICIES:
             raise ValueError(f"negative_weights must be one of {self.POLICIES}, got {negative!r}")
         self.expression = compile_expression(expression) if expression else None
@@ -192,7 +195,7 @@ def _run_event_reader(root: RootSource, flt: EntryFilter):
 NON_FINITE = ("fail", "keep", "drop", "fill")
 
 
-def _non_finite(arrays: dict, source: Path, entries: np.ndarray, policy: str,
+def _non_finite(arrays: dict, source: Path | str, entries: np.ndarray, policy: str,
                 fill: float) -> tuple[dict, np.ndarray]:
     """Apply ``event.non_finite`` to one chunk: ``fail`` raises :class:`InputError` naming the file,
     branch, entry and value of the first NaN or infinity; ``keep`` lets them through; ``drop`` leaves

@@ -1,8 +1,11 @@
-"""Chunked reading of one tree with uproot, with clear errors for unusable files."""
+"""Chunked reading of one tree with uproot, with clear errors for unusable files; a file is a local
+path or a URL (:mod:`tracerflow.events.remote`: read in place, each request retried)."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -10,7 +13,11 @@ from typing import Sequence
 
 import numpy as np
 
+from tracerflow.events import remote
 from tracerflow.io import status_index
+
+
+log = logging.getLogger("tracerflow")
 
 
 class SourceError(RuntimeError):
@@ -21,7 +28,7 @@ FINGERPRINT_HEAD = 4096
 FINGERPRINT_TAIL = 65536
 
 
-def file_identity(path: str | os.PathLike) -> dict | None:
+def file_identity(path: str | os.PathLike, access: remote.Access | None = None) -> dict | None:
     """What tells one version of an input file from another; None while the file does not exist.
 
     Its size, the UUID ROOT writes into every file it creates (a file replaced under the same
@@ -31,12 +38,48 @@ def file_identity(path: str | os.PathLike) -> dict | None:
     gives the same identity, and reruns of a config stay byte-identical), but it is part of the
     cache key (inode, size, modification and change time; kept between runs by
     :mod:`tracerflow.io.status_index`): whenever one of them changes, the file is read again. See
-    docs/decisions.md."""
+    docs/decisions.md.
+
+    A URL's identity is read the same way, by two range requests (so a file keeps its identity,
+    and every digest downstream, when it moves to a server); its cache key is its size and the
+    server's modification time or validator (:func:`tracerflow.events.remote.stat`). A server that
+    cannot be reached raises :class:`~tracerflow.events.remote.RemoteError`."""
+    if remote.is_url(path):
+        url, access = str(path), access or remote.Access()
+        if url in _unreachable:  # once per process: a scheduler asks for it once per stage
+            raise _unreachable[url]
+        try:
+            size, version = remote.stat(url, access)
+            return _remote_identity(url, size, version, access)
+        except FileNotFoundError:
+            return None
+        except remote.RemoteError as err:
+            _unreachable[url] = err
+            raise
     try:
         stat = os.stat(path)
     except FileNotFoundError:
         return None
     return _identity(str(path), *status_index.version_of(stat))
+
+
+#: URLs whose identity could not be read (after the retries) in this process, and why.
+_unreachable: dict[str, remote.RemoteError] = {}
+
+
+@functools.lru_cache(maxsize=65536)
+def _remote_identity(url: str, size: int, version: int, access: remote.Access) -> dict:
+    key = (0, size, version, 0)
+    known = status_index.lookup(url, key, status_index.IDENTITY)
+    if known is not None:
+        return known
+    digest = hashlib.blake2b(digest_size=8)
+    head = remote.read_range(url, 0, min(FINGERPRINT_HEAD, size), access)
+    digest.update(head)
+    digest.update(remote.read_range(url, max(size - FINGERPRINT_TAIL, 0), size, access))
+    identity = {"size": size, "uuid": root_uuid(head), "ends": digest.hexdigest()}
+    status_index.remember(url, key, identity, status_index.IDENTITY)
+    return identity
 
 
 @functools.lru_cache(maxsize=65536)
@@ -79,9 +122,12 @@ def header_problem(path: str | os.PathLike) -> str | None:
     """Why ``path`` cannot be read as a ROOT file, found in its header alone: not a ROOT file at
     all, a header that makes no sense, or fewer bytes than the header records (a truncated copy or
     an interrupted transfer); None when the header is sound. Never quotes the file's bytes."""
-    size = os.path.getsize(path)
     with open(path, "rb") as f:
-        head = f.read(20)
+        return _header_problem(os.path.getsize(path), f.read(20))
+
+
+def _header_problem(size: int, head: bytes) -> str | None:
+    """:func:`header_problem` of a file of ``size`` bytes that starts with ``head`` (20 bytes)."""
     why = "cannot be read as a ROOT file"
     if size == 0:
         return f"{why}: it is empty (0 bytes)"
@@ -107,28 +153,74 @@ def _one_line(err: BaseException) -> str:
 class RootSource:
     """One tree of one ROOT file, read by entry lists in chunks."""
 
-    def __init__(self, path: str | Path, tree: str, threads: int = 1) -> None:
+    def __init__(self, path: str | Path, tree: str, threads: int = 1, access: remote.Access | None = None) -> None:
         import uproot
 
-        self.path = Path(path)
+        self.url = str(path) if remote.is_url(path) else None
+        self.path: Path | str = self.url or Path(path)
         self.tree_name = tree
-        if not self.path.exists():
-            raise SourceError(f"{self.path}: no such file")
-        problem = header_problem(self.path)
+        self.access = access or remote.Access()
+        self._file = None
+        if self.url is None:
+            if not self.path.exists():
+                raise SourceError(f"{self.path}: no such file")
+            problem = header_problem(self.path)
+        else:
+            try:
+                size, _ = remote.stat(self.url, self.access)
+                problem = _header_problem(size, remote.read_range(self.url, 0, min(20, size), self.access))
+            except FileNotFoundError:
+                raise SourceError(f"{self.url}: no such file on the server") from None  # (RemoteError: unreachable)
         if problem:
             raise SourceError(f"{self.path}: {problem}")
+        self._executor = uproot.ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+        if self.url is None:
+            self._open(fresh=False)
+        else:
+            self._remote("opening the file", None)
+        self.num_entries = int(self.tree.num_entries)
+
+    def _open(self, fresh: bool) -> None:
+        """Open the file and its tree (again, on a new connection when ``fresh``)."""
+        import uproot
+
+        if self._file is not None:
+            with contextlib.suppress(Exception):
+                self._file.close()
+        options = {} if self.url is None else {**remote.open_options(self.url, self.access),
+                                                "skip_instance_cache": fresh}
         try:
-            self._file = uproot.open(self.path, array_cache=None)
+            self._file = uproot.open(self.path, array_cache=None, **options)
         except Exception as err:
+            if self.url is not None:
+                raise  # retried by the caller, then named
             raise SourceError(f"{self.path}: cannot be read as a ROOT file ({_one_line(err)})") from None
         try:
-            self.tree = self._file[tree]
+            self.tree = self._file[self.tree_name]
         except Exception:
             keys = sorted({k.split(";")[0] for k in self._file.keys()})
             self._file.close()
-            raise SourceError(f"{self.path}: no tree {tree!r} (has {keys})") from None
-        self.num_entries = int(self.tree.num_entries)
-        self._executor = uproot.ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+            raise SourceError(f"{self.path}: no tree {self.tree_name!r} (has {keys})") from None
+
+    def _remote(self, what: str, call):
+        """``call()`` on the open file (None: just open it); for a URL retried (on a fresh
+        connection, the file opened again) as :func:`tracerflow.events.remote.retrying` says, then
+        failing naming the URL."""
+        if self.url is None:
+            return call()
+
+        def attempt(fresh: bool):
+            if fresh or call is None:
+                self._open(fresh=fresh)
+            return None if call is None else call()
+
+        try:
+            return remote.retrying(self.url, what, self.access, attempt, on_retry=self._say_retry, final=(SourceError,))
+        except FileNotFoundError as err:
+            raise SourceError(str(err)) from None
+
+    def _say_retry(self, attempt: int, err: BaseException) -> None:
+        log.warning("%s: %s; trying again (%d of %d)", self.url, remote.describe(err), attempt, self.access.retries)
 
     def __enter__(self) -> "RootSource":
         return self
@@ -139,7 +231,8 @@ class RootSource:
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown()
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
     def has_branch(self, branch: str) -> bool:
         """Whether the tree has ``branch``."""
@@ -211,7 +304,12 @@ class RootSource:
         if self._executor is not None:
             kwargs = {"decompression_executor": self._executor, "interpretation_executor": self._executor}
         try:
-            arrays = self.tree.arrays(list(branches), entry_start=lo, entry_stop=hi, library="ak", how=dict, **kwargs)
+            arrays = self._remote(
+                f"reading entries [{lo}, {hi}) of tree {self.tree_name!r}",
+                lambda: self.tree.arrays(list(branches), entry_start=lo, entry_stop=hi, library="ak", how=dict,
+                                         **kwargs))
+        except SourceError:
+            raise
         except Exception as err:
             raise SourceError(f"{self.path}: tree {self.tree_name!r}: reading entries [{lo}, {hi}) of "
                               f"{', '.join(map(repr, branches))} failed ({_one_line(err)})") from None

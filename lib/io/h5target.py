@@ -184,6 +184,11 @@ class H5Writer:
             if group not in self.file:
                 h5py.h5g.create(self.file.id, group.encode(), gcpl=_untimed(h5py.h5p.GROUP_CREATE))
 
+    def group(self, name: str) -> None:
+        """Create the group ``name`` (and those above it) if missing, without timestamps."""
+        assert self.file is not None
+        self._parents(f"{name.strip('/')}/-")
+
     def ensure(self, name: str, dtype: np.dtype, shape_tail: tuple[int, ...] = ()) -> None:
         """Create ``name`` empty if no chunk has added rows to it (empty input, empty selection)."""
         assert self.file is not None

@@ -7,7 +7,9 @@ Deciding whether a target is done means reading four root attributes (:data:`STA
 changed where they lie), so one version of a file (inode, size, modification and change time)
 always holds the same attributes; the index keeps them by version. The same goes for an input
 file's identity (:func:`tracerflow.events.source.file_identity`: its size, ROOT UUID and a hash
-of its first 4 KiB and last 64 KiB), which every run reads for every input, ~0.5 ms a file.
+of its first 4 KiB and last 64 KiB), which every run reads for every input, ~0.5 ms a file (two
+range requests to a server for a remote input: its "directory" is the URL up to its last ``/``,
+its version ``(0, size, modification time or HTTP validator, 0)``).
 
 Layout: one JSON file per directory of targets, in the user's cache, not among the outputs (it
 differs from run to run, while two runs of a config leave byte-identical outputs):
@@ -90,7 +92,10 @@ def remember(path: str | os.PathLike, version: Version, facts: dict[str, Any], k
 
 
 def _where(path: str | os.PathLike) -> tuple[str, str]:
-    """(absolute directory, name) of ``path``."""
+    """(absolute directory, name) of ``path``; of a URL, the part before its last ``/`` and after."""
+    if isinstance(path, str) and "://" in path:
+        directory, _, name = path.rpartition("/")
+        return directory, name
     directory, _, name = os.path.abspath(path).rpartition(os.sep)
     return directory or os.sep, name
 
@@ -102,11 +107,14 @@ def save() -> None:
         learnt = {directory: dict(entries) for directory, entries in _learnt.items()}
         _learnt.clear()
     for directory, entries in learnt.items():
-        try:
-            present = set(os.listdir(directory))
-        except OSError:
-            continue
         merged = {**_load(directory), **entries}
+        if "://" in directory:  # a server's directory is not listed: its entries stay until replaced
+            present = set(merged)
+        else:
+            try:
+                present = set(os.listdir(directory))
+            except OSError:
+                continue
         files = {name: entry for name, entry in sorted(merged.items()) if name in present}
         try:
             write_atomic(index_path(directory), json.dumps(

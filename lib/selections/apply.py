@@ -91,7 +91,7 @@ def apply_selection(
             output_dtypes = _empty_output_dtypes(events, template)
         for name in template.output_names():
             writer.ensure(f"derived/{name}", output_dtypes.get(name, np.float32))
-        writer.file.require_group("derived")
+        writer.group("derived")  # there even when the template derives nothing
         writer.write("cutflow/name", np.array(cutflow.names, dtype=object).astype("S"))
         writer.write("cutflow/passed", cutflow.passed)
         writer.write("cutflow/weighted", cutflow.weighted)

@@ -320,7 +320,7 @@ def write_selections(path: Path, parts: list[tuple[str, dict[str, np.ndarray], S
                 writer.append(key, values)
         for column, dtype in INDEX_DTYPES.items():
             writer.ensure(f"index/{column}", dtype)
-        writer.file.require_group("derived")
+        writer.group("derived")
         writer.write("cutflow/name", np.array(cut_names, dtype=object).astype("S"))
         writer.write("cutflow/passed", passed)
         writer.write("cutflow/weighted", weighted)
