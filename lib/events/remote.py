@@ -42,13 +42,21 @@ class RemoteError(OSError):
 class Access:
     """How remote inputs are read: the validated ``remote`` block."""
 
-    retries: int = 3
-    retry_wait: float = 2.0
-    timeout: float = 60.0
+    retries: int
+    retry_wait: float
+    timeout: float
 
     @classmethod
     def of(cls, block: dict) -> "Access":
         return cls(retries=block["retries"], retry_wait=block["retry_wait"], timeout=block["timeout"])
+
+    @classmethod
+    def default(cls) -> "Access":
+        """The ``remote`` block's defaults, as lib/config/schema.py states them (for a caller with no config)."""
+        from tracerflow.config.schema import BLOCKS
+        from tracerflow.config.spec import Context
+
+        return cls.of(BLOCKS.fields["remote"].default_value("remote", Context("<defaults>")))
 
 
 def is_url(location: str | Any) -> bool:
@@ -126,7 +134,10 @@ _xrootd_set: Access | None = None
 
 def _xrootd_client(access: Access) -> None:
     """Bound the XRootD client's own waits (by default it retries a connection for minutes, which
-    would hide the configured retries): one connection attempt per try, requests within the timeout."""
+    would hide the configured retries, and for 30 minutes after a failed connection fails every
+    request to that server at once, StreamErrorWindow): one connection attempt per try, requests
+    within the timeout, a server reached again as soon as it answers. XRootD reads these when it
+    opens a connection to a server and keeps them for that connection's life."""
     global _xrootd_set
     if _xrootd_set == access:
         return
@@ -134,7 +145,7 @@ def _xrootd_client(access: Access) -> None:
 
     wait = max(1, round(access.timeout))
     for key, value in (("ConnectionRetry", 1), ("ConnectionWindow", wait), ("RequestTimeout", wait),
-                       ("StreamTimeout", wait)):
+                       ("StreamTimeout", wait), ("StreamErrorWindow", 0)):
         client.EnvPutInt(key, value)
     _xrootd_set = access
 

@@ -45,7 +45,7 @@ def file_identity(path: str | os.PathLike, access: remote.Access | None = None) 
     server's modification time or validator (:func:`tracerflow.events.remote.stat`). A server that
     cannot be reached raises :class:`~tracerflow.events.remote.RemoteError`."""
     if remote.is_url(path):
-        url, access = str(path), access or remote.Access()
+        url, access = str(path), access or remote.Access.default()
         if url in _unreachable:  # once per process: a scheduler asks for it once per stage
             raise _unreachable[url]
         try:
@@ -159,7 +159,7 @@ class RootSource:
         self.url = str(path) if remote.is_url(path) else None
         self.path: Path | str = self.url or Path(path)
         self.tree_name = tree
-        self.access = access or remote.Access()
+        self.access = access or remote.Access.default()
         self._file = None
         if self.url is None:
             if not self.path.exists():
@@ -308,7 +308,7 @@ class RootSource:
                 f"reading entries [{lo}, {hi}) of tree {self.tree_name!r}",
                 lambda: self.tree.arrays(list(branches), entry_start=lo, entry_stop=hi, library="ak", how=dict,
                                          **kwargs))
-        except SourceError:
+        except (SourceError, remote.RemoteError):
             raise
         except Exception as err:
             raise SourceError(f"{self.path}: tree {self.tree_name!r}: reading entries [{lo}, {hi}) of "
