@@ -15,6 +15,7 @@ _MODULES = {
     ".processes": ("FLAVOUR_NAMES", "FLAVOURS", "PROCESSES", "Process",),
     ".plan": ("FilePlan", "file_multiplicities", "plan_files",),
     ".sample": ("TREE_NAME", "generate_file", "generate_sample",),
+    ".pixels": ("GEOMETRIES", "PixelGeometry", "geometry",),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _MODULES)
