@@ -1,5 +1,5 @@
-"""Real file servers for the tests of reading inputs remotely: what the ``xrootd_server`` and
-``http_server`` fixtures of conftest.py start with :func:`serving`.
+"""Real file servers for the tests of reading inputs remotely: what the ``xrootd_server``,
+``http_server`` and ``https_server`` fixtures of conftest.py start with :func:`serving`.
 
 Each is one daemon on this host, started as a child process and stopped by its PID:
 
@@ -16,19 +16,31 @@ Each is one daemon on this host, started as a child process and stopped by its P
   tell ranged reads from whole downloads. nginx's ``ETag`` is the file's size and
   modification time in whole seconds: a file replaced by one of the same size within the
   same second keeps its ``ETag`` (set the mtime with ``os.utime`` to differ).
+* ``serving("https")``: the same nginx speaking HTTPS on its port (same access log), with a
+  self-signed certificate for ``127.0.0.1`` (RSA 2048, valid 2 days,
+  ``subjectAltName=IP:127.0.0.1``) that ``openssl req -x509`` makes in its directory when the
+  server is created (a restart keeps it); URLs
+  ``https://127.0.0.1:PORT/<relative>``. ``Server.ca_file`` is that certificate (PEM; None
+  for the other servers): what a client must trust, with verification on. Python's default
+  SSL context, which aiohttp uses (fsspec's HTTP), reads the ``SSL_CERT_FILE`` environment
+  variable, but aiohttp makes that context once, when it is imported: a subprocess with
+  ``SSL_CERT_FILE=<ca_file>`` in its environment trusts the server; in this process pass an
+  explicit context (``ssl.create_default_context(cafile=server.ca_file)``, fsspec's
+  ``ssl=`` option).
 
-Both listen on 127.0.0.1 on a free TCP port, with every file (configuration, PID, logs,
-the exported directory) in a fresh directory straight under the temporary directory (mode
-0755, so that the unprivileged server processes can reach the export). A :class:`Server` is
-the running daemon: ``put`` copies a file into the export (world-readable) and returns its
-URL, ``stop`` stops the daemon (to simulate an outage) and ``start`` starts it again on the
-same port and export, returning once it answers (from any thread: a test may bring a
-server back from a background thread while it reads). A daemon gets SIGTERM when this
+Each listens on 127.0.0.1 on a free TCP port, with every file (configuration, PID, logs,
+certificate, the exported directory) in a fresh directory straight under the temporary
+directory (mode 0755, so that the unprivileged server processes can reach the export). A
+:class:`Server` is the running daemon: ``put`` copies a file into the export (world-readable)
+and returns its URL, ``stop`` stops the daemon (to simulate an outage) and ``start`` starts it
+again on the same port and export, returning once it answers (from any thread: a test may
+bring a server back from a background thread while it reads). A daemon gets SIGTERM when this
 process dies, so that a killed test session leaves none behind.
 
 Ready means: xrootd answers the XRootD protocol handshake on its port (checked with a raw
 socket, so that the XRootD client library of the test process keeps no connection or state
-from the fixture); nginx answers an HTTP request.
+from the fixture); nginx answers an HTTP request (over TLS, verifying the certificate against
+``ca_file``, for ``https``).
 
 The XRootD client of the test process: :func:`xrootd_client_env` sets its environment so that
 a stopped server makes reads fail within seconds and a restarted one is reached again at
@@ -53,6 +65,7 @@ import pwd
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -69,8 +82,11 @@ __all__ = ["Broken", "Server", "Unavailable", "XROOTD_CLIENT_ENV", "serving", "x
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
 HOST = "127.0.0.1"
-# scheme -> (Debian package, the command it installs)
-PACKAGES = {"root": ("xrootd-server", "xrootd"), "http": ("nginx", "nginx")}
+# scheme -> what it needs: (Debian package, the command it installs), ...
+PACKAGES = {"root": (("xrootd-server", "xrootd"),), "http": (("nginx", "nginx"),),
+            "https": (("nginx", "nginx"), ("openssl", "openssl"))}
+# The https server's certificate: self-signed, for the address it listens on.
+CERTIFICATE_DAYS = 2
 # The unprivileged user xrootd runs as when we are root (it refuses to run as root).
 XROOTD_USER = "nobody"
 # XRootD's initial handshake (XProtocol.hh ClientInitHandShake: 0, 0, 0, 4, 2012) and the
@@ -97,13 +113,15 @@ class Broken(Exception):
 class Server:
     """One file server (a daemon this process started); see the module docstring.
 
-    ``scheme`` is ``"root"`` or ``"http"``; ``export`` the directory it serves; ``port`` its
-    TCP port on 127.0.0.1; ``log`` its log file; ``directory`` where all its files are;
-    ``startup_s`` how long the latest ``start`` took; ``pid`` the daemon's PID while running.
+    ``scheme`` is ``"root"``, ``"http"`` or ``"https"``; ``export`` the directory it serves;
+    ``port`` its TCP port on 127.0.0.1; ``log`` its log file; ``directory`` where all its files
+    are; ``ca_file`` the certificate a client must trust (``https``; else None); ``startup_s``
+    how long the latest ``start`` took; ``pid`` the daemon's PID while running.
     """
 
     scheme: str = ""
     name: str = ""
+    ca_file: Path | None = None
 
     def __init__(self, directory: Path, port: int):
         self.directory = directory
@@ -297,6 +315,7 @@ class _Nginx(Server):
 
     def __init__(self, directory: Path, port: int):
         super().__init__(directory, port)
+        listen = self._listen(directory)
         self.log = directory / "nginx-error.log"
         self.access_log = directory / "nginx-access.log"
         self.conf = directory / "nginx.conf"
@@ -316,21 +335,28 @@ http {{
     {temp}
     default_type application/octet-stream;
     server {{
-        listen {HOST}:{port};
+        {listen}
         root {self.export};
     }}
 }}
 """)
 
+    def _listen(self, directory: Path) -> str:
+        """The server block's ``listen`` (and TLS) directives."""
+        return f"listen {HOST}:{self.port};"
+
     def url(self, relative: str) -> str:
-        return f"http://{HOST}:{self.port}/{quote(str(_relative(relative)))}"
+        return f"{self.scheme}://{HOST}:{self.port}/{quote(str(_relative(relative)))}"
 
     def _command(self) -> list[str]:
         # -e: the log of the start itself (else /var/log/nginx/error.log, before the config is read).
         return [_which("nginx"), "-c", str(self.conf), "-e", str(self.log)]
 
+    def _connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(HOST, self.port, timeout=1.0)
+
     def _answers(self) -> bool:
-        connection = http.client.HTTPConnection(HOST, self.port, timeout=1.0)
+        connection = self._connection()
         try:
             connection.request("HEAD", "/")
             connection.getresponse().read()
@@ -341,7 +367,31 @@ http {{
         return True
 
 
-_KINDS: dict[str, type[Server]] = {"root": _XRootD, "http": _Nginx}
+class _NginxTLS(_Nginx):
+    scheme = "https"
+
+    def _listen(self, directory: Path) -> str:
+        self.ca_file = directory / "certificate.pem"
+        key = directory / "key.pem"
+        command = [_which("openssl") or "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                   "-days", str(CERTIFICATE_DAYS), "-subj", f"/CN={HOST}", "-addext", f"subjectAltName=IP:{HOST}",
+                   "-keyout", str(key), "-out", str(self.ca_file)]
+        proc = subprocess.run(command, capture_output=True, text=True)
+        if proc.returncode != 0 or not self.ca_file.is_file():
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-10:])
+            raise Broken(f"{' '.join(command)} exited {proc.returncode}:\n{tail}")
+        # The key stays 0600: nginx's master reads it, as the user that starts it, before it forks.
+        self.ca_file.chmod(0o644)
+        return (f"listen {HOST}:{self.port} ssl;\n"
+                f"        ssl_certificate {self.ca_file};\n"
+                f"        ssl_certificate_key {key};")
+
+    def _connection(self) -> http.client.HTTPConnection:
+        context = ssl.create_default_context(cafile=self.ca_file)  # only that certificate
+        return http.client.HTTPSConnection(HOST, self.port, timeout=1.0, context=context)
+
+
+_KINDS: dict[str, type[Server]] = {"root": _XRootD, "http": _Nginx, "https": _NginxTLS}
 
 
 def _relative(relative: str) -> PurePosixPath:
@@ -359,23 +409,27 @@ def _killpg(proc: subprocess.Popen) -> None:
 
 
 def _install(scheme: str) -> None:
-    """The server's Debian package with apt-get when missing; :class:`Unavailable` where that cannot be done."""
-    package, command = PACKAGES[scheme]
-    if _which(command) is not None:
+    """The server's Debian packages with apt-get when missing; :class:`Unavailable` where that cannot be done."""
+    missing = [(package, command) for package, command in PACKAGES[scheme] if _which(command) is None]
+    if not missing:
         return
-    why = f"{command} is not installed: apt-get install {package}"
+    packages = [package for package, _ in missing]
+    commands = [command for _, command in missing]
+    why = (f"{' and '.join(commands)} {'is' if len(missing) == 1 else 'are'} not installed: "
+           f"apt-get install {' '.join(packages)}")
     if os.geteuid() != 0:
         raise Unavailable(f"{why} (not root)")
     if _which("apt-get") is None:
         raise Unavailable(f"{why} (no apt-get here)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", package]):
+    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-10:])
             raise Unavailable(f"{why}; `{' '.join(cmd)}` failed:\n{tail}")
-    if _which(command) is None:
-        raise Broken(f"apt-get installed {package} but there is still no {command}")
+    still = [command for command in commands if _which(command) is None]
+    if still:
+        raise Broken(f"apt-get installed {' '.join(packages)} but there is still no {' and '.join(still)}")
 
 
 @contextlib.contextmanager
@@ -396,14 +450,15 @@ def xrootd_client_env(values: dict[str, int] = XROOTD_CLIENT_ENV) -> Iterator[No
 
 @contextlib.contextmanager
 def serving(scheme: str) -> Iterator[Server]:
-    """A running server of ``scheme`` (``"root"``: xrootd, ``"http"``: nginx) while the block
-    runs; see the module docstring. :class:`Unavailable` when it cannot run here,
+    """A running server of ``scheme`` (``"root"``: xrootd, ``"http"`` and ``"https"``: nginx)
+    while the block runs; see the module docstring. :class:`Unavailable` when it cannot run here,
     :class:`Broken` when it does not start or stop. Its directory is removed at the end
     unless something went wrong."""
     _install(scheme)
-    directory = Path(tempfile.mkdtemp(prefix=f"tracerflow-{PACKAGES[scheme][1]}-"))
+    kind = _KINDS[scheme]
+    directory = Path(tempfile.mkdtemp(prefix=f"tracerflow-{kind.name}-{scheme}-"))
     directory.chmod(0o755)
-    server = _KINDS[scheme](directory, _free_ports(1)[0])
+    server = kind(directory, _free_ports(1)[0])
     try:
         server.start()
         yield server
@@ -414,7 +469,7 @@ def serving(scheme: str) -> Iterator[Server]:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-if __name__ == "__main__":  # a manual check: start both, print their URLs, stop them.
+if __name__ == "__main__":  # a manual check: start each, print their URLs, stop them.
     for scheme in sys.argv[1:] or list(_KINDS):
         with serving(scheme) as running:
             print(running, f"started in {running.startup_s:.2f} s", running.url("a/b.root"))

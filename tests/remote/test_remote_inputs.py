@@ -1,7 +1,9 @@
-"""Samples whose files are ``root://`` and ``http://`` URLs, read in place from a real xrootd and a
-real nginx (tests/remote/servers.py): the same analysis from local files, over XRootD and over HTTP
-gives byte-identical caches; a read that fails mid-file is retried on a new connection and, when
-the server stays away, fails naming the URL; a missing file on the server is named at once."""
+"""Samples whose files are ``root://``, ``http://`` and ``https://`` URLs, read in place from a real
+xrootd and a real nginx (tests/remote/servers.py): the same analysis from local files, over XRootD,
+over HTTP and over HTTPS (the server's self-signed certificate trusted through ``SSL_CERT_FILE``)
+gives byte-identical caches; an HTTPS server whose certificate is not trusted fails naming the URL
+and the certificate; a read that fails mid-file is retried on a new connection and, when the
+server stays away, fails naming the URL; a missing file on the server is named at once."""
 from __future__ import annotations
 
 import hashlib
@@ -56,8 +58,8 @@ def _analysis(work: Path, files: list[str]) -> Path:
     return work
 
 
-def test_the_same_analysis_from_local_files_xrootd_and_http_gives_byte_identical_caches(
-        xrootd, http, shared_data, tmp_path):
+def test_the_same_analysis_from_local_files_xrootd_http_and_https_gives_byte_identical_caches(
+        xrootd, http, https, shared_data, tmp_path):
     source = shared_data / "uproot-HZZ.root"
     local = tmp_path / "local"
     for name in LAYOUT:
@@ -65,15 +67,19 @@ def test_the_same_analysis_from_local_files_xrootd_and_http_gives_byte_identical
         shutil.copy(source, local / "store" / name)
     works = {"local": _analysis(local, [f"store/{name}" for name in LAYOUT]),
              "xrootd": _analysis(tmp_path / "xrootd", [xrootd.put(source, f"t1/{name}") for name in LAYOUT]),
-             "http": _analysis(tmp_path / "http", [http.put(source, f"t1/{name}") for name in LAYOUT])}
+             "http": _analysis(tmp_path / "http", [http.put(source, f"t1/{name}") for name in LAYOUT]),
+             "https": _analysis(tmp_path / "https",
+                                [https.put(source, f"t1/{name}") for name in LAYOUT])}
+    # the https server's certificate, trusted the way a user would: verification stays on
+    trust = {"https": {"SSL_CERT_FILE": str(https.ca_file)}}
     digests = {}
     for kind, work in works.items():
-        proc = tracerflow("run", "--config", "analysis.yaml", cwd=work)
+        proc = tracerflow("run", "--config", "analysis.yaml", cwd=work, env=trust.get(kind))
         assert proc.returncode == 0, (kind, proc.stdout, proc.stderr)
         assert "3 ran" not in proc.stdout and "6 ran" in proc.stdout, proc.stdout  # 3 stages x 2 files
         digests[kind] = _digests(work / "tracerflow-output" / "hzz")
     assert {"events/s/a/hzz.h5", "events/s/b/hzz.h5", "selections/s/b/hzz.h5"} <= set(digests["local"])
-    for kind in ("xrootd", "http"):
+    for kind in ("xrootd", "http", "https"):
         assert digests[kind].keys() == digests["local"].keys(), kind
         assert [n for n in digests[kind] if digests[kind][n] != digests["local"][n]] == [], kind
 
@@ -92,6 +98,19 @@ def test_the_same_analysis_from_local_files_xrootd_and_http_gives_byte_identical
     changed = tracerflow("run", "--config", "analysis.yaml", cwd=works["http"])
     assert changed.returncode == 1 and "b/hzz.root" in changed.stderr and "Muon_Px" in changed.stderr, changed.stderr
     assert "Traceback" not in changed.stderr
+
+
+def test_an_https_server_whose_certificate_is_not_trusted_is_named_with_the_certificate(
+        https, shared_data, monkeypatch):
+    url = https.put(shared_data / "uproot-HZZ.root", "t6/hzz.root")
+    # Reaches SSL contexts made from now on; aiohttp's own default one was made when it was imported,
+    # from whatever the environment said then, which cannot be this fresh certificate either.
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    with pytest.raises(RemoteError) as failed:
+        RootSource(url, "events", access=Access(retries=0, retry_wait=0.0, timeout=5))
+    message = str(failed.value)
+    assert message.startswith(f"{url}: stat failed after 1 try"), message
+    assert "certificate verify failed: self-signed certificate" in message, message
 
 
 @pytest.mark.parametrize("scheme", ["root", "http"])

@@ -13,10 +13,13 @@ SMALL = ("--set", "samples.ttbar.generate.n_jets=3000", "--set", "samples.zprime
          "--set", "samples.ttbar.generate.events_per_file=200", "--set", "samples.zprime.generate.events_per_file=300")
 
 
-def tracerflow(*args: str, cwd: Path, check: bool = False, hash_seed: str = "0") -> subprocess.CompletedProcess:
-    """Run ``tracerflow ARGS`` as a user would, in ``cwd`` (Python's string hash seed ``hash_seed``)."""
+def tracerflow(*args: str, cwd: Path, check: bool = False, hash_seed: str = "0",
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``tracerflow ARGS`` as a user would, in ``cwd`` (Python's string hash seed ``hash_seed``),
+    with this process's environment and ``env`` (variables added or replaced)."""
     cmd = [str(Path(sys.executable).with_name("tracerflow")), *args]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": hash_seed})
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, **(env or {}), "PYTHONHASHSEED": hash_seed})
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
