@@ -110,11 +110,12 @@ def join(origin: str, components: list[str]) -> str:
     return f"{origin}/{path}" if origin else path
 
 
-def _filesystem(url: str, access: Access, fresh: bool):
-    """The fsspec filesystem and path of ``url``; ``fresh``: a new connection, not a cached one."""
+def _filesystem(url: str, access: Access):
+    """A new fsspec filesystem (not one of fsspec's cached instances, which may hold a connection
+    an outage broke) and the path of ``url`` on it."""
     import fsspec
 
-    return fsspec.core.url_to_fs(url, skip_instance_cache=fresh, **open_options(url, access))
+    return fsspec.core.url_to_fs(url, skip_instance_cache=True, **open_options(url, access))
 
 
 def open_options(url: str, access: Access) -> dict[str, Any]:
@@ -151,14 +152,17 @@ def _xrootd_client(access: Access) -> None:
 
 
 def _missing(err: BaseException) -> bool:
-    """Whether ``err`` says the file does not exist (then retrying would not help)."""
-    text = str(err).lower()
-    if "[3011]" in text or "no such file" in text:  # XRootD's kXR_NotFound
+    """Whether ``err`` says the file does not exist (then retrying would not help): XRootD's
+    kXR_NotFound (3011), or fsspec's HTTP FileNotFoundError when what it stands for is a 404
+    (fsspec raises the same error for a refused connection, chained to the connection's error)."""
+    if "[3011]" in str(err):
         return True
-    cause = err.__cause__ or err.__context__
-    if isinstance(err, FileNotFoundError):  # fsspec's HTTP says so for a 404 and for a refused connection
-        return cause is None or "404" in str(cause) or "not found" in str(cause).lower()
-    return False
+    link: BaseException | None = err
+    while isinstance(link, FileNotFoundError):
+        link = link.__cause__ or link.__context__
+        if link is None:
+            return True
+    return getattr(link, "status", None) == 404
 
 
 def describe(err: BaseException) -> str:
@@ -197,13 +201,35 @@ def retrying(url: str, what: str, access: Access, call: Callable[[bool], T],
     raise AssertionError("unreachable")
 
 
+def drop_handles(fs: Any) -> None:
+    """Close (or, over a broken connection, forget) the file handles fsspec-xrootd keeps open in
+    ``fs``: it closes them at the interpreter's exit otherwise, printing a traceback for each
+    one an outage broke."""
+    if fs is None:
+        return
+    try:
+        fs.invalidate_cache()
+    except Exception:  # closing over the broken connection failed: the handles are dead anyway
+        cache = getattr(getattr(fs, "_readonly_filehandle_cache", None), "_cache", None)
+        if isinstance(cache, dict):
+            cache.clear()
+
+
+def _once(url: str, access: Access, op: Callable[[Any, str], T]) -> T:
+    """``op(fs, path)`` on a filesystem of its own, whose handles are closed after it."""
+    fs, path = _filesystem(url, access)
+    try:
+        return op(fs, path)
+    finally:
+        drop_handles(fs)
+
+
 def stat(url: str, access: Access) -> tuple[int, int]:
     """``(size, version)`` of the file at ``url``: its size in bytes and a number that changes when
     the file is replaced (its modification time in ns, else a hash of the server's ETag or
     Last-Modified; 0 when the server gives none). One request."""
     def info(fresh: bool) -> dict:
-        fs, path = _filesystem(url, access, fresh)
-        return fs.info(path)
+        return _once(url, access, lambda fs, path: fs.info(path))
 
     facts = retrying(url, "stat", access, info)
     size = facts.get("size")
@@ -219,7 +245,6 @@ def stat(url: str, access: Access) -> tuple[int, int]:
 def read_range(url: str, start: int, stop: int, access: Access) -> bytes:
     """Bytes ``[start, stop)`` of the file at ``url`` (one range request, retried)."""
     def cat(fresh: bool) -> bytes:
-        fs, path = _filesystem(url, access, fresh)
-        return fs.cat_file(path, start=start, end=stop)
+        return _once(url, access, lambda fs, path: fs.cat_file(path, start=start, end=stop))
 
     return retrying(url, f"reading bytes [{start}, {stop})", access, cat)

@@ -185,6 +185,8 @@ class RootSource:
         import uproot
 
         if self._file is not None:
+            if fresh:
+                remote.drop_handles(getattr(self._file.file.source, "_fs", None))
             with contextlib.suppress(Exception):
                 self._file.close()
         options = {} if self.url is None else {**remote.open_options(self.url, self.access),
@@ -232,6 +234,8 @@ class RootSource:
         if self._executor is not None:
             self._executor.shutdown()
         if self._file is not None:
+            if self.url is not None:
+                remote.drop_handles(getattr(self._file.file.source, "_fs", None))
             self._file.close()
 
     def has_branch(self, branch: str) -> bool:

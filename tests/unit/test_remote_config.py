@@ -99,3 +99,27 @@ def test_what_counts_as_a_url_and_how_a_failure_is_told():
             raise FileNotFoundError("http://127.0.0.1:9/f.root") from cause
     except FileNotFoundError as err:
         assert describe(err) == "ConnectionRefusedError: Connect call failed ('127.0.0.1', 9)"
+
+
+def test_only_a_404_or_xrootds_not_found_counts_as_a_missing_file():
+    from tracerflow.events.remote import _missing
+
+    def chained(outer: BaseException, inner: BaseException | None) -> BaseException:
+        try:
+            try:
+                raise inner if inner is not None else outer
+            except BaseException as cause:
+                if inner is None:
+                    raise
+                raise outer from cause
+        except BaseException as err:
+            return err
+
+    refused = ConnectionRefusedError("Cannot connect to host 127.0.0.1:40404 ssl:default")
+    assert not _missing(chained(FileNotFoundError("http://127.0.0.1:40404/x.root"), refused))  # a port with 404
+    assert _missing(chained(FileNotFoundError("http://h/x.root"), FileNotFoundError("http://h/x.root")))
+    assert _missing(FileNotFoundError("http://h/x.root"))
+    status = type("ClientResponseError", (Exception,), {"status": 404})
+    assert _missing(chained(FileNotFoundError("http://h/x.root"), status("Not Found")))
+    assert _missing(OSError("File stat request failed: [ERROR] Server responded with an error: [3011] Unable to locate"))
+    assert not _missing(OSError("File did not vector_read properly: [FATAL] Connection error"))
