@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -44,19 +45,25 @@ def test_running_tasks_show_progress_through_the_scheduler_api_and_web_page(sche
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     seen: dict[str, list[tuple[int | None, str | None]]] = {}
-    page = None
+    pages: list[str] = []
+    render = None  # Chromium takes seconds on a loaded machine: it renders beside the polling
     try:
         while proc.poll() is None:
             running = _tasks(scheduler.url, "RUNNING").values()
             for task in running:
                 seen.setdefault(task["name"], []).append((task["progress_percentage"], task["status_message"]))
-            if page is None and any(t["name"] == "TrainFold" and (t["progress_percentage"] or 0) > 0 for t in running):
-                page = _rendered(chromium, f"{scheduler.url}/static/visualiser/index.html#tab=workers",
-                                 tmp_path / "chromium")
+            if render is None and any(t["name"] == "TrainFold" and (t["progress_percentage"] or 0) > 0
+                                      for t in running):
+                render = threading.Thread(target=lambda: pages.append(_rendered(
+                    chromium, f"{scheduler.url}/static/visualiser/index.html#tab=workers", tmp_path / "chromium")))
+                render.start()
             time.sleep(0.1)
     finally:
         out, err = proc.communicate(timeout=600)
+        if render is not None:
+            render.join()
     assert proc.returncode == 0, out + err
+    page = pages[0] if pages else None
 
     assert page is not None, "no TrainFold was seen running with progress"
     assert re.search(r"<td>TrainFold\(config_ref=default@[0-9a-f]{10}, fold=0\)</td>", page), page[-3000:]
