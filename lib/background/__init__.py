@@ -26,6 +26,11 @@ from tracerflow._lazy import lazy_exports
 _MODULES = {
     ".conditions": ("INDEX_LAYOUT", "INDEX_VERSION", "ConditionsStore", "Payload", "PayloadError", "load_into",
                     "shipped_store",),
+    ".models": ("MODELS", "NOISE_CUT", "BackgroundModel", "build_model", "model_from_config", "decode_adc",
+                "digits_of",),
+    ".generator": ("DEFAULT_GLOBALTAG", "DEFAULT_MODEL", "BackgroundGenerator", "payload_name",
+                   "seed_from_framework",),
+    ".quality": ("GOALS", "IEA_GAN", "Summary", "Comparison", "summarize", "compare", "charge_emd", "report_html",),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _MODULES)
