@@ -159,9 +159,9 @@ def train(settings: TrainSettings, physics: BackgroundPhysics, checkpoint: Path,
         loss_g.backward()
         opt_g.step()
         state.step += 1
-        state.critic_loss.append(float(loss_d))
-        state.generator_loss.append(float(loss_g))
-        state.wasserstein.append(float(distance))
+        state.critic_loss.append(float(loss_d.detach()))
+        state.generator_loss.append(float(loss_g.detach()))
+        state.wasserstein.append(float(distance.detach()))
         if progress is not None:
             progress(state)
         if state.step % settings.checkpoint_every == 0 or state.step == settings.steps:
