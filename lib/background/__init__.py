@@ -31,6 +31,8 @@ _MODULES = {
     ".generator": ("DEFAULT_GLOBALTAG", "DEFAULT_MODEL", "BackgroundGenerator", "payload_name",
                    "seed_from_framework",),
     ".quality": ("GOALS", "IEA_GAN", "Summary", "Comparison", "summarize", "compare", "charge_emd", "report_html",),
+    ".overlay": ("overlay",),
+    ".train": ("Critic", "TrainSettings", "TrainState", "encode", "payload_metadata", "train",),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _MODULES)
