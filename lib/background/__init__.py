@@ -19,7 +19,8 @@ paths; nothing here imports luigi. Payloads are written atomically and loaded wi
 ``torch.load(weights_only=True)`` only after their checksum has been verified.
 
 Each name is imported from its module on first use (:mod:`tracerflow._lazy`): importing this package
-imports neither torch nor any of its modules.
+imports neither torch nor any of its modules. The functions named like their modules
+(``overlay.overlay``, ``train.train``) are imported from those modules, not from the package.
 """
 from tracerflow._lazy import lazy_exports
 
@@ -31,8 +32,7 @@ _MODULES = {
     ".generator": ("DEFAULT_GLOBALTAG", "DEFAULT_MODEL", "BackgroundGenerator", "payload_name",
                    "seed_from_framework",),
     ".quality": ("GOALS", "IEA_GAN", "Summary", "Comparison", "summarize", "compare", "charge_emd", "report_html",),
-    ".overlay": ("overlay",),
-    ".train": ("Critic", "TrainSettings", "TrainState", "encode", "payload_metadata", "train",),
+    ".train": ("Critic", "TrainSettings", "TrainState", "encode", "payload_metadata",),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _MODULES)
