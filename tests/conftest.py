@@ -6,6 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from tracerflow.events.remote import preload_xrootd
+
+# XRootD's bindings crash a process that loads them after TensorFlow, which a test module imports
+# when it is collected: loaded first, for the remote-input tests of this same process.
+preload_xrootd()
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

@@ -95,6 +95,14 @@ def missing_extra(url: str) -> str | None:
             f"pip install 'tracerflow[remote]' (or: pip install {' '.join(missing)})")
 
 
+def preload_xrootd() -> None:
+    """Load XRootD's Python bindings now, when they are installed. Loaded after TensorFlow they
+    crash the process (SIGSEGV in their shared library's initialisation; loaded before, both
+    work), so whatever is about to load TensorFlow calls this first."""
+    if importlib.util.find_spec("XRootD") is not None:
+        import XRootD.client  # noqa: F401
+
+
 def split(location: str) -> tuple[str, list[str]]:
     """``(origin, path components)`` of a local path (origin ``""``) or a URL (``scheme://netloc``, and
     a leading ``""`` component for XRootD's absolute paths): what logical file names are cut from."""

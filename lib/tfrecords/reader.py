@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from tracerflow.events.remote import preload_xrootd
 from tracerflow.tfrecords.crc32c import crc32c, mask
 from tracerflow.tfrecords.records import FRAME_OVERHEAD, example_layout
 from tracerflow.tfrecords.writer import METADATA, SCHEMA, SCHEMA_VERSION
@@ -58,6 +59,7 @@ def tfrecord_dataset(
     Records are parsed as ``FixedLenFeature`` strings, decoded with ``tf.io.decode_raw`` and
     reshaped to the shapes in the metadata; ``valid`` comes back as bool. Order is jet order.
     """
+    preload_xrootd()  # XRootD's bindings crash when loaded after TensorFlow
     import tensorflow as tf
 
     metadata = load_metadata(out_dir)
