@@ -9,13 +9,14 @@ from tracerflow.tasks.generate_sample import GenerateSample
 from tracerflow.tasks.predict import Predict
 from tracerflow.tasks.prepare_sample import PrepareSample
 from tracerflow.tasks.resample import Resample
+from tracerflow.tasks.train_background import TrainBackgroundGenerator
 from tracerflow.tasks.train_fold import TrainFold
 from tracerflow.tasks.write_train_sample import WriteTrainSample
 
 #: Every stage in DAG order: ``--until X`` runs the tasks of every stage up to X that the config
 #: describes. A new stage is a new task class placed here.
 STAGE_CLASSES: tuple[type[TracerflowTask], ...] = (
-    GenerateSample, BuildEvents, BuildGraphs, ApplySelections, Resample, WriteTrainSample, ConvertTFRecords,
+    GenerateSample, TrainBackgroundGenerator, BuildEvents, BuildGraphs, ApplySelections, Resample, WriteTrainSample, ConvertTFRecords,
     TrainFold, PrepareSample, Predict)
 STAGES = tuple(cls.__name__ for cls in STAGE_CLASSES)
 
@@ -25,5 +26,5 @@ for _position, _stage in enumerate(STAGE_CLASSES):
     _stage.priority = len(STAGE_CLASSES) - _position
 
 __all__ = ["STAGES", "STAGE_CLASSES", "ApplySelections", "BuildEvents", "BuildGraphs", "ConvertTFRecords", "FileTask",
-           "GenerateSample", "H5Target", "Predict", "PrepareSample", "Resample", "TracerflowTask", "TrainFold",
+           "GenerateSample", "H5Target", "Predict", "PrepareSample", "Resample", "TracerflowTask", "TrainBackgroundGenerator", "TrainFold",
            "WriteTrainSample"]

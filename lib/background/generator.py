@@ -40,16 +40,17 @@ from typing import Any
 
 import numpy as np
 
+from tracerflow.config.schema import BACKGROUND
 from tracerflow.seeding import derive_seed
 from tracerflow.toy.pixels import PixelGeometry
 from tracerflow.toy.pixels import geometry as as_geometry
 
 log = logging.getLogger("tracerflow")
 
-#: The global tag payloads are looked up under when none is named.
-DEFAULT_GLOBALTAG = "tracerflow-background"
-#: The model a generator builds when none is named.
-DEFAULT_MODEL = "conditioned"
+#: The global tag payloads are looked up under, and the model built, when none is named: the
+#: ``background`` block's defaults (lib/config/schema.py states them).
+DEFAULT_GLOBALTAG = BACKGROUND.fields["globaltag"].default
+DEFAULT_MODEL = BACKGROUND.fields["model"].default
 
 _threads: tuple[int, int] | None = None  # (intra, inter) set by the process's first initialize()
 

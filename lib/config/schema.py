@@ -118,8 +118,66 @@ def _train_check(train: dict, path: str, ctx: Context) -> None:
 
 #: The stages of the DAG in order, as tracerflow.tasks names their task families (its STAGES; a test
 #: keeps the two equal): ``batch.families`` takes these names.
-STAGE_NAMES = ("GenerateSample", "BuildEvents", "BuildGraphs", "ApplySelections", "Resample", "WriteTrainSample",
-               "ConvertTFRecords", "TrainFold", "PrepareSample", "Predict")
+STAGE_NAMES = ("GenerateSample", "TrainBackgroundGenerator", "BuildEvents", "BuildGraphs", "ApplySelections",
+               "Resample", "WriteTrainSample", "ConvertTFRecords", "TrainFold", "PrepareSample", "Predict")
+#: The background generator's models (tracerflow.background.models.MODELS; a test keeps the two equal).
+BACKGROUND_MODELS = ("convnet", "resnet", "conditioned")
+
+
+def _geometry_name(value: str) -> str | None:
+    from tracerflow.toy.pixels import GEOMETRIES
+
+    return None if value in GEOMETRIES else f"no pixel geometry named {value!r} (known: {', '.join(GEOMETRIES)})"
+
+
+def _background_check(block: dict, path: str, ctx: Context) -> None:
+    geometry = block["geometry"]
+    if isinstance(geometry, dict):
+        if not geometry["layers"] or min(geometry["layers"]) < 1:
+            ctx.fail(f"{path}.geometry.layers", "every layer needs at least one sensor")
+
+
+BACKGROUND = Block({
+    "geometry": OneOf((Scalar((str,), check=_geometry_name),
+                       Block({"layers": ListOf(Scalar((int,), minimum=1)), "height": Scalar((int,), minimum=1),
+                              "width": Scalar((int,), minimum=1)})),
+                      default="default",
+                      doc="the pixel detector: 'default' (10 sensors of 32 x 96), 'belle2' (40 of 250 x 768) or "
+                          "{layers: [sensors per layer], height, width}"),
+    "model": Scalar((str,), default="conditioned", choices=BACKGROUND_MODELS,
+                    doc="convnet and resnet as in Belle II; conditioned: knows each sensor and correlates an event's"),
+    "globaltag": Scalar((str,), default="tracerflow-background",
+                        doc="the conditions store's global tag the payload BackgroundGenerator_<model> is kept under"),
+    "seed": Scalar((int,), default=None, nullable=True,
+                   doc="the generator's seed; null: Belle II's rule, sha512 of project.seed"),
+    "nintra": Scalar((int,), default=1, minimum=1, doc="torch intra-op threads of the generator"),
+    "ninter": Scalar((int,), default=1, minimum=1, doc="torch inter-op threads of the generator"),
+    "physics": Block({
+        "clusters_per_sensor": ListOf(Scalar((float,), minimum=0.0), default=lambda: [9.0, 5.0],
+                                      doc="mean background clusters per sensor and event at intensity 1, by layer "
+                                          "(the last value for the layers beyond)"),
+        "ladder_modulation": Scalar((float,), default=0.3, minimum=0.0,
+                                    doc="relative variation of the rate around a layer's ring of sensors"),
+        "intensity_shape": Scalar((float,), default=6.0, minimum=0.01,
+                                  doc="k of the per-event intensity Gamma(k, 1/k), which correlates an event's sensors"),
+        "charge_mpv": Scalar((float,), default=30.0, minimum=0.0, doc="cluster charge: Moyal location, ADU"),
+        "charge_width": Scalar((float,), default=7.0, minimum=0.0, doc="cluster charge: Moyal scale, ADU"),
+        "noise": Scalar((float,), default=1.5, minimum=0.0, doc="Gaussian noise per pixel, ADU"),
+        "threshold": Scalar((float,), default=7.0, minimum=0.0, doc="zero suppression, ADU"),
+    }, doc="the toy's reference background simulation (lib/toy/pixel_background.py)"),
+    "train": Block({
+        "steps": Scalar((int,), default=2000, minimum=1, doc="generator steps (WGAN-GP)"),
+        "batch_size": Scalar((int,), default=32, minimum=1, doc="events per step"),
+        "critic_steps": Scalar((int,), default=5, minimum=1, doc="critic steps per generator step"),
+        "learning_rate": Scalar((float,), default=1e-4, minimum=0.0),
+        "gradient_penalty": Scalar((float,), default=10.0, minimum=0.0),
+        "checkpoint_every": Scalar((int,), default=100, minimum=1, doc="steps between checkpoints (resume from the last)"),
+        "evaluation_events": Scalar((int,), default=10_000, minimum=2,
+                                    doc="events generated and simulated for the quality report"),
+    }, doc="TrainBackgroundGenerator"),
+}, default=None, nullable=True, check=_background_check,
+    doc="the background generator (lib/background): TrainBackgroundGenerator trains it on the reference simulation; "
+        "null: none")
 
 _WALLTIME = re.compile(r"(?:(\d+)-(\d+)(?::(\d+)(?::(\d+))?)?|(\d+)(?::(\d+)(?::(\d+))?)?)")
 _MEMORY = re.compile(r"(\d+)([KMGT]?)")
@@ -512,6 +570,7 @@ BLOCKS = Block({
                           doc="per task family, the batch.job keys that differ for its jobs"),
     }, doc="`tracerflow run --batch slurm|htcondor|lsf`: one job per task (per file group for the per-file "
            "stages); how a run is executed, so left out of config_ref and of every target's digest"),
+    "background": BACKGROUND,
     "remote": Block({
         "retries": Scalar((int,), default=3, minimum=0,
                           doc="times a failed request to a server (stat, open, a read mid-file) is tried again, on "
@@ -527,4 +586,5 @@ BLOCKS = Block({
 #: Keys that change how fast a result comes, not the result, left out of every digest (at any
 #: depth). ``distributed`` is here so that a config without it keeps its digests; the world size,
 #: which does change the batches each step sees, goes back into TrainFold's own digest when > 1.
-PERFORMANCE_KEYS = ("chunk_size", "threads", "distributed")
+#: The background generator's threads and checkpoint interval change no bit it makes.
+PERFORMANCE_KEYS = ("chunk_size", "threads", "distributed", "nintra", "ninter", "checkpoint_every")

@@ -46,15 +46,30 @@ _FIRST = np.concatenate([[0], np.cumsum(_SIZES)[:-1]])
 
 @dataclass(frozen=True)
 class BackgroundPhysics:
-    """The reference simulation's knobs (defaults: an occupancy of ~1% on the inner layer)."""
+    """The reference simulation's knobs: the ``background.physics`` block (its defaults, stated in
+    lib/config/schema.py, give an occupancy of ~0.5% on the inner layer)."""
 
-    clusters_per_sensor: tuple[float, ...] = (9.0, 5.0)  # mean per event at intensity 1, by layer (last repeats)
-    ladder_modulation: float = 0.3  # relative variation of the rate around a layer's ring of sensors
-    intensity_shape: float = 6.0  # k of the per-event intensity Gamma(k, 1/k)
-    charge_mpv: float = 30.0  # location of the cluster charge's Moyal spectrum, ADU
-    charge_width: float = 7.0  # its scale, ADU
-    noise: float = 1.5  # Gaussian noise per pixel, ADU
-    threshold: float = 7.0  # zero suppression: pixels below this many ADU are not stored
+    clusters_per_sensor: tuple[float, ...]  # mean per event at intensity 1, by layer (last repeats)
+    ladder_modulation: float  # relative variation of the rate around a layer's ring of sensors
+    intensity_shape: float  # k of the per-event intensity Gamma(k, 1/k)
+    charge_mpv: float  # location of the cluster charge's Moyal spectrum, ADU
+    charge_width: float  # its scale, ADU
+    noise: float  # Gaussian noise per pixel, ADU
+    threshold: float  # zero suppression: pixels below this many ADU are not stored
+
+    @classmethod
+    def of(cls, block: dict) -> "BackgroundPhysics":
+        """From a validated ``background.physics`` block."""
+        return cls(**{**block, "clusters_per_sensor": tuple(float(c) for c in block["clusters_per_sensor"])})
+
+    @classmethod
+    def default(cls, **changes) -> "BackgroundPhysics":
+        """The schema's defaults, with ``changes``."""
+        from tracerflow.config.schema import BACKGROUND
+        from tracerflow.config.spec import Context
+
+        block = BACKGROUND.fields["physics"].default_value("background.physics", Context("<defaults>"))
+        return cls.of({**block, **changes})
 
     def sensor_rates(self, geometry: PixelGeometry) -> np.ndarray:
         """Mean clusters per event at intensity 1, per sensor."""

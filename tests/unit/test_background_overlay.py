@@ -19,8 +19,8 @@ def _digits(seed: int, n: int, physics: BackgroundPhysics):
 
 
 def test_overlay_adds_exactly_the_background_digits_and_can_be_taken_off():
-    signal = _digits(1, 200, BackgroundPhysics(clusters_per_sensor=(2.0, 1.0)))  # stands for signal hits
-    background = _digits(2, 200, BackgroundPhysics())
+    signal = _digits(1, 200, BackgroundPhysics.default(clusters_per_sensor=(2.0, 1.0)))  # stands for signal hits
+    background = _digits(2, 200, BackgroundPhysics.default())
     merged = overlay(signal, background, G.shape)
     key = lambda d: (((d["event"].astype(np.int64) * G.n_sensors + d["sensor"]) * G.height + d["ucell"]) * G.width
                      + d["vcell"])

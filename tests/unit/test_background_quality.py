@@ -100,7 +100,7 @@ def test_digits_that_do_not_fit_are_refused():
 @pytest.mark.parametrize("name, n", [("default", 300), ("belle2", 2)])
 def test_clusters_agree_with_ndimage_label_in_the_sensor_plane(name, n):
     g = GEOMETRIES[name]
-    _, digits = simulate_events(g, BackgroundPhysics(), 11, HASHES[:n])
+    _, digits = simulate_events(g, BackgroundPhysics.default(), 11, HASHES[:n])
     structure = np.zeros((3, 3, 3, 3), dtype=bool)
     structure[1, 1] = True  # 8-connected within one sensor of one event, never across
     labels, count = ndimage.label(dense(g, digits, n) > 0, structure=structure)
@@ -114,8 +114,8 @@ def test_clusters_agree_with_ndimage_label_in_the_sensor_plane(name, n):
 @pytest.fixture(scope="module")
 def samples():
     g = GEOMETRIES["default"]
-    _, ref = simulate_events(g, BackgroundPhysics(), 1, HASHES)
-    _, gen = simulate_events(g, BackgroundPhysics(), 2, HASHES)
+    _, ref = simulate_events(g, BackgroundPhysics.default(), 1, HASHES)
+    _, gen = simulate_events(g, BackgroundPhysics.default(), 2, HASHES)
     return g, ref, gen, summarize(g, ref, EVENTS), summarize(g, gen, EVENTS)
 
 

@@ -16,7 +16,7 @@ from tracerflow.toy.pixels import PixelGeometry
 TINY = PixelGeometry(layers=(1, 2), height=16, width=32)
 SETTINGS = TrainSettings(model="conditioned", geometry=TINY, seed=5, steps=4, batch_size=4, critic_steps=2,
                          learning_rate=1e-4, gradient_penalty=10.0, checkpoint_every=2)
-PHYSICS = BackgroundPhysics(clusters_per_sensor=(3.0, 2.0))
+PHYSICS = BackgroundPhysics.default(clusters_per_sensor=(3.0, 2.0))
 
 
 def test_encode_is_the_inverse_of_the_models_decoding():

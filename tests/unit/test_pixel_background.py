@@ -15,16 +15,16 @@ HASHES = np.arange(1, 1501, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
 @pytest.fixture(scope="module")
 def simulated():
     g = GEOMETRIES["default"]
-    levels, digits = simulate_events(g, BackgroundPhysics(), 7, HASHES)
+    levels, digits = simulate_events(g, BackgroundPhysics.default(), 7, HASHES)
     return g, levels, digits, dense(g, digits, len(HASHES))
 
 
 def test_an_events_digits_depend_only_on_the_seed_and_its_hash(simulated):
     g, levels, _, images = simulated
     picked = [40, 3, 977]
-    again_levels, again = simulate_events(g, BackgroundPhysics(), 7, HASHES[picked])
+    again_levels, again = simulate_events(g, BackgroundPhysics.default(), 7, HASHES[picked])
     assert np.array_equal(dense(g, again, 3), images[picked]) and np.array_equal(again_levels, levels[picked])
-    _, other = simulate_events(g, BackgroundPhysics(), 8, HASHES[picked])
+    _, other = simulate_events(g, BackgroundPhysics.default(), 8, HASHES[picked])
     assert not np.array_equal(dense(g, other, 3), images[picked])
 
 
@@ -50,8 +50,8 @@ def test_the_inner_layer_is_busier_and_an_events_sensors_are_correlated(simulate
 
 def test_a_given_intensity_scales_the_occupancy(simulated):
     g = simulated[0]
-    _, low = simulate_events(g, BackgroundPhysics(), 7, HASHES[:400], intensity=np.full(400, 0.5))
-    _, high = simulate_events(g, BackgroundPhysics(), 7, HASHES[:400], intensity=np.full(400, 2.0))
+    _, low = simulate_events(g, BackgroundPhysics.default(), 7, HASHES[:400], intensity=np.full(400, 0.5))
+    _, high = simulate_events(g, BackgroundPhysics.default(), 7, HASHES[:400], intensity=np.full(400, 2.0))
     assert 3.0 < len(high["charge"]) / len(low["charge"]) < 5.0
 
 

@@ -1,0 +1,89 @@
+"""TrainBackgroundGenerator: the background generator trained on the toy's reference simulation
+(``background`` block), its payload put into the project's conditions store, and its quality
+report against the simulation."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tracerflow.io.h5target import H5Writer
+from tracerflow.tasks.base import H5Target, TracerflowTask
+
+SCHEMA = "tracerflow.background_generator"
+SCHEMA_VERSION = 1
+
+
+class TrainBackgroundGenerator(TracerflowTask):
+    """``background/<model>.h5``: which payload (global tag, name, revision, sha256) of
+    ``background/conditions`` holds the trained generator, and its quality figures;
+    ``<model>.report.html`` beside it, and ``<model>.checkpoint.pt`` to resume from."""
+
+    block = "background"
+
+    @classmethod
+    def instances(cls, cfg) -> list[dict]:
+        return [{}]
+
+    def requires(self) -> list:
+        return []
+
+    def digest(self) -> str:
+        return self.cfg.digest("project.seed", "background")
+
+    def out_dir(self) -> Path:
+        return self.cfg.output_root / "background"
+
+    def output(self) -> H5Target:
+        model = self.cfg["background"]["model"]
+        return H5Target(self.out_dir() / f"{model}.h5", self.digest(), SCHEMA, SCHEMA_VERSION)
+
+    def run(self) -> None:
+        from tracerflow.background.conditions import ConditionsStore
+        from tracerflow.background.generator import BackgroundGenerator, payload_name, seed_from_framework
+        from tracerflow.background.quality import GOALS, compare, report_html, summarize
+        from tracerflow.background.train import TrainSettings, payload_metadata, train
+        from tracerflow.seeding import derive_seed
+        from tracerflow.toy.pixel_background import BackgroundPhysics, simulate_events
+        from tracerflow.toy.pixels import geometry
+
+        self.remove_stale()
+        cfg, block = self.cfg, self.cfg["background"]
+        name, steps = block["model"], block["train"]["steps"]
+        seed = seed_from_framework(cfg.seed) if block["seed"] is None else block["seed"]
+        settings = TrainSettings(model=name, geometry=geometry(block["geometry"]), seed=seed, steps=steps,
+                                 batch_size=block["train"]["batch_size"], critic_steps=block["train"]["critic_steps"],
+                                 learning_rate=block["train"]["learning_rate"],
+                                 gradient_penalty=block["train"]["gradient_penalty"],
+                                 checkpoint_every=block["train"]["checkpoint_every"])
+        physics = BackgroundPhysics.of(block["physics"])
+        self.out_dir().mkdir(parents=True, exist_ok=True)
+        model, state = train(settings, physics, self.out_dir() / f"{name}.checkpoint.pt", progress=lambda s: self.report(
+            0.8 * s.step / steps, f"TrainBackgroundGenerator {name}: step {s.step} of {steps}, "
+                                  f"Wasserstein estimate {s.wasserstein[-1]:.4f}"))
+
+        store = ConditionsStore(self.out_dir() / "conditions")
+        revision = store.put(block["globaltag"], payload_name(name), model.state_dict(),
+                             payload_metadata(model, settings, physics, state))
+        generator = BackgroundGenerator(name, seed=seed, nintra=block["nintra"], ninter=block["ninter"],
+                                        globaltag=block["globaltag"], store=store, revision=revision)
+        generator.initialize()
+        n = block["train"]["evaluation_events"]
+        self.report(0.85, f"TrainBackgroundGenerator {name}: generating and simulating {n:,} events for the report")
+        hashes = np.array([derive_seed(seed, "background-evaluation", i) for i in range(2 * n)], dtype=np.uint64)
+        generated = summarize(settings.geometry, generator.events(hashes[:n]), n)
+        reference = summarize(settings.geometry, simulate_events(settings.geometry, physics, cfg.seed, hashes[n:])[1], n)
+        comparison = compare(generated, reference)
+        report_html({name: comparison}, {name: generated, "simulation": reference},
+                    self.out_dir() / f"{name}.report.html", reference="simulation",
+                    title=f"Background generator {name}: generated vs the reference simulation")
+        payload = store.get(block["globaltag"], payload_name(name), revision)
+        figures = comparison.as_dict()
+        with H5Writer(self.output().path, SCHEMA, SCHEMA_VERSION, self.digest(), self.created_by(),
+                      attrs={"globaltag": block["globaltag"], "payload": payload_name(name), "revision": revision,
+                             "sha256": payload.sha256, "steps": state.step, "evaluation_events": n,
+                             "passes_goals": all(comparison.passes(GOALS).values())}) as writer:
+            writer.write("quality", np.array(json.dumps(figures, sort_keys=True), dtype=object).astype("S"))
+            writer.write("wasserstein", np.asarray(state.wasserstein, dtype=np.float64))
+        self.report(1.0, f"TrainBackgroundGenerator {name}: payload {payload_name(name)} revision {revision}", final=True)
