@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from .single_node import Broken, Slurm, Unavailable, single_node
+from ..daemons import session_daemon
+from .single_node import Slurm, single_node
 
 __all__ = ["Slurm", "slurm"]
 
@@ -16,17 +17,4 @@ __all__ = ["Slurm", "slurm"]
 @pytest.fixture(scope="session")
 def slurm() -> Iterator[Slurm]:
     """A running single-node Slurm; see tests/cluster/single_node.py for what it provides."""
-    cluster = single_node()
-    try:
-        started = cluster.__enter__()
-    except Unavailable as why:
-        pytest.skip(str(why))
-    except Broken as why:
-        pytest.fail(str(why), pytrace=False)
-    try:
-        yield started
-    finally:
-        try:
-            cluster.__exit__(None, None, None)
-        except Broken as why:
-            pytest.fail(str(why), pytrace=False)
+    yield from session_daemon(single_node())

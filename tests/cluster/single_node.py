@@ -42,6 +42,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..daemons import Broken, Unavailable, apt_install
 
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
 COMMANDS = ("slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "sinfo", "munged")
@@ -55,14 +56,6 @@ FINISHED = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"
 # cluster, a CI runner inside a job) could carry into this cluster's commands.
 _FOREIGN = ("SLURM_", "SBATCH_", "SALLOC_", "SRUN_", "SQUEUE_", "SINFO_", "SCANCEL_", "SCONTROL_")
 _SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
-
-
-class Unavailable(Exception):
-    """Slurm cannot run here (not root, not installed and not installable): tests skip."""
-
-
-class Broken(Exception):
-    """Slurm is installed but did not start or stop cleanly: the message carries the daemons' log tails."""
 
 
 @dataclass
@@ -124,20 +117,9 @@ def _install() -> None:
     if os.geteuid() != 0:
         raise Unavailable("the single-node Slurm runs slurmctld and slurmd as root (SlurmUser=root): not root")
     missing = [c for c in COMMANDS if _which(c) is None]
-    if not missing:
-        return
-    why = f"Slurm is not installed (no {', '.join(missing)}): apt-get install {' '.join(PACKAGES)}"
-    if _which("apt-get") is None:
-        raise Unavailable(f"{why} (no apt-get here)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *PACKAGES]):
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-10:])
-            raise Unavailable(f"{why}; `{' '.join(cmd)}` failed:\n{tail}")
-    missing = [c for c in COMMANDS if _which(c) is None]
     if missing:
-        raise Broken(f"apt-get installed {' '.join(PACKAGES)} but {', '.join(missing)} is still missing")
+        apt_install(list(PACKAGES), lambda: [c for c in COMMANDS if _which(c) is None],
+                    f"Slurm is not installed (no {', '.join(missing)}): apt-get install {' '.join(PACKAGES)}")
 
 
 def _free_ports(n: int) -> list[int]:

@@ -19,26 +19,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from .servers import Broken, Server, Unavailable, serving, xrootd_client_env
+from ..daemons import Broken, session_daemon
+from .servers import Server, serving, xrootd_client_env
 
 __all__ = ["Server", "http", "http_server", "https", "https_server", "xrootd", "xrootd_server"]
 
 
 def _session_server(scheme: str) -> Iterator[Server]:
-    context = serving(scheme)
-    try:
-        started = context.__enter__()
-    except Unavailable as why:
-        pytest.skip(str(why))
-    except Broken as why:
-        pytest.fail(str(why), pytrace=False)
-    try:
-        yield started
-    finally:
-        try:
-            context.__exit__(None, None, None)
-        except Broken as why:
-            pytest.fail(str(why), pytrace=False)
+    yield from session_daemon(serving(scheme))
 
 
 def _running(server: Server) -> Server:

@@ -76,6 +76,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
 from tests.cluster.single_node import _die_with_parent, _free_ports, _tails, _which
+from tests.daemons import Broken, Unavailable, apt_install
 
 __all__ = ["Broken", "Server", "Unavailable", "XROOTD_CLIENT_ENV", "serving", "xrootd_client_env"]
 
@@ -98,16 +99,6 @@ _LAUNCHER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_pre
 # The XRootD client's settings (XrdCl's environment, seconds) for tests of outages: connect
 # once, within 2 s; a request times out after 5 s; a failed connection is not remembered.
 XROOTD_CLIENT_ENV = {"ConnectionWindow": 2, "ConnectionRetry": 1, "RequestTimeout": 5, "StreamErrorWindow": 0}
-
-
-class Unavailable(Exception):
-    """The server's package is missing and cannot be installed here (not root, no apt-get,
-    apt-get failed): tests skip."""
-
-
-class Broken(Exception):
-    """The server is installed but did not start, did not stop on SIGTERM or died on its own:
-    the message carries the tail of its log."""
 
 
 class Server:
@@ -415,21 +406,9 @@ def _install(scheme: str) -> None:
         return
     packages = [package for package, _ in missing]
     commands = [command for _, command in missing]
-    why = (f"{' and '.join(commands)} {'is' if len(missing) == 1 else 'are'} not installed: "
-           f"apt-get install {' '.join(packages)}")
-    if os.geteuid() != 0:
-        raise Unavailable(f"{why} (not root)")
-    if _which("apt-get") is None:
-        raise Unavailable(f"{why} (no apt-get here)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-10:])
-            raise Unavailable(f"{why}; `{' '.join(cmd)}` failed:\n{tail}")
-    still = [command for command in commands if _which(command) is None]
-    if still:
-        raise Broken(f"apt-get installed {' '.join(packages)} but there is still no {' and '.join(still)}")
+    apt_install(packages, lambda: [command for command in commands if _which(command) is None],
+                f"{' and '.join(commands)} {'is' if len(missing) == 1 else 'are'} not installed: "
+                f"apt-get install {' '.join(packages)}")
 
 
 @contextlib.contextmanager
