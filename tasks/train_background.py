@@ -43,7 +43,7 @@ class TrainBackgroundGenerator(TracerflowTask):
         from tracerflow.background.conditions import ConditionsStore
         from tracerflow.background.generator import BackgroundGenerator, payload_name, seed_from_framework
         from tracerflow.background.quality import GOALS, compare, report_html, summarize
-        from tracerflow.background.train import TrainSettings, payload_metadata, train
+        from tracerflow.background.train import TrainSettings, fit_clusters, payload_metadata, train
         from tracerflow.seeding import derive_seed
         from tracerflow.toy.pixel_background import BackgroundPhysics, simulate_events
         from tracerflow.toy.pixels import geometry
@@ -59,13 +59,19 @@ class TrainBackgroundGenerator(TracerflowTask):
                                  checkpoint_every=block["train"]["checkpoint_every"])
         physics = BackgroundPhysics.of(block["physics"])
         self.out_dir().mkdir(parents=True, exist_ok=True)
-        model, state = train(settings, physics, self.out_dir() / f"{name}.checkpoint.pt", progress=lambda s: self.report(
-            0.8 * s.step / steps, f"TrainBackgroundGenerator {name}: step {s.step} of {steps}, "
-                                  f"Wasserstein estimate {s.wasserstein[-1]:.4f}"))
+        if name == "clusters":  # sparse, fitted by maximum likelihood: no steps, no checkpoint
+            fit_events = block["train"]["fit_events"]
+            model, state, fitted = fit_clusters(settings, physics, fit_events, progress=lambda text: self.report(
+                0.4, f"TrainBackgroundGenerator {name}: {text}"))
+            metadata = {**payload_metadata(model, settings, physics, state), "fit": fitted}
+        else:
+            model, state = train(settings, physics, self.out_dir() / f"{name}.checkpoint.pt", progress=lambda s: self.report(
+                0.8 * s.step / steps, f"TrainBackgroundGenerator {name}: step {s.step} of {steps}, "
+                                      f"Wasserstein estimate {s.wasserstein[-1]:.4f}"))
+            metadata = payload_metadata(model, settings, physics, state)
 
         store = ConditionsStore(self.out_dir() / "conditions")
-        revision = store.put(block["globaltag"], payload_name(name), model.state_dict(),
-                             payload_metadata(model, settings, physics, state))
+        revision = store.put(block["globaltag"], payload_name(name), model.state_dict(), metadata)
         generator = BackgroundGenerator(name, seed=seed, nintra=block["nintra"], ninter=block["ninter"],
                                         globaltag=block["globaltag"], store=store, revision=revision)
         generator.initialize()

@@ -27,12 +27,14 @@ from tracerflow._lazy import lazy_exports
 _MODULES = {
     ".conditions": ("INDEX_LAYOUT", "INDEX_VERSION", "ConditionsStore", "Payload", "PayloadError", "load_into",
                     "shipped_store",),
-    ".models": ("MODELS", "NOISE_CUT", "BackgroundModel", "build_model", "model_from_config", "decode_adc",
+    ".models": ("MODELS", "IMAGE_MODELS", "NOISE_CUT", "BackgroundModel", "build_model", "model_from_config", "decode_adc",
                 "digits_of",),
     ".generator": ("DEFAULT_GLOBALTAG", "DEFAULT_MODEL", "BackgroundGenerator", "payload_name",
                    "seed_from_framework",),
-    ".quality": ("GOALS", "IEA_GAN", "Summary", "Comparison", "summarize", "compare", "charge_emd", "report_html",),
-    ".train": ("Critic", "TrainSettings", "TrainState", "encode", "payload_metadata",),
+    ".quality": ("GOALS", "IEA_GAN", "Summary", "Comparison", "summarize", "compare", "charge_emd", "report_html",
+                 "cluster_labels",),
+    ".clusters": ("ClusterModel", "fit_tables", "decompose",),
+    ".train": ("Critic", "TrainSettings", "TrainState", "encode", "payload_metadata", "fit_clusters",),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _MODULES)

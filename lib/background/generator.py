@@ -197,7 +197,10 @@ class BackgroundGenerator:
                 latents = {key: torch.cat([lat[key] for lat in per_event]).to(self.device) for key in per_event[0]}
                 level = None if intensity is None else torch.as_tensor(
                     np.asarray(intensity[start:start + batch_size], dtype=np.float32), device=self.device)
-                digits = digits_of(decode_adc(model(latents, level), self.noise_cut))
+                if hasattr(model, "digits"):  # a sparse model draws digits, not images
+                    digits = model.digits(latents, level)
+                else:
+                    digits = digits_of(decode_adc(model(latents, level), self.noise_cut))
                 digits["event"] += start
                 parts.append(digits)
         if not parts:

@@ -60,7 +60,10 @@ from torch import Tensor, nn
 from tracerflow.toy.pixels import PixelGeometry
 from tracerflow.toy.pixels import geometry as as_geometry
 
-MODELS = ("convnet", "resnet", "conditioned")
+#: The image models (latents -> dense sensor images).
+IMAGE_MODELS = ("convnet", "resnet", "conditioned")
+#: Every model: the image models and the sparse cluster-level model (:mod:`.clusters`).
+MODELS = IMAGE_MODELS + ("clusters",)
 
 #: Belle II's latent size per sensor image.
 LATENT_DIM = 96
@@ -388,7 +391,11 @@ _CLASSES: dict[str, type[BackgroundModel]] = {"convnet": ConvNet, "resnet": ResN
 
 def build_model(name: str, geometry: PixelGeometry | str | dict, **options: Any) -> BackgroundModel:
     """A fresh (untrained) model ``name`` for ``geometry``; ``options`` are the model's own
-    (``conditioned``: ``channels``)."""
+    (``conditioned``: ``channels``; ``clusters``: its table sizes, see :mod:`.clusters`)."""
+    if name == "clusters":
+        from tracerflow.background.clusters import ClusterModel
+
+        return ClusterModel(as_geometry(geometry), **options)
     if name not in _CLASSES:
         raise ValueError(f"no background model named {name!r} (known: {', '.join(MODELS)})")
     return _CLASSES[name](as_geometry(geometry), **options)

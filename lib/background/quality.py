@@ -154,9 +154,12 @@ def _checked_keys(geometry: PixelGeometry, digits: Mapping[str, np.ndarray], n_e
     return tuple(fields)
 
 
-def _clusters(geometry: PixelGeometry, event: np.ndarray, sensor: np.ndarray, u: np.ndarray,
-              v: np.ndarray) -> np.ndarray:
-    """The size of every 8-connected cluster of the digits (one sensor of one event each)."""
+def cluster_labels(geometry: PixelGeometry, event: np.ndarray, sensor: np.ndarray, u: np.ndarray,
+                   v: np.ndarray) -> np.ndarray:
+    """The 8-connected cluster of every digit (one sensor of one event each): labels ``0..n-1``
+    (int64), in the digits' own order. What :func:`summarize` counts cluster sizes with and what
+    the ``clusters`` model (:mod:`.clusters`) decomposes its training events with."""
+    event, sensor, u, v = (np.asarray(a).astype(np.int64, copy=False).ravel() for a in (event, sensor, u, v))
     n = len(event)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
@@ -177,7 +180,15 @@ def _clusters(geometry: PixelGeometry, event: np.ndarray, sensor: np.ndarray, u:
     rows, cols = np.concatenate(rows), np.concatenate(cols)
     graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n)).tocsr()
     _, labels = connected_components(graph, directed=False)
-    return np.bincount(labels)
+    out = np.empty(n, dtype=np.int64)
+    out[order] = labels
+    return out
+
+
+def _clusters(geometry: PixelGeometry, event: np.ndarray, sensor: np.ndarray, u: np.ndarray,
+              v: np.ndarray) -> np.ndarray:
+    """The size of every 8-connected cluster of the digits (one sensor of one event each)."""
+    return np.bincount(cluster_labels(geometry, event, sensor, u, v))
 
 
 def summarize(geometry: PixelGeometry, digits: Mapping[str, np.ndarray], n_events: int) -> Summary:

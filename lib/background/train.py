@@ -209,3 +209,21 @@ def _load_checkpoint(path: Path, settings: TrainSettings) -> dict[str, Any] | No
             or data.get("settings") != _settings_key(settings):
         return None
     return data
+
+
+def fit_clusters(settings: TrainSettings, physics: BackgroundPhysics, events: int,
+                 progress: Callable[[str], None] | None = None) -> tuple[BackgroundModel, TrainState, dict[str, Any]]:
+    """The ``clusters`` model (:mod:`.clusters`) fitted by maximum likelihood to ``events``
+    simulated events (hashes keyed by the seed and the event's index): no steps, no checkpoint,
+    a function of (settings, physics, events). Returns the model (eval mode), a :class:`TrainState`
+    without steps (for the payload's metadata) and what the fit found."""
+    from tracerflow.background.clusters import fit_tables
+
+    hashes = np.array([derive_seed(settings.seed, "background-fit", i) for i in range(events)], dtype=np.uint64)
+    if progress is not None:
+        progress(f"simulating {events:,} events")
+    _, digits = simulate_events(settings.geometry, physics, settings.seed, hashes)
+    if progress is not None:
+        progress("fitting the cluster tables and the intensity")
+    model, info = fit_tables(settings.geometry, digits, events)
+    return model, TrainState(0, [], [], []), info

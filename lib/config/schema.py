@@ -121,7 +121,7 @@ def _train_check(train: dict, path: str, ctx: Context) -> None:
 STAGE_NAMES = ("GenerateSample", "TrainBackgroundGenerator", "BuildEvents", "BuildGraphs", "ApplySelections",
                "Resample", "WriteTrainSample", "ConvertTFRecords", "TrainFold", "PrepareSample", "Predict")
 #: The background generator's models (tracerflow.background.models.MODELS; a test keeps the two equal).
-BACKGROUND_MODELS = ("convnet", "resnet", "conditioned")
+BACKGROUND_MODELS = ("convnet", "resnet", "conditioned", "clusters")
 
 
 def _geometry_name(value: str) -> str | None:
@@ -145,7 +145,8 @@ BACKGROUND = Block({
                       doc="the pixel detector: 'default' (10 sensors of 32 x 96), 'belle2' (40 of 250 x 768) or "
                           "{layers: [sensors per layer], height, width}"),
     "model": Scalar((str,), default="conditioned", choices=BACKGROUND_MODELS,
-                    doc="convnet and resnet as in Belle II; conditioned: knows each sensor and correlates an event's"),
+                    doc="convnet and resnet as in Belle II; conditioned: knows each sensor and correlates an event's; "
+                        "clusters: sparse, cluster by cluster, fitted by maximum likelihood"),
     "globaltag": Scalar((str,), default="tracerflow-background",
                         doc="the conditions store's global tag the payload BackgroundGenerator_<model> is kept under"),
     "seed": Scalar((int,), default=None, nullable=True,
@@ -172,6 +173,8 @@ BACKGROUND = Block({
         "learning_rate": Scalar((float,), default=1e-4, minimum=0.0),
         "gradient_penalty": Scalar((float,), default=10.0, minimum=0.0),
         "checkpoint_every": Scalar((int,), default=100, minimum=1, doc="steps between checkpoints (resume from the last)"),
+        "fit_events": Scalar((int,), default=20_000, minimum=1,
+                             doc="simulated events the clusters model is fitted to (maximum likelihood)"),
         "evaluation_events": Scalar((int,), default=10_000, minimum=2,
                                     doc="events generated and simulated for the quality report"),
     }, doc="TrainBackgroundGenerator"),

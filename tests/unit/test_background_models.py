@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from tracerflow.background.models import (
-    MODELS,
+    IMAGE_MODELS,
     BackgroundModel,
     RowLinear,
     build_model,
@@ -45,10 +45,10 @@ def latents_of(model: BackgroundModel, seeds) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def models() -> dict[str, BackgroundModel]:
-    return {name: trained_like(name) for name in MODELS}
+    return {name: trained_like(name) for name in IMAGE_MODELS}
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_one_event_at_the_default_geometry(models, name):
     model = models[name]
     with torch.inference_mode():
@@ -59,7 +59,7 @@ def test_one_event_at_the_default_geometry(models, name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_one_event_at_the_belle2_geometry(name):
     model = build_model(name, "belle2").eval()
     with torch.inference_mode():
@@ -126,7 +126,7 @@ def test_conditioned_model_sizes():
     assert convs == [(64, 64, 3, 3), (32, 64, 3, 3), (32, 32, 3, 3), (16, 32, 3, 3), (8, 16, 3, 3), (4, 8, 3, 3)]
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_an_event_is_the_same_alone_or_stacked(models, name):
     model = models[name]
     seeds = [11, 12, 13]
@@ -143,7 +143,7 @@ def test_an_event_is_the_same_alone_or_stacked(models, name):
     assert not torch.equal(together[0], together[1])
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_an_event_is_the_same_on_one_or_two_threads(models, name):
     model = models[name]
     latents = latents_of(model, [21, 22])
@@ -159,7 +159,7 @@ def test_an_event_is_the_same_on_one_or_two_threads(models, name):
     assert torch.equal(one, two)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_latents_come_from_the_events_generator(models, name):
     model = models[name]
     first = model.sample_latents(torch.Generator().manual_seed(7))
@@ -227,7 +227,7 @@ def test_row_linear_is_linear_in_both_modes():
         assert torch.equal(layer(x[2, 3:4]), layer(x)[2, 3:4])
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_training_mode_runs_the_batch_and_backpropagates(name):
     model = build_model(name, DEFAULT).train()
     latents = latents_of(model, [1, 2])
@@ -237,7 +237,7 @@ def test_training_mode_runs_the_batch_and_backpropagates(name):
     assert model.fc.weight.grad is not None and model.fc.weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_config_rebuilds_the_model(name):
     options = {"channels": [32, 32, 16, 16, 8, 4]} if name == "conditioned" else {}
     model = build_model(name, DEFAULT, **options)
