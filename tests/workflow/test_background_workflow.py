@@ -27,6 +27,19 @@ background:
   geometry: {geometry}
   train: {{steps: 6, batch_size: 4, critic_steps: 2, checkpoint_every: 3, evaluation_events: 200}}
 """
+CLUSTERS = """\
+project: {{name: bkg}}
+samples:
+  hzz: {{files: [{data}]}}
+event:
+  template:
+    leaves: {{w: EventWeight}}
+selection:
+  template: {{level: event}}
+background:
+  model: clusters
+  train: {{fit_events: 20000, evaluation_events: 10000}}
+"""
 TINY = "{layers: [1, 2], height: 16, width: 32}"
 
 
@@ -73,3 +86,24 @@ def test_a_bad_background_block_is_refused_before_anything_runs(tmp_path, shared
     proc = tracerflow("run", "--config", "analysis.yaml", cwd=work)
     assert proc.returncode == 2 and "background.geometry" in proc.stderr and "no pixel geometry named 'pxd'" in proc.stderr
     assert not (work / "tracerflow-output").exists()
+
+
+def test_the_clusters_model_is_fitted_and_meets_the_quality_goals(tmp_path, shared_data):
+    """model: clusters at the default geometry: fitted by maximum likelihood (no steps, no
+    checkpoint), its payload in the store, and its 10,000-event report passing every goal."""
+    work = tmp_path / "k"
+    work.mkdir()
+    (work / "analysis.yaml").write_text(CLUSTERS.format(data=shared_data / "uproot-HZZ.root"))
+    proc = tracerflow("run", "--config", "analysis.yaml", "--until", "TrainBackgroundGenerator", cwd=work)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = work / "tracerflow-output" / "bkg" / "background"
+    with h5py.File(out / "clusters.h5") as f:
+        assert f.attrs["payload"] == "BackgroundGenerator_clusters" and f.attrs["steps"] == 0
+        assert f.attrs["evaluation_events"] == 10000
+        assert bool(f.attrs["passes_goals"]), f["quality"][()].decode()
+    assert not (out / "clusters.checkpoint.pt").exists()
+    generator = BackgroundGenerator("clusters", store=ConditionsStore(out / "conditions"), framework_seed=42)
+    generator.initialize()
+    assert generator.geometry.shape == (10, 32, 96) and generator.payload.metadata["fit"]["events"] == 20000
+    digits = generator.events(np.arange(1, 6, dtype=np.uint64))
+    assert len(digits["charge"]) > 0
