@@ -24,29 +24,24 @@ event:
 selection:
   template: {{level: event}}
 background:
+{background}
+"""
+#: The background block: the image model (conditioned) at a tiny geometry for a few WGAN-GP steps, or
+#: the clusters model at the default geometry.
+GAN = """\
   geometry: {geometry}
-  train: {{steps: 6, batch_size: 4, critic_steps: 2, checkpoint_every: 3, evaluation_events: 200}}
-"""
+  train: {{steps: 6, batch_size: 4, critic_steps: 2, checkpoint_every: 3, evaluation_events: 200}}"""
 CLUSTERS = """\
-project: {{name: bkg}}
-samples:
-  hzz: {{files: [{data}]}}
-event:
-  template:
-    leaves: {{w: EventWeight}}
-selection:
-  template: {{level: event}}
-background:
   model: clusters
-  train: {{fit_events: 20000, evaluation_events: 10000}}
-"""
+  train: {fit_events: 20000, evaluation_events: 10000}"""
 TINY = "{layers: [1, 2], height: 16, width: 32}"
 
 
 def _work(tmp_path, name, shared_data, geometry=TINY):
     work = tmp_path / name
     work.mkdir()
-    (work / "analysis.yaml").write_text(CONFIG.format(data=shared_data / "uproot-HZZ.root", geometry=geometry))
+    (work / "analysis.yaml").write_text(CONFIG.format(data=shared_data / "uproot-HZZ.root",
+                                                      background=GAN.format(geometry=geometry)))
     return work
 
 
@@ -93,7 +88,7 @@ def test_the_clusters_model_is_fitted_and_meets_the_quality_goals(tmp_path, shar
     checkpoint), its payload in the store, and its 10,000-event report passing every goal."""
     work = tmp_path / "k"
     work.mkdir()
-    (work / "analysis.yaml").write_text(CLUSTERS.format(data=shared_data / "uproot-HZZ.root"))
+    (work / "analysis.yaml").write_text(CONFIG.format(data=shared_data / "uproot-HZZ.root", background=CLUSTERS))
     proc = tracerflow("run", "--config", "analysis.yaml", "--until", "TrainBackgroundGenerator", cwd=work)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = work / "tracerflow-output" / "bkg" / "background"
