@@ -65,28 +65,35 @@ def describe_dag(root: luigi.Task) -> str:
     """Every task below ``root`` once, indented by depth, with done/pending and the target path
     (the first of several, with their count)."""
     lines: list[str] = []
-    seen: set[str] = set()
+    states: dict[str, str] = {}
 
     def visit(task: luigi.Task, depth: int) -> None:
         label = _label(task)
-        if task.task_id in seen:
+        if task.task_id in states:
             lines.append(f"{'  ' * depth}{label}  (see above)")
             return
-        seen.add(task.task_id)
+        states[task.task_id] = state = _state(task)
         outputs = [o for o in flatten(task.output()) if hasattr(o, "path")]
         where = f"  -> {outputs[0].path}" if outputs else ""
         where += f" (+{len(outputs) - 1} more)" if len(outputs) > 1 else ""
-        lines.append(f"{'  ' * depth}[{_state(task)}] {label}{where}")
+        lines.append(f"{'  ' * depth}[{state}] {label}{where}")
         job = batch_records.describe(task)
         if job is not None:
             lines.append(f"{'  ' * depth}    ran as {job}")
         for dep in flatten(task.requires()):
             visit(dep, depth + 1)
 
-    lines.append(f"[{_state(root)}] {_label(root)}")
-    seen.add(root.task_id)
+    states[root.task_id] = "pending"
     for task in roots(flatten(root.requires())):
         visit(task, 1)
+    # A wrapper (no outputs of its own) is done when what it requires is: read from the states
+    # just found rather than asking every target again.
+    if flatten(root.output()) or not isinstance(root, luigi.WrapperTask):
+        root_state = _state(root)
+    else:
+        root_state = "done" if all(states.get(dep.task_id) == "done" for dep in flatten(root.requires())) \
+            else "pending"
+    lines.insert(0, f"[{root_state}] {_label(root)}")
     done = sum(1 for line in lines if "[done]" in line)
     total = sum(1 for line in lines if line.lstrip().startswith("["))
     lines.append(f"{done}/{total} tasks complete")
