@@ -41,6 +41,7 @@ imports luigi.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -140,6 +141,16 @@ class ConditionsStore:
     def revisions(self, globaltag: str, name: str) -> list[int]:
         """The revisions of ``name`` in ``globaltag``, ascending (PayloadError for an unknown tag or name)."""
         return [entry["revision"] for entry in self._entries(self._index(), globaltag, name)]
+
+    def entry(self, globaltag: str, name: str, revision: int | None = None) -> dict[str, Any]:
+        """The index's record of a revision (the newest when None): revision, file, size, sha256,
+        metadata; nothing is loaded or checked (PayloadError when the index has none)."""
+        entries = self._entries(self._index(), globaltag, name)
+        found = entries[-1:] if revision is None else [e for e in entries if e["revision"] == revision]
+        if not found:
+            raise PayloadError(f"{self._where(globaltag, name, revision)}: no such revision "
+                               f"(revisions: {', '.join(str(e['revision']) for e in entries)})")
+        return dict(found[0])
 
     def get(self, globaltag: str, name: str, revision: int | None = None) -> Payload:
         """Revision ``revision`` of payload ``name`` in ``globaltag``, the newest when None; its size and
@@ -393,3 +404,18 @@ def shipped_store() -> ConditionsStore:
         raise PayloadError(f"the conditions store shipped with {SHIPPED_PACKAGE} has no index {root / INDEX_NAME}: "
                            "the installation is incomplete")
     return ConditionsStore(root, read_only=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def checkpoint_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a checkpoint file's bytes (kept per file version: path, size, mtime), for
+    digests of what a checkpoint makes; PayloadError naming the file when it cannot be read."""
+    try:
+        stat = os.stat(path)
+        return _file_sha256(str(Path(path).absolute()), stat.st_size, stat.st_mtime_ns)
+    except OSError as exc:
+        raise PayloadError(f"background checkpoint {path}: cannot be read ({exc.strerror or exc})") from None

@@ -282,6 +282,7 @@ def _load(path: str, overrides: tuple[str, ...]) -> Config:
     config = Config(data, source, base_dir, overrides)
     _check_template_modules(config, ctx)
     _check_templates(config, ctx)
+    _check_overlay(config, ctx)
     _check_training_inputs(config, ctx)
     _check_predict(config, ctx)
     check_config(config, ctx)
@@ -501,6 +502,66 @@ def _check_templates(config: Config, ctx: Context) -> None:
                 ctx.fail(f"samples.{sample}.event.generator_weight" if own else "event.generator_weight", str(err))
         if spec["cross_section"] is not None and config["project"]["luminosity"] is None:
             ctx.fail("project.luminosity", f"is required by samples.{sample}.cross_section")
+
+
+def _check_overlay(config: Config, ctx: Context) -> None:
+    """An overlay (``background.overlay``) needs, in every sample's event template, the hits
+    collection directly below the event with sensor, ucell, vcell and charge, and nothing hanging
+    below it; generated samples' hits in the background's geometry; and the payload it names."""
+    from tracerflow.background.overlay import HIT_ATTRIBUTES
+    from tracerflow.templates.event import EVENT
+    from tracerflow.templates.loader import load_template
+    from tracerflow.toy.pixels import geometry
+
+    block = config["background"]
+    if block is None or block["overlay"] == "none":
+        return
+    name = block["collection"]
+    for sample, spec in config["samples"].items():
+        key = f"samples.{sample}.event.template" if "template" in (spec["event"] or {}) else "event.template"
+        template = load_template(config, "event", sample)
+        coll = template.collections.get(name)
+        if coll is None or coll.parent != EVENT:
+            ctx.fail("background.collection", f"{name!r}: the event template ({key}) of sample {sample!r} has no "
+                                              "collection of that name directly below the event")
+        attributes = coll.branches or coll.members[0]
+        missing = [a for a in HIT_ATTRIBUTES if a not in attributes]
+        if missing:
+            ctx.fail("background.collection", f"{name!r} in {key} (sample {sample!r}) lacks the attributes "
+                                              f"{', '.join(missing)} the overlay needs")
+        children = [c for c, other in template.collections.items() if other.parent == name]
+        if children:
+            ctx.fail("background.collection", f"{name!r} in {key}: the collections {', '.join(children)} hang below "
+                                              "it; overlaid hits would leave them pointing at other rows")
+        hits = (spec["generate"] or {}).get("pixel_hits")
+        if hits is not None and geometry(hits) != geometry(block["geometry"]):
+            ctx.fail(f"samples.{sample}.generate.pixel_hits", f"{hits!r}: the background overlay's geometry is "
+                                                              f"{block['geometry']!r}; the two must be the same")
+    if block["overlay"] == "generated":
+        _check_payload(block, ctx)
+
+
+def _check_payload(block: dict, ctx: Context) -> None:
+    """The payload a generated overlay reads exists (shipped: for the model and geometry)."""
+    from tracerflow.background.conditions import PayloadError, shipped_store
+    from tracerflow.background.generator import payload_name
+    from tracerflow.toy.pixels import geometry
+
+    payload = block["payload"]
+    if payload == "trained":
+        return
+    if payload != "shipped":
+        if not Path(payload).expanduser().is_file():
+            ctx.fail("background.payload", f"{payload!r}: no such checkpoint file (shipped, trained or a path)")
+        return
+    try:
+        entry = shipped_store().entry(block["globaltag"], payload_name(block["model"]))
+    except PayloadError as err:
+        ctx.fail("background.payload", f"shipped: {err}; use payload: trained to train it in this run")
+    built = entry["metadata"].get("model", {}).get("geometry")
+    if built != geometry(block["geometry"]).as_dict():
+        ctx.fail("background.payload", f"shipped: the package's {payload_name(block['model'])} is for the geometry "
+                                       f"{built}, not {block['geometry']!r}; use payload: trained")
 
 
 def _check_training_inputs(config: Config, ctx: Context) -> None:

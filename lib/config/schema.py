@@ -122,6 +122,8 @@ STAGE_NAMES = ("GenerateSample", "TrainBackgroundGenerator", "BuildEvents", "Bui
                "Resample", "WriteTrainSample", "ConvertTFRecords", "TrainFold", "PrepareSample", "Predict")
 #: The background generator's models (tracerflow.background.models.MODELS; a test keeps the two equal).
 BACKGROUND_MODELS = ("convnet", "resnet", "conditioned", "clusters")
+#: What BuildEvents overlays on each event's hits (``background.overlay``).
+OVERLAYS = ("none", "simulated", "generated")
 
 
 def _geometry_name(value: str) -> str | None:
@@ -144,13 +146,23 @@ BACKGROUND = Block({
                       default="default",
                       doc="the pixel detector: 'default' (10 sensors of 32 x 96), 'belle2' (40 of 250 x 768) or "
                           "{layers: [sensors per layer], height, width}"),
-    "model": Scalar((str,), default="conditioned", choices=BACKGROUND_MODELS,
+    "model": Scalar((str,), default="clusters", choices=BACKGROUND_MODELS,
                     doc="convnet and resnet as in Belle II; conditioned: knows each sensor and correlates an event's; "
                         "clusters: sparse, cluster by cluster, fitted by maximum likelihood"),
     "globaltag": Scalar((str,), default="tracerflow-background",
                         doc="the conditions store's global tag the payload BackgroundGenerator_<model> is kept under"),
     "seed": Scalar((int,), default=None, nullable=True,
                    doc="the generator's seed; null: Belle II's rule, sha512 of project.seed"),
+    "overlay": Scalar((str,), default="none", choices=OVERLAYS,
+                      doc="what BuildEvents adds to each event's hits: none; simulated: the reference simulation's "
+                          "background; generated: the generator's (payload), each keyed by the event's hash"),
+    "payload": Scalar((str,), default="shipped",
+                      doc="the generator overlay: generated uses: shipped (the package's payload for the model and "
+                          "geometry), trained (TrainBackgroundGenerator's, trained in this run), or the path of a "
+                          "checkpoint file (a state dict)"),
+    "collection": Scalar((str,), default="hits",
+                         doc="the event template's collection the background digits are overlaid on (attributes "
+                             "sensor, ucell, vcell, charge; is_background is added)"),
     "nintra": Scalar((int,), default=1, minimum=1, doc="torch intra-op threads of the generator"),
     "ninter": Scalar((int,), default=1, minimum=1, doc="torch inter-op threads of the generator"),
     "physics": Block({
@@ -295,6 +307,9 @@ GENERATE = Block({
     "process": Scalar((str,), choices=TOY_PROCESSES),
     "n_jets": Scalar((int,), minimum=1),
     "events_per_file": Scalar((int,), default=100_000, minimum=1),
+    "pixel_hits": Scalar((str,), default=None, nullable=True, check=_geometry_name,
+                         doc="a pixel geometry ('default', 'belle2'): each event's tracks leave signal hits in that "
+                             "detector, written as the hit_* branches (lib/toy/pixel_hits.py); null: no hits"),
 }, default=None, nullable=True)
 
 

@@ -66,11 +66,14 @@ def build_events(
     progress: Callable[[int, int], None] | None = None,
     template_key: str = "event.template",
     access: Access | None = None,
+    overlay: Callable[[EventBatch], None] | None = None,
 ) -> EventStats:
     """Read ``tree`` of ``source`` through ``template`` and write the events target atomically;
     ``template_key`` is the config key of the template, for messages. Every branch is checked to
     exist and to hold what the template reads it as before anything is read. ``source`` may be a
-    URL, read in place as ``access`` (the ``remote`` block) says."""
+    URL, read in place as ``access`` (the ``remote`` block) says. ``overlay`` (the background
+    block's, :class:`tracerflow.background.overlay.Overlay`) adds background digits to each
+    chunk's hits before derived fields are computed."""
     source = source if is_url(source) else Path(source)
     with RootSource(source, tree, threads, access) as root:
         branches = [b for b in template.branches() if b not in template.optional or root.has_branch(b)]
@@ -86,7 +89,7 @@ def build_events(
             attrs={"sample": sample, "file": logical_file, "tree": tree, "entries_in_tree": root.num_entries},
         ) as writer:
             batches = _batches(root, template, branches, entries, chunk_size, source, (sample, logical_file, tree),
-                               (non_finite, fill_value))
+                               (non_finite, fill_value), overlay)
             weigh = GeneratorWeight(generator_weight, negative_weights, source)
             layout: EventBatch | None = None
             for batch, done in batches:
@@ -100,7 +103,7 @@ def build_events(
                 if progress:
                     progress(done, len(entries))
             if layout is None:
-                layout = template.build(root.read(branches, entries[:0]), _empty_index())
+                layout = template.build(root.read(branches, entries[:0]), _empty_index(), overlay=overlay)
                 weigh(layout)
             events_file.finish(writer, layout, [sample], [logical_file])
             writer.set_attrs("/", sum_generator_weight=weigh.total, generator_weight=generator_weight or "",
@@ -109,8 +112,8 @@ def build_events(
 
 
 def _batches(root: RootSource, template: EventTemplate, branches: list[str], entries: np.ndarray, chunk_size: int,
-             source: Path | str, identity: tuple[str, str, str],
-             non_finite: tuple[str, float]) -> Iterator[tuple[EventBatch, int]]:
+             source: Path | str, identity: tuple[str, str, str], non_finite: tuple[str, float],
+             overlay: Callable[[EventBatch], None] | None = None) -> Iterator[tuple[EventBatch, int]]:
     """Read, check, hash and template ``entries`` chunk by chunk; yield each batch and entries done.
 
     Hashes need no uniqueness check here: within one file they are distinct by construction
@@ -127,7 +130,7 @@ def _batches(root: RootSource, template: EventTemplate, branches: list[str], ent
             "entry": chunk_entries,
         }
         try:
-            batch = template.build(arrays, index, sample_names=(identity[0],))
+            batch = template.build(arrays, index, sample_names=(identity[0],), overlay=overlay)
         except TemplateError as err:
             raise TemplateError(f"{source}: {err}") from None
         del arrays

@@ -7,7 +7,7 @@ expressions or a ``derive`` override, never a per-event loop.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
@@ -126,9 +126,11 @@ class EventTemplate:
         return roles
 
     def build(self, arrays: Mapping[str, Any], index: dict[str, np.ndarray],
-              sample_names: tuple[str, ...] = ()) -> EventBatch:
+              sample_names: tuple[str, ...] = (), overlay: Callable[[EventBatch], None] | None = None) -> EventBatch:
         """Turn one chunk of branch arrays (numpy or awkward) into an :class:`EventBatch`
-        (``sample_names``: the names behind ``index["sample"]``, for expressions reading ``sample``)."""
+        (``sample_names``: the names behind ``index["sample"]``, for expressions reading ``sample``).
+        ``overlay`` (BuildEvents' background overlay) changes the batch once its collections are
+        built, before any derived field is computed, so derived fields see the overlaid hits."""
         n = len(index["hash"])
         batch = EventBatch(index=index, sample_names=tuple(sample_names))
         arrays = {**{b: None for b in self.optional}, **arrays}
@@ -139,6 +141,8 @@ class EventTemplate:
             batch.event[attr] = values
         for name in _parents_first(self.collections):
             batch.tables[name] = self._collection(name, arrays, batch, n)
+        if overlay is not None:
+            overlay(batch)
         for level, name, expr in self._derived:
             values = expr(Scope(batch, level))
             (batch.event if level == EVENT else batch.tables[level].fields)[name] = _compact(values)
