@@ -41,34 +41,22 @@ class TrainBackgroundGenerator(TracerflowTask):
 
     def run(self) -> None:
         from tracerflow.background.conditions import ConditionsStore
-        from tracerflow.background.generator import BackgroundGenerator, payload_name, seed_from_framework
+        from tracerflow.background.generator import BackgroundGenerator, payload_name
         from tracerflow.background.quality import GOALS, compare, report_html, summarize
-        from tracerflow.background.train import TrainSettings, fit_clusters, payload_metadata, train
+        from tracerflow.background.train import fit_payload, train_settings
         from tracerflow.seeding import derive_seed
         from tracerflow.toy.pixel_background import BackgroundPhysics, simulate_events
-        from tracerflow.toy.pixels import geometry
 
         self.remove_stale()
         cfg, block = self.cfg, self.cfg["background"]
-        name, steps = block["model"], block["train"]["steps"]
-        seed = seed_from_framework(cfg.seed) if block["seed"] is None else block["seed"]
-        settings = TrainSettings(model=name, geometry=geometry(block["geometry"]), seed=seed, steps=steps,
-                                 batch_size=block["train"]["batch_size"], critic_steps=block["train"]["critic_steps"],
-                                 learning_rate=block["train"]["learning_rate"],
-                                 gradient_penalty=block["train"]["gradient_penalty"],
-                                 checkpoint_every=block["train"]["checkpoint_every"])
-        physics = BackgroundPhysics.of(block["physics"])
+        name = block["model"]
+        settings = train_settings(block, cfg.seed)
+        seed, physics = settings.seed, BackgroundPhysics.of(block["physics"])
         self.out_dir().mkdir(parents=True, exist_ok=True)
-        if name == "clusters":  # sparse, fitted by maximum likelihood: no steps, no checkpoint
-            fit_events = block["train"]["fit_events"]
-            model, state, fitted = fit_clusters(settings, physics, fit_events, progress=lambda text: self.report(
-                0.4, f"TrainBackgroundGenerator {name}: {text}"))
-            metadata = {**payload_metadata(model, settings, physics, state), "fit": fitted}
-        else:
-            model, state = train(settings, physics, self.out_dir() / f"{name}.checkpoint.pt", progress=lambda s: self.report(
-                0.8 * s.step / steps, f"TrainBackgroundGenerator {name}: step {s.step} of {steps}, "
-                                      f"Wasserstein estimate {s.wasserstein[-1]:.4f}"))
-            metadata = payload_metadata(model, settings, physics, state)
+        # the clusters model is fitted (no steps, no checkpoint), an image model trained from its checkpoint
+        model, state, metadata = fit_payload(block, cfg.seed, checkpoint=self.out_dir() / f"{name}.checkpoint.pt",
+                                             progress=lambda done, text: self.report(
+                                                 0.8 * done, f"TrainBackgroundGenerator {name}: {text}"))
 
         store = ConditionsStore(self.out_dir() / "conditions")
         revision = store.put(block["globaltag"], payload_name(name), model.state_dict(), metadata)

@@ -16,15 +16,22 @@ correlation, and which sensor is which). Generated latents come from per-event g
 by (seed, step, index). So training is a function of (config, seed): a run stopped at a
 checkpoint and resumed gives the same weights as one that was not (a test compares them).
 
+From a config: :func:`fit_payload` turns a validated ``background`` block and the framework's seed
+(``project.seed``) into the payload's model, state and metadata, training an image model or fitting
+the clusters model; TrainBackgroundGenerator and the build of the shipped store
+(:mod:`.ship`) both call it, so the shipped payload is the task's for the default block.
+
 Contract with its neighbours: models from :mod:`.models`, the payload written into a
-:class:`~tracerflow.background.conditions.ConditionsStore` by the caller (TrainBackgroundGenerator)
-with :func:`payload_metadata`; checkpoints are files of this module's own (``.pt`` state dicts,
-written atomically, read with ``weights_only=True``). Nothing here imports luigi.
+:class:`~tracerflow.background.conditions.ConditionsStore` by the caller (TrainBackgroundGenerator,
+:mod:`.ship`) with the metadata of :func:`fit_payload` (:func:`payload_metadata`); checkpoints are
+files of this module's own (``.pt`` state dicts, written atomically, read with ``weights_only=True``).
+Nothing here imports luigi.
 """
 from __future__ import annotations
 
 import io
 import math
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -227,3 +234,42 @@ def fit_clusters(settings: TrainSettings, physics: BackgroundPhysics, events: in
         progress("fitting the cluster tables and the intensity")
     model, info = fit_tables(settings.geometry, digits, events)
     return model, TrainState(0, [], [], []), info
+
+
+def train_settings(block: dict[str, Any], framework_seed: int) -> TrainSettings:
+    """The settings of a validated ``background`` block; its seed by Belle II's rule from
+    ``framework_seed`` (``project.seed``) when the block names none."""
+    from tracerflow.background.generator import seed_from_framework
+    from tracerflow.toy.pixels import geometry
+
+    train = block["train"]
+    return TrainSettings(model=block["model"], geometry=geometry(block["geometry"]),
+                         seed=seed_from_framework(framework_seed) if block["seed"] is None else block["seed"],
+                         steps=train["steps"], batch_size=train["batch_size"], critic_steps=train["critic_steps"],
+                         learning_rate=train["learning_rate"], gradient_penalty=train["gradient_penalty"],
+                         checkpoint_every=train["checkpoint_every"])
+
+
+def fit_payload(block: dict[str, Any], framework_seed: int, progress: Callable[[float, str], None] | None = None,
+                checkpoint: Path | None = None) -> tuple[BackgroundModel, TrainState, dict[str, Any]]:
+    """The generator of a validated ``background`` block, made from the reference simulation, and
+    its payload's metadata: the clusters model fitted (:func:`fit_clusters`, ``train.fit_events``
+    events; no steps, no checkpoint; the metadata adds what the fit found under ``fit``), an image
+    model trained (:func:`train`, resuming from ``checkpoint``; None: a temporary one, discarded).
+    ``progress(done, text)``: the fraction of the work done (0 to 1) and what is being done.
+    Returns the model (eval mode), its :class:`TrainState` and the metadata; the payload is
+    ``model.state_dict()``. A function of (block, framework_seed)."""
+    settings = train_settings(block, framework_seed)
+    physics = BackgroundPhysics.of(block["physics"])
+    if settings.model == "clusters":  # sparse, fitted by maximum likelihood: no steps, no checkpoint
+        said = None if progress is None else lambda text: progress(0.5, text)
+        model, state, fitted = fit_clusters(settings, physics, block["train"]["fit_events"], progress=said)
+        return model, state, {**payload_metadata(model, settings, physics, state), "fit": fitted}
+    report = None if progress is None else lambda s: progress(
+        s.step / settings.steps, f"step {s.step} of {settings.steps}, Wasserstein estimate {s.wasserstein[-1]:.4f}")
+    if checkpoint is None:
+        with tempfile.TemporaryDirectory(prefix="tracerflow-background-") as scratch:
+            model, state = train(settings, physics, Path(scratch) / f"{settings.model}.checkpoint.pt", progress=report)
+    else:
+        model, state = train(settings, physics, checkpoint, progress=report)
+    return model, state, payload_metadata(model, settings, physics, state)

@@ -64,7 +64,7 @@ def test_digits_do_not_depend_on_batch_size_order_or_threads(tmp_path, name):
 
 def test_event_without_a_hash_counts_its_own_events(tmp_path):
     store, _ = _store(tmp_path)
-    a, b = (BackgroundGenerator(store=store, globaltag="tag", framework_seed=7) for _ in range(2))
+    a, b = (BackgroundGenerator("conditioned", store=store, globaltag="tag", framework_seed=7) for _ in range(2))
     a.initialize(), b.initialize()
     first, second = a.event(), a.event()
     assert np.array_equal(b.event()["charge"], first["charge"])
@@ -87,9 +87,9 @@ def test_a_checkpoint_file_loads_and_a_wrong_one_is_refused_by_name(tmp_path):
 def test_a_payload_for_another_model_geometry_or_tag_is_refused_by_name(tmp_path):
     store, _ = _store(tmp_path)
     with pytest.raises(PayloadError, match="trained for geometry"):
-        BackgroundGenerator(store=store, globaltag="tag", geometry="belle2").initialize()
+        BackgroundGenerator("conditioned", store=store, globaltag="tag", geometry="belle2").initialize()
     with pytest.raises(PayloadError, match="other"):
-        BackgroundGenerator(store=store, globaltag="other").initialize()
+        BackgroundGenerator("conditioned", store=store, globaltag="other").initialize()
     with pytest.raises(PayloadError, match="BackgroundGenerator_convnet"):
         BackgroundGenerator("convnet", store=store, globaltag="tag").initialize()
     payload = next((tmp_path / "store").rglob("*.pt"))
@@ -97,6 +97,6 @@ def test_a_payload_for_another_model_geometry_or_tag_is_refused_by_name(tmp_path
     data[len(data) // 2] ^= 0xFF
     payload.write_bytes(bytes(data))
     with pytest.raises(PayloadError, match="checksum"):
-        BackgroundGenerator(store=store, globaltag="tag").initialize()
+        BackgroundGenerator("conditioned", store=store, globaltag="tag").initialize()
     with pytest.raises(RuntimeError, match="initialize"):
         BackgroundGenerator().events(HASHES[:1])

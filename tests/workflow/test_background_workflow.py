@@ -9,8 +9,8 @@ import hashlib
 import h5py
 import numpy as np
 
-from tracerflow.background.conditions import ConditionsStore
-from tracerflow.background.generator import BackgroundGenerator
+from tracerflow.background.conditions import ConditionsStore, shipped_store
+from tracerflow.background.generator import DEFAULT_GLOBALTAG, BackgroundGenerator, payload_name
 
 from .helpers import tracerflow
 
@@ -27,13 +27,13 @@ background:
 {background}
 """
 #: The background block: the image model (conditioned) at a tiny geometry for a few WGAN-GP steps, or
-#: the clusters model at the default geometry.
+#: the default block (the clusters model at the default geometry; only the model is named).
 GAN = """\
+  model: conditioned
   geometry: {geometry}
   train: {{steps: 6, batch_size: 4, critic_steps: 2, checkpoint_every: 3, evaluation_events: 200}}"""
 CLUSTERS = """\
-  model: clusters
-  train: {fit_events: 20000, evaluation_events: 10000}"""
+  model: clusters"""
 TINY = "{layers: [1, 2], height: 16, width: 32}"
 
 
@@ -66,7 +66,7 @@ def test_the_generator_trains_into_the_conditions_store_and_reruns_find_it_done(
     assert "occupancy" in report.lower() and "IEA-GAN" in report and report.count("data:image/png;base64") >= 4
 
     store = ConditionsStore(out / "conditions")
-    generator = BackgroundGenerator(store=store, framework_seed=42)
+    generator = BackgroundGenerator("conditioned", store=store, framework_seed=42)
     generator.initialize()
     assert generator.geometry.shape == (3, 16, 32)
     digits = generator.events(np.arange(1, 6, dtype=np.uint64))
@@ -84,8 +84,9 @@ def test_a_bad_background_block_is_refused_before_anything_runs(tmp_path, shared
 
 
 def test_the_clusters_model_is_fitted_and_meets_the_quality_goals(tmp_path, shared_data):
-    """model: clusters at the default geometry: fitted by maximum likelihood (no steps, no
-    checkpoint), its payload in the store, and its 10,000-event report passing every goal."""
+    """The default block (model: clusters at the default geometry): fitted by maximum likelihood
+    (no steps, no checkpoint), its payload in the store, its 10,000-event report passing every
+    goal, and the payload the very one shipped with the package (lib/background/ship.py)."""
     work = tmp_path / "k"
     work.mkdir()
     (work / "analysis.yaml").write_text(CONFIG.format(data=shared_data / "uproot-HZZ.root", background=CLUSTERS))
@@ -102,3 +103,6 @@ def test_the_clusters_model_is_fitted_and_meets_the_quality_goals(tmp_path, shar
     assert generator.geometry.shape == (10, 32, 96) and generator.payload.metadata["fit"]["events"] == 20000
     digits = generator.events(np.arange(1, 6, dtype=np.uint64))
     assert len(digits["charge"]) > 0
+    shipped = shipped_store().get(DEFAULT_GLOBALTAG, payload_name("clusters"))
+    assert (generator.payload.revision, generator.payload.sha256) == (shipped.revision, shipped.sha256)
+    assert generator.payload.metadata == shipped.metadata
