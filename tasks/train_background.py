@@ -30,7 +30,11 @@ class TrainBackgroundGenerator(TracerflowTask):
         return []
 
     def digest(self) -> str:
-        return self.cfg.digest("project.seed", "background")
+        """The seed and the background block but for how BuildEvents overlays (OVERLAY_KEYS)."""
+        from tracerflow.config.schema import OVERLAY_KEYS
+
+        return self.memo("digest", lambda: self.cfg.digest("project.seed", extra={"background": {
+            k: v for k, v in self.cfg["background"].items() if k not in OVERLAY_KEYS}}))
 
     def out_dir(self) -> Path:
         return self.cfg.output_root / "background"

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import yaml
 
 from tracerflow.config.checks import check_config
-from tracerflow.config.schema import BLOCKS, PERFORMANCE_KEYS
+from tracerflow.config.schema import ABSENT_WHEN_NULL, BLOCKS, PERFORMANCE_KEYS
 from tracerflow.config.spec import ConfigError, Context
 from tracerflow.events.remote import is_url, missing_extra, url_problem
 from tracerflow.events.remote import split as split_location
@@ -228,9 +228,11 @@ def _joined(parts: dict[str, str]) -> str:
 
 
 def _strip_performance(value: Any) -> Any:
-    """``value`` without performance-only keys, at any depth of dicts and lists."""
+    """``value`` without performance-only keys (and null :data:`ABSENT_WHEN_NULL` keys), at any
+    depth of dicts and lists."""
     if isinstance(value, dict):
-        return {k: _strip_performance(v) for k, v in value.items() if k not in PERFORMANCE_KEYS}
+        return {k: _strip_performance(v) for k, v in value.items()
+                if k not in PERFORMANCE_KEYS and not (v is None and k in ABSENT_WHEN_NULL)}
     if isinstance(value, (list, tuple)):
         return [_strip_performance(v) for v in value]
     return value

@@ -124,6 +124,9 @@ STAGE_NAMES = ("GenerateSample", "TrainBackgroundGenerator", "BuildEvents", "Bui
 BACKGROUND_MODELS = ("convnet", "resnet", "conditioned", "clusters")
 #: What BuildEvents overlays on each event's hits (``background.overlay``).
 OVERLAYS = ("none", "simulated", "generated")
+#: The keys of the ``background`` block that say how BuildEvents overlays, not what is trained:
+#: TrainBackgroundGenerator's digest leaves them out.
+OVERLAY_KEYS = ("overlay", "payload", "collection")
 
 
 def _geometry_name(value: str) -> str | None:
@@ -606,3 +609,6 @@ BLOCKS = Block({
 #: which does change the batches each step sees, goes back into TrainFold's own digest when > 1.
 #: The background generator's threads and checkpoint interval change no bit it makes.
 PERFORMANCE_KEYS = ("chunk_size", "threads", "distributed", "nintra", "ninter", "checkpoint_every")
+#: Keys added after caches existed whose null value means what their absence meant: left out of
+#: every digest while null, so configs without them keep their digests.
+ABSENT_WHEN_NULL = ("pixel_hits",)
