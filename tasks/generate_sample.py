@@ -34,7 +34,8 @@ class GenerateSample(TracerflowTask):
         gen = cfg["samples"][self.sample]["generate"]
         out_dir = cfg.sample_dir(self.sample)
         paths = generate_sample(gen["process"], gen["n_jets"], gen["events_per_file"], cfg.seed, self.sample, out_dir,
-                                progress=self.counter(f"GenerateSample {self.sample}", "jets"))
+                                progress=self.counter(f"GenerateSample {self.sample}", "jets"),
+                                pixel_hits=gen["pixel_hits"])
         with H5Writer(self.output().path, SCHEMA, SCHEMA_VERSION, self.digest(), self.created_by(),
                       attrs={"sample": self.sample, "process": gen["process"], "n_jets": gen["n_jets"]}) as writer:
             writer.write("files", np.array([p.name for p in paths], dtype="S"))

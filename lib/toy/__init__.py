@@ -16,6 +16,7 @@ _MODULES = {
     ".plan": ("FilePlan", "file_multiplicities", "plan_files",),
     ".sample": ("TREE_NAME", "generate_file", "generate_sample",),
     ".pixels": ("GEOMETRIES", "PixelGeometry", "geometry",),
+    ".pixel_hits": ("ETA_MAX", "layer_radii", "pixel_of", "pixel_position", "signal_hits",),
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _MODULES)

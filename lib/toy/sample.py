@@ -4,6 +4,12 @@ Every file depends only on (seed, sample, file index): jet multiplicities come f
 per-sample stream that any file can replay, and the rest from generators keyed by the file
 index and a fixed block of events inside the file, so files can be produced in any order or
 in parallel, and a file re-generated alone is byte-identical to the one from a full run.
+
+Opt-in (``pixel_hits``, a pixel geometry name): each event also gets the signal hits its tracks
+leave in that pixel detector (:mod:`.pixel_hits`), as jagged branches ``hit_sensor``,
+``hit_ucell``, ``hit_vcell`` (int16), ``hit_charge`` (uint8), ``hit_is_background`` (int8, 0:
+signal; BuildEvents overlays the background later) with counter ``n_hits``. They come from their
+own generator per block, so without them a file is byte for byte what it was before they existed.
 """
 from __future__ import annotations
 
@@ -24,13 +30,15 @@ from ..io.atomic import temporary_path
 from ..seeding import derive_seed, rng_for
 from .detector import draw_tracks
 from .likelihood import jet_log_likelihood_ratios
+from .pixel_hits import signal_hits, wrap_phi
+from .pixels import PixelGeometry, geometry as pixel_geometry
 from .plan import FilePlan, file_multiplicities, plan_files
 from .processes import FLAVOURS, Process, draw_jets, draw_weights, get_process
 
 TREE_NAME = "events"
 EVENTS_PER_BLOCK = 10_000
 DEFAULT_CHUNK_EVENTS = 50_000
-COUNTER_NAMES = {"jet": "n_jets", "trk": "n_tracks"}
+COUNTER_NAMES = {"jet": "n_jets", "trk": "n_tracks", "hit": "n_hits"}
 FIXED_TIMESTAMP = datetime.datetime(2000, 1, 1)
 
 
@@ -77,19 +85,44 @@ def _generate_block(
     }
 
 
+def _block_hits(
+    geometry: PixelGeometry, rng: np.random.Generator, block: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The signal hits of one block's tracks as flat ``hit_*`` arrays plus the ``n_hits`` counts.
+
+    Track directions are taken from the float32 values written (eta = jet_eta + trk_deta, phi =
+    jet_phi + trk_dphi wrapped), so a reader can recompute them from the file.
+    """
+    n_events = len(block["n_jets"])
+    jet_event = np.repeat(np.arange(n_events), block["n_jets"])
+    track_jet = np.repeat(np.arange(len(jet_event)), block["jet_ntracks"])
+    eta = block["jet_eta"].astype(np.float64)[track_jet] + block["trk_deta"].astype(np.float64)
+    phi = wrap_phi(block["jet_phi"].astype(np.float64)[track_jet] + block["trk_dphi"].astype(np.float64))
+    digits = signal_hits(geometry, rng, eta, phi, block["trk_pt"], block["trk_charge"], jet_event[track_jet], n_events)
+    return {
+        "n_hits": np.bincount(digits["event"], minlength=n_events).astype(np.int64),
+        "hit_sensor": digits["sensor"],
+        "hit_ucell": digits["ucell"],
+        "hit_vcell": digits["vcell"],
+        "hit_charge": digits["charge"],
+        "hit_is_background": np.zeros(len(digits["charge"]), dtype=np.int8),
+    }
+
+
 def _tree_arrays(blocks: list[dict[str, np.ndarray]]) -> dict[str, object]:
     """Concatenate blocks and shape them into the branch dict uproot writes (jagged records)."""
     flat = {key: np.concatenate([b[key] for b in blocks]) for key in blocks[0]}
     jagged = {}
-    for prefix in ("jet", "trk"):
+    for prefix in ("jet", "trk", "hit"):
+        if COUNTER_NAMES[prefix] not in flat:
+            continue
         fields = {k[len(prefix) + 1 :]: flat[k] for k in flat if k.startswith(prefix + "_")}
         jagged[prefix] = ak.unflatten(ak.zip(fields), flat[COUNTER_NAMES[prefix]])
     return {
         "run": flat["run"],
         "event_number": flat["event_number"],
         "weight": flat["weight"],
-        "jet": jagged["jet"],
-        "trk": jagged["trk"],
+        **jagged,
     }
 
 
@@ -146,9 +179,11 @@ def _file_uuid(seed: int, sample: str, index: int) -> uuid.UUID:
 
 
 def _file_chunks(
-    proc: Process, plan_entry: FilePlan, seed: int, sample: str, multiplicity: np.ndarray, chunk_events: int
+    proc: Process, plan_entry: FilePlan, seed: int, sample: str, multiplicity: np.ndarray, chunk_events: int,
+    pixel_hits: PixelGeometry | None = None,
 ) -> Iterator[dict[str, object]]:
-    """Yield the file's events as branch dicts of whole blocks, about ``chunk_events`` events each."""
+    """Yield the file's events as branch dicts of whole blocks, about ``chunk_events`` events each;
+    with ``pixel_hits``, each block's signal hits from their own generator."""
     starts = list(range(0, plan_entry.n_events, EVENTS_PER_BLOCK))
     blocks_per_chunk = -(-chunk_events // EVENTS_PER_BLOCK)
     for first_block in range(0, len(starts), blocks_per_chunk):
@@ -156,7 +191,11 @@ def _file_chunks(
         for block in range(first_block, min(first_block + blocks_per_chunk, len(starts))):
             rng = rng_for(seed, "toy", sample, "file", plan_entry.index, "block", block)
             start, stop = starts[block], min(starts[block] + EVENTS_PER_BLOCK, plan_entry.n_events)
-            blocks.append(_generate_block(proc, rng, multiplicity[start:stop], plan_entry.first_event + start))
+            arrays = _generate_block(proc, rng, multiplicity[start:stop], plan_entry.first_event + start)
+            if pixel_hits is not None:
+                hit_rng = rng_for(seed, "toy", sample, "file", plan_entry.index, "block", block, "pixel_hits")
+                arrays.update(_block_hits(pixel_hits, hit_rng, arrays))
+            blocks.append(arrays)
         yield _tree_arrays(blocks)
 
 
@@ -167,6 +206,7 @@ def generate_file(
     sample: str,
     out_dir: str | Path,
     chunk_events: int = DEFAULT_CHUNK_EVENTS,
+    pixel_hits: str | None = None,
 ) -> Path:
     """Generate one planned file into ``out_dir`` atomically and return its path.
 
@@ -175,9 +215,13 @@ def generate_file(
 
     The content depends only on (seed, sample, file index); ``chunk_events`` (rounded up to whole
     blocks of :data:`EVENTS_PER_BLOCK`) only sets how many events are written per basket.
+
+    ``pixel_hits`` (a geometry name, :data:`~.pixels.GEOMETRIES`): also write the tracks' signal
+    hits in that pixel detector (the ``hit_*`` branches); None: none, and the file is the same.
     """
     if chunk_events < 1:
         raise ValueError("chunk_events must be positive")
+    hits_geometry = None if pixel_hits is None else pixel_geometry(pixel_hits)
     proc = get_process(process)
     multiplicity = file_multiplicities(process, plan_entry, seed, sample)
     out_dir = Path(out_dir)
@@ -190,7 +234,7 @@ def generate_file(
         tmp_dir.mkdir(exist_ok=True)
         with _frozen_uproot_clock(), uproot.recreate(tmp, uuid_function=lambda: file_uuid) as root_file:
             tree = None
-            for arrays in _file_chunks(proc, plan_entry, seed, sample, multiplicity, chunk_events):
+            for arrays in _file_chunks(proc, plan_entry, seed, sample, multiplicity, chunk_events, hits_geometry):
                 if tree is None:
                     tree = root_file.mktree(TREE_NAME, arrays, counter_name=COUNTER_NAMES.__getitem__)
                 else:
@@ -213,13 +257,15 @@ def generate_sample(
     progress: Callable[[int, int], None] | None = None,
     *,
     chunk_events: int = DEFAULT_CHUNK_EVENTS,
+    pixel_hits: str | None = None,
 ) -> list[Path]:
     """Plan and generate all files of a sample of exactly ``n_jets`` jets; report progress(jets
-    written, n_jets) after each file."""
+    written, n_jets) after each file. ``pixel_hits``: as :func:`generate_file`."""
     plans = plan_files(process, n_jets, events_per_file, seed, sample)
     paths, written = [], 0
     for entry in plans:
-        paths.append(generate_file(process, entry, seed, sample, out_dir, chunk_events=chunk_events))
+        paths.append(generate_file(process, entry, seed, sample, out_dir, chunk_events=chunk_events,
+                                   pixel_hits=pixel_hits))
         written += entry.n_jets
         if progress is not None:
             progress(written, n_jets)
