@@ -93,6 +93,13 @@ class ClusterModel(nn.Module):
 
     # ------------------------------------------------------------------ interface
 
+    @staticmethod
+    def options_of_state(state: dict[str, Tensor]) -> dict[str, Any]:
+        """The table sizes (``patterns``, ``bank``, ``window``) of a state dict of this model."""
+        window = math.isqrt(int(state["bank"].shape[1]))
+        return {"patterns": int(state["pattern_masks"].shape[0]), "bank": int(state["bank"].shape[0]),
+                "window": window}
+
     def options(self) -> dict[str, Any]:
         return {"patterns": int(self.pattern_masks.shape[0]), "bank": int(self.bank.shape[0]),
                 "window": self.window, "cell": self.cell}

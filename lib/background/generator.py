@@ -123,7 +123,7 @@ class BackgroundGenerator:
         import torch
 
         from tracerflow.background.conditions import PayloadError, load_into, shipped_store
-        from tracerflow.background.models import build_model, model_from_config
+        from tracerflow.background.models import build_model, model_from_config, options_of_state
 
         _apply_threads(self.nintra, self.ninter)
         if self.checkpoint is not None:
@@ -137,8 +137,14 @@ class BackgroundGenerator:
             if not isinstance(state, dict):
                 raise PayloadError(f"background checkpoint {self.checkpoint}: holds a {type(state).__name__}, "
                                    "not a state dict")
-            model = build_model(self.model_name, self.geometry or "default")
-            load_into(model, _Named(state, f"checkpoint {self.checkpoint}"))
+            named = _Named(state, f"checkpoint {self.checkpoint}")
+            try:
+                options = options_of_state(self.model_name, state)
+            except (KeyError, IndexError, ValueError) as err:
+                raise PayloadError(f"{named.describe()}: not a state dict of a {self.model_name} model "
+                                   f"({type(err).__name__}: {err})") from None
+            model = build_model(self.model_name, self.geometry or "default", **options)
+            load_into(model, named)
         else:
             store = self.store if self.store is not None else shipped_store()
             payload = store.get(self.globaltag, payload_name(self.model_name), self.revision)

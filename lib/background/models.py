@@ -401,6 +401,17 @@ def build_model(name: str, geometry: PixelGeometry | str | dict, **options: Any)
     return _CLASSES[name](as_geometry(geometry), **options)
 
 
+def options_of_state(name: str, state_dict: dict[str, Tensor]) -> dict[str, Any]:
+    """The options of :func:`build_model` a bare state dict of model ``name`` was made with, read
+    from its shapes (a checkpoint file carries no metadata): the table sizes of ``clusters``; none
+    for the image models, whose shapes follow from the geometry."""
+    if name != "clusters":
+        return {}
+    from tracerflow.background.clusters import ClusterModel
+
+    return ClusterModel.options_of_state(state_dict)
+
+
 def model_from_config(config: dict[str, Any]) -> BackgroundModel:
     """The (untrained) model a :meth:`BackgroundModel.config` describes."""
     options = {key: value for key, value in config.items() if key not in ("name", "geometry")}
