@@ -415,6 +415,9 @@ def _resolve_inputs(data: dict, base_dir: Path, ctx: Context) -> None:
                            ("skip_run_event_list", 2)):
             if isinstance(event.get(key), str):
                 event[key] = _read_list_file(base_dir / event[key], width, f"{where}.{key}", ctx)
+    background = data["background"]
+    if background is not None and background["payload"] not in ("shipped", "trained"):
+        background["payload"] = str((base_dir / Path(background["payload"]).expanduser()).resolve())
 
 
 _INTEGER = re.compile(r"-?[0-9]+")
@@ -553,8 +556,9 @@ def _check_payload(block: dict, ctx: Context) -> None:
     if payload == "trained":
         return
     if payload != "shipped":
-        if not Path(payload).expanduser().is_file():
-            ctx.fail("background.payload", f"{payload!r}: no such checkpoint file (shipped, trained or a path)")
+        if not Path(payload).is_file():
+            ctx.fail("background.payload", f"{payload!r}: no such checkpoint file (shipped, trained or a path, "
+                                           "relative to the config's directory)")
         return
     try:
         entry = shipped_store().entry(block["globaltag"], payload_name(block["model"]))

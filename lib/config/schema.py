@@ -162,7 +162,7 @@ BACKGROUND = Block({
     "payload": Scalar((str,), default="shipped",
                       doc="the generator overlay: generated uses: shipped (the package's payload for the model and "
                           "geometry), trained (TrainBackgroundGenerator's, trained in this run), or the path of a "
-                          "checkpoint file (a state dict)"),
+                          "checkpoint file (a state dict; relative to the config's directory)"),
     "collection": Scalar((str,), default="hits",
                          doc="the event template's collection the background digits are overlaid on (attributes "
                              "sensor, ucell, vcell, charge; is_background is added)"),
