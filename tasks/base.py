@@ -128,6 +128,11 @@ class TracerflowTask(ConfigReference, luigi.Task):
         return cls.block is None or cfg[cls.block] is not None
 
     @classmethod
+    def not_described(cls, cfg: Config) -> str:
+        """Why ``cfg`` does not describe this stage, said of its block (``--until`` names it)."""
+        return f"is missing, and stage {cls.__name__} needs it"
+
+    @classmethod
     def instances(cls, cfg: Config) -> list[dict[str, Any]]:
         """The parameters (besides the config's) of every task of this stage ``cfg`` describes."""
         raise NotImplementedError(f"{cls.__name__} does not enumerate its instances")

@@ -23,6 +23,21 @@ class TrainBackgroundGenerator(TracerflowTask):
     block = "background"
 
     @classmethod
+    def needs_block(cls, cfg) -> bool:
+        """A background block describes this stage unless its overlay reads a payload made elsewhere
+        (``payload`` shipped or a checkpoint path): nothing is trained then."""
+        block = cfg["background"]
+        return block is not None and (block["overlay"] != "generated" or block["payload"] == "trained")
+
+    @classmethod
+    def not_described(cls, cfg) -> str:
+        block = cfg["background"]
+        if block is None:
+            return super().not_described(cfg)
+        return (f"overlays the payload {block['payload']!r}: nothing to train (background.payload: trained trains "
+                "the generator in the run)")
+
+    @classmethod
     def instances(cls, cfg) -> list[dict]:
         return [{}]
 

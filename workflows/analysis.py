@@ -27,7 +27,7 @@ def stages_until(cfg: Config, until: str) -> list[type[TracerflowTask]]:
         raise ValueError(f"unknown stage {until!r}; stages are {', '.join(STAGES)}")
     last = STAGE_CLASSES[STAGES.index(until)]
     if not last.needs_block(cfg):
-        raise ConfigError(cfg.source, last.block, f"is missing, and stage {until} needs it")
+        raise ConfigError(cfg.source, last.block, last.not_described(cfg))
     return [cls for cls in STAGE_CLASSES[:STAGES.index(until) + 1] if cls.needs_block(cfg)]
 
 

@@ -86,6 +86,14 @@ def test_the_hit_workflow_overlays_the_trained_generator_and_learns_signal_hits(
         assert mine.keys() == theirs.keys()
         assert all(np.array_equal(mine[k], theirs[k]) for k in mine), path.name
 
+    # on a fresh machine: the payload shipped with the package, nothing trained
+    shipped = tmp_path / "c"
+    shipped.mkdir()
+    proc = _run(shipped, "--until", "BuildEvents", "--set", "background.payload=shipped")
+    assert "TrainBackgroundGenerator" not in proc.stdout, proc.stdout
+    with h5py.File(next((shipped / "tracerflow-output" / "toy-hits" / "events" / "ttbar").glob("*.h5"))) as f:
+        assert 0 < f["hits/is_background"][:].sum() < len(f["hits/is_background"])
+
 
 def test_an_overlay_on_a_template_without_the_hits_collection_is_refused_before_anything_runs(tmp_path):
     proc = tracerflow("run", "--config", "hits", "--set", "event.template=tracerflow.templates.toy:ToyEvent",
