@@ -1,7 +1,7 @@
 """Stage-by-stage benchmarks of tracerflow against its anchors.
 
 Run as ``python benchmarks/run.py [--jets N] [--quick] [--skip-training] [--skip-ddp] [--skip-events]
-[--skip-load] [--skip-scheduling] [--skip-batch]``. The embedded default
+[--skip-load] [--skip-scheduling] [--skip-batch] [--skip-background]``. The embedded default
 analysis (configs/default.yaml) is loaded with ``--set``-style overrides that only scale the toy
 samples' ``n_jets`` (keeping their ttbar:zprime proportion and files of the default size) and
 move the output below ``benchmarks/work/``; every stage then runs the library function with the
@@ -15,7 +15,10 @@ process per stage, for its peak memory against sample size; the start-up and sch
 ApplySelections of 1,000 tiny input files on the local and a central scheduler (an earlier
 10,000-file record is kept); the batch rows (benchmarks/batch.py) run ``tracerflow run --batch
 slurm`` on a single-node Slurm for the per-job overhead and the latency per dependency level,
-against law's default timing. Prints a table and writes ``benchmarks/results.json``. Benchmarks
+against law's default timing; the background rows (benchmarks/background.py) time the pixel-background
+generator's models per event at the default and Belle II geometries and compare their events with the
+toy's reference simulation (an earlier record is kept when skipped). Prints a table and writes
+``benchmarks/results.json``. Benchmarks
 report, they do not gate: the exit code is 0 even when a goal is missed.
 """
 from __future__ import annotations
@@ -52,6 +55,7 @@ from ddp import bench_ddp
 from events import bench_events
 from load import RUN_SIZES, bench_load, merge_results as merge_load
 from preprocessing import bench_preprocessing
+from background import bench_background, merge_results as merge_background
 from batch import bench_batch, merge_results as merge_batch
 from scheduling import RUN_SIZES as SCHEDULING_SIZES, bench_scheduling, merge_results as merge_scheduling
 from training import bench_training
@@ -119,6 +123,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="leave out the start-up and scheduling rows (benchmarks/scheduling.py; earlier ones are kept)")
     parser.add_argument("--skip-batch", action="store_true",
                         help="leave out the Slurm batch rows (benchmarks/batch.py; earlier ones are kept)")
+    parser.add_argument("--skip-background", action="store_true",
+                        help="leave out the background-generator speed and quality rows (benchmarks/background.py; "
+                             "earlier ones are kept)")
     args = parser.parse_args(argv)
     args.jets = args.jets or (QUICK_JETS if args.quick else DEFAULT_JETS)
     return args
@@ -462,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     previous = json.loads(args.output.read_text()) if args.output.exists() else {}
     earlier, earlier_scheduling = previous.get("load"), previous.get("scheduling")
-    earlier_batch = previous.get("batch")
+    earlier_batch, earlier_background = previous.get("batch"), previous.get("background")
     start = time.perf_counter()
     seconds, (rows, overrides, event_level) = timed(lambda: run(args.jets, repeats=2, training=not args.skip_training,
                                                                 events=not args.skip_events, quick=args.quick,
@@ -470,10 +477,12 @@ def main(argv: list[str] | None = None) -> int:
     load_sizes = {} if args.skip_load else bench_load(RUN_SIZES)
     startup, scheduling_sizes = (None, {}) if args.skip_scheduling else bench_scheduling(SCHEDULING_SIZES)
     batch = None if args.skip_batch else bench_batch()
+    background = None if args.skip_background else bench_background()
     write_results(args.output, rows, args.jets, overrides, seconds, event_level)
     rows += merge_load(args.output, load_sizes, Row, earlier=earlier)
     rows += merge_scheduling(args.output, startup, scheduling_sizes, Row, earlier=earlier_scheduling)
     rows += merge_batch(args.output, batch, Row, earlier=earlier_batch)
+    rows += merge_background(args.output, background, Row, earlier=earlier_background)
     print()
     print_table(rows)
     print(f"\nwrote {args.output} ({time.perf_counter() - start:.0f} s in all)")
