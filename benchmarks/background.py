@@ -430,38 +430,13 @@ def background_rows(block: Mapping[str, Any], row_type: Callable[..., Any]) -> l
     return speed_rows(block, row_type) + quality_rows(block, row_type)
 
 
-def _json_ready(value: Any) -> Any:
-    """NaN and inf as null (strict JSON), numpy scalars as Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
-
-
 def merge_results(path: Path, measured: Mapping[str, Any] | None, row_type: Callable[..., Any],
                   earlier: Mapping[str, Any] | None = None) -> list[Any]:
     """Put the ``background`` block (``measured``, else the earlier one) and its rows into the results file."""
-    from dataclasses import asdict
-
     import run
 
-    payload = json.loads(path.read_text()) if path.exists() else {"machine": run.machine(), "rows": []}
-    block = _json_ready(measured) if measured else (earlier or payload.get("background"))
-    if not block:
-        return []
-    rows = background_rows(block, row_type)
-    payload["background"] = block
-    payload["rows"] = ([r for r in payload["rows"] if not r["stage"].startswith(ROW_PREFIXES)]
-                       + [_json_ready(asdict(r)) for r in rows])
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-    return rows
+    return run.merge_block(path, "background", measured or earlier, lambda block: background_rows(block, row_type),
+                           ROW_PREFIXES)
 
 
 def main(argv: list[str] | None = None) -> int:

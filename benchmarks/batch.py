@@ -169,19 +169,9 @@ def batch_rows(block: Mapping[str, Any], row_type: Callable[..., Any]) -> list[A
 def merge_results(path: Path, measured: Mapping[str, Any] | None, row_type: Callable[..., Any],
                   earlier: Mapping[str, Any] | None = None) -> list[Any]:
     """Put the ``batch`` block (``measured``, else the earlier one) and its rows into the results file."""
-    from dataclasses import asdict
-
     import run
 
-    payload = json.loads(path.read_text()) if path.exists() else {"machine": run.machine(), "rows": []}
-    block = measured or earlier or payload.get("batch")
-    if not block:
-        return []
-    rows = batch_rows(block, row_type)
-    payload["batch"] = block
-    payload["rows"] = [r for r in payload["rows"] if not r["stage"].startswith(ROW_PREFIX)] + [asdict(r) for r in rows]
-    path.write_text(json.dumps(payload, indent=2) + "\n")
-    return rows
+    return run.merge_block(path, "batch", measured or earlier, lambda block: batch_rows(block, row_type), (ROW_PREFIX,))
 
 
 def main(argv: list[str] | None = None) -> int:

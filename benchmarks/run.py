@@ -373,6 +373,38 @@ def bench_peak_memory(cfg: Config, overrides: list[str], n_jets: int, work_dir: 
                f"same on a 1/{MEMORY_SMALL_FRACTION}-size file (MiB)", peak_s / MIB, ratio, goal, met, None, detail)
 
 
+def json_ready(value: Any) -> Any:
+    """NaN and inf as null (strict JSON), numpy scalars as Python numbers, at any depth."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def merge_block(path: Path, key: str, block: dict[str, Any] | None, rows_of: Callable[[dict[str, Any]], list[Any]],
+                prefixes: tuple[str, ...]) -> list[Any]:
+    """Put a benchmark's record ``block`` (None: the one the results file has) under ``key`` in the
+    results file, with its rows (``rows_of(block)``) in place of the rows whose stage starts with
+    one of ``prefixes``; returns those rows (none without a record)."""
+    payload = json.loads(path.read_text()) if path.exists() else {"machine": machine(), "rows": []}
+    block = json_ready(block) if block else payload.get(key)
+    if not block:
+        return []
+    rows = rows_of(block)
+    payload[key] = block
+    payload["rows"] = ([r for r in payload["rows"] if not r["stage"].startswith(prefixes)]
+                       + [json_ready(asdict(r)) for r in rows])
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return rows
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     model = ""
