@@ -92,7 +92,7 @@ class Overlay:
         table = batch.tables.get(self.collection)
         if table is None or table.parent != EVENT:
             raise TemplateError(f"background.collection {self.collection!r}: the event template has no collection "
-                             "of that name directly below the event")
+                                "of that name directly below the event")
         missing = [a for a in HIT_ATTRIBUTES if a not in table.fields]
         if missing:
             raise TemplateError(f"background.collection {self.collection!r} lacks the attributes {', '.join(missing)}")
@@ -102,7 +102,7 @@ class Overlay:
             values = np.asarray(fields[name])
             if len(values) and (values.min() < 0 or values.max() >= bound):
                 raise TemplateError(f"collection {self.collection!r}: {name} outside [0, {bound}) of the pixel "
-                                 f"geometry of the background block ({values.min()} .. {values.max()})")
+                                    f"geometry of the background block ({values.min()} .. {values.max()})")
         charge = np.asarray(fields["charge"])
         if len(charge) and (charge.min() < 0 or charge.max() > 255):
             raise TemplateError(f"collection {self.collection!r}: charge outside the 8-bit ADC range 0 .. 255")
