@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tracerflow.background.clusters import ClusterModel, _fit_intensity, decompose
+from tracerflow.background.clusters import ClusterModel, _fit_intensity, decompose, fit_tables
 from tracerflow.background.conditions import ConditionsStore
 from tracerflow.background.generator import BackgroundGenerator, payload_name
 from tracerflow.background.models import MODELS, build_model, model_from_config
@@ -83,6 +83,23 @@ def test_the_fit_and_config_rebuild_the_model(small):
     a, b = model.digits(latents), rebuilt.digits(latents)
     assert all(np.array_equal(a[k], b[k]) for k in a) and len(a["charge"]) > 0
     assert isinstance(build_model("clusters", "belle2"), ClusterModel)
+
+
+def test_the_charge_bank_holds_each_patterns_training_charges_and_only_its_fired_pixels():
+    _, digits = simulate_events(DEFAULT, PHYSICS, 5, HASHES[:40])
+    pieces = decompose(DEFAULT, digits)
+    for cap in (3, 10**9):
+        model, info = fit_tables(DEFAULT, digits, 40, bank_cap=cap)
+        t = model.tables()
+        assert info["bank"] == len(t["bank"]) == int((t["bank_count"] * t["pattern_size"]).sum())
+        for p, mask in enumerate(t["pattern_bits"]):
+            seen = pieces["charges"][pieces["mask"] == int(model.pattern_masks[p])][:, mask]  # training order
+            start, count = int(t["bank_start"][p]), int(t["bank_count"][p])
+            vectors = t["bank"][start:start + count * int(t["pattern_size"][p])].reshape(count, -1)
+            assert count == min(len(seen), cap) and np.array_equal(vectors, seen[:count])
+    # the whole bank (no cap): every training pixel's charge once, a 1-pixel pattern's vector 1 byte
+    assert int(t["bank"].astype(np.int64).sum()) == int(digits["charge"].astype(np.int64).sum())
+    assert model.state_dict()["bank"].shape == (len(digits["charge"]),)
 
 
 def test_digits_do_not_depend_on_batch_size_order_or_threads(tmp_path, small):
