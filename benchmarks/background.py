@@ -46,6 +46,11 @@ events with ``events(hashes)``. Untrained models (speed only) get seeded initial
    correlation figure is the largest of 780 differences, and two simulated samples of 10,000
    belle2 events already differ by ~0.04 in it (0.02 at 40,000).
 
+``--device cuda`` (on a machine with a GPU; ``benchmarks/gpu_check.sh`` runs it) measures rows 1
+and 2 only, with the generators on that device (the image models after one untimed event, over
+``DEVICE_IMAGE_EVENTS`` events), and puts the record beside the recorded block as its ``device``
+entry: ``Background speed on <GPU>`` rows, reported, not gated. A CPU run keeps that entry.
+
 Beside every ``clusters`` quality row, two simulated samples of the same size (hashes
 ``derive_seed(seed, "background-floor", i)``) are compared the same way: the statistical floor
 of each figure at that sample size (``floor`` in the block).
@@ -60,6 +65,7 @@ conditioned anchor's timing (which contention slowed ~8x).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
@@ -83,6 +89,7 @@ SPEED_REPEATS = 3
 BELLE2_IMAGE_EVENTS = 2
 QUALITY_EVENTS = 10_000
 BELLE2_QUALITY_EVENTS = 40_000
+DEVICE_IMAGE_EVENTS = 10
 IMAGE_QUALITY_EVENTS = 1_000
 IMAGE_MODELS = ("convnet", "resnet")
 TRAIN_STEPS = 20
@@ -116,7 +123,7 @@ def _defaults() -> tuple[int, dict[str, Any]]:
 class _Setup:
     """What every part shares: seeds, physics, the train block's defaults, a fresh conditions store."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: str = "cpu") -> None:
         from tracerflow.background.conditions import ConditionsStore
         from tracerflow.background.generator import DEFAULT_GLOBALTAG, seed_from_framework
         from tracerflow.toy.pixel_background import BackgroundPhysics
@@ -125,6 +132,7 @@ class _Setup:
         self.seed = seed_from_framework(self.framework_seed)
         self.physics = BackgroundPhysics.default()
         self.globaltag = DEFAULT_GLOBALTAG
+        self.device = device
         shutil.rmtree(WORK, ignore_errors=True)
         WORK.mkdir(parents=True)
         self.store = ConditionsStore(WORK / "conditions")
@@ -145,7 +153,7 @@ class _Setup:
 
         revision = self.store.put(self.globaltag, payload_name(model.name), model.state_dict(), metadata)
         gen = BackgroundGenerator(model.name, seed=self.seed, nintra=THREADS, ninter=1, globaltag=self.globaltag,
-                                  store=self.store, revision=revision)
+                                  store=self.store, revision=revision, device=self.device)
         gen.initialize()
         return gen
 
@@ -192,8 +200,12 @@ def _speed(gen, hashes: np.ndarray, repeats: int, warm_up: int = 64) -> dict[str
             "ms_per_event": 1000.0 * best / len(hashes), "digits_per_event": digits / len(hashes)}
 
 
-def _one_by_one(gen, hashes: np.ndarray) -> dict[str, Any]:
-    """Each event of ``hashes`` timed alone (``batch_size=1``); ms/event = the mean."""
+def _one_by_one(gen, hashes: np.ndarray, warm_up: int = 0) -> dict[str, Any]:
+    """Each event of ``hashes`` timed alone (``batch_size=1``), after ``warm_up`` of them untimed;
+    ms/event = the mean."""
+    for h in hashes[:warm_up]:
+        gen.events(np.array([h], dtype=np.uint64), batch_size=1)
+    hashes = hashes[warm_up:]
     times, digits = [], 0
     for h in hashes:
         seconds, out = _timed(lambda: gen.events(np.array([h], dtype=np.uint64), batch_size=1))
@@ -203,10 +215,11 @@ def _one_by_one(gen, hashes: np.ndarray) -> dict[str, Any]:
             "ms_per_event": 1000.0 * sum(times) / len(times), "digits_per_event": digits / len(hashes)}
 
 
-def bench_speed(setup: _Setup, clusters: Mapping[str, tuple[Any, float]],
-                echo: Callable[[str], None] = _echo) -> dict[str, Any]:
+def bench_speed(setup: _Setup, clusters: Mapping[str, tuple[Any, float]], echo: Callable[[str], None] = _echo,
+                image_events: int = BELLE2_IMAGE_EVENTS, image_warm_up: int = 0) -> dict[str, Any]:
     """Rows 1 and 2: ms per event of clusters (``clusters``: per geometry the fitted generator and
-    its fit's seconds) and of its anchors at both geometries."""
+    its fit's seconds) and of its anchors at both geometries (the image models: ``image_events``
+    events one by one after ``image_warm_up`` untimed ones)."""
     out: dict[str, Any] = {}
     load_before = _load()
     hashes = setup.hashes("benchmark-speed", SPEED_EVENTS)
@@ -226,7 +239,8 @@ def bench_speed(setup: _Setup, clusters: Mapping[str, tuple[Any, float]],
     echo(f"background: clusters, belle2: fitted in {fit_s:.1f} s, {out['clusters_belle2']['ms_per_event']:.3f} ms/event")
     for name in IMAGE_MODELS:
         gen = setup.untrained(name, "belle2")
-        out[f"{name}_belle2"] = {**_one_by_one(gen, hashes[:BELLE2_IMAGE_EVENTS]), "untrained": True}
+        out[f"{name}_belle2"] = {**_one_by_one(gen, hashes[:image_warm_up + image_events], image_warm_up),
+                                 "untrained": True, "warm_up": image_warm_up}
         echo(f"background: {name} (untrained), belle2: {out[f'{name}_belle2']['times_s']} s per event")
         del gen
     out["belle2_load"] = [load_before, _load()]
@@ -337,6 +351,27 @@ def bench_background(echo: Callable[[str], None] = _echo) -> dict[str, Any]:
         "framework_seed": setup.framework_seed, "seed": setup.seed, "goals": {k: v for k, v in GOALS.items()},
         "iea_gan": dict(IEA_GAN), "speed": speed, "quality": quality,
         "total_s": round(time.perf_counter() - start, 1), "load_average": [load_before, _load()],
+    }
+
+
+def bench_device_speed(device: str, echo: Callable[[str], None] = _echo) -> dict[str, Any]:
+    """Rows 1 and 2 with the generators on ``device`` (a GPU, where one is lent; reported, not
+    gated): the same models and events, the image models after one untimed event (a GPU's first
+    call sets up its kernels) and over ``DEVICE_IMAGE_EVENTS`` events."""
+    import torch
+
+    torch.set_num_threads(THREADS)
+    start = time.perf_counter()
+    setup = _Setup(device)
+    clusters = {geometry: setup.fitted_clusters(geometry, setup.train_block["fit_events"])
+                for geometry in ("default", "belle2")}
+    speed = bench_speed(setup, clusters, echo, image_events=DEVICE_IMAGE_EVENTS, image_warm_up=1)
+    where = torch.device(device)
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "commit": _commit(),
+        "torch": torch.__version__, "threads": THREADS, "device": device,
+        "device_name": torch.cuda.get_device_name(where) if where.type == "cuda" else device,
+        "speed": speed, "total_s": round(time.perf_counter() - start, 1),
     }
 
 
@@ -459,8 +494,22 @@ def _distance_ratio(ours: float | None, theirs: float) -> float | None:
     return ours / theirs
 
 
+def device_rows(block: Mapping[str, Any], row_type: Callable[..., Any]) -> list[Any]:
+    """The speed rows of a :func:`bench_device_speed` record, as information (not gated)."""
+    on = f"on {block['device_name']}"
+    rows = []
+    for row in speed_rows(block, row_type):
+        stage = row.stage.replace("Background speed:", f"Background speed {on}:")
+        rows.append(dataclasses.replace(row, stage=stage, goal="info" if row.goal == "info" else f"info (not gated; CPU goal: {row.goal})", met=None,
+                                        detail=f"{on} (torch {block['torch']}); {row.detail}"))
+    return rows
+
+
 def background_rows(block: Mapping[str, Any], row_type: Callable[..., Any]) -> list[Any]:
-    return speed_rows(block, row_type) + quality_rows(block, row_type)
+    rows = speed_rows(block, row_type) + quality_rows(block, row_type)
+    if "device" in block:
+        rows += device_rows(block["device"], row_type)
+    return rows
 
 
 def merge_results(path: Path, measured: Mapping[str, Any] | None, row_type: Callable[..., Any],
@@ -477,9 +526,19 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--device", help="only the speed rows, with the generators on this torch device (e.g. "
+                        "cuda), put beside the recorded block as its 'device' record (reported, not gated)")
     args = parser.parse_args(argv)
     previous = json.loads(args.output.read_text()).get("background") if args.output.exists() else None
-    rows = merge_results(args.output, bench_background(), run.Row, earlier=previous)
+    if args.device:
+        if previous is None:
+            parser.error(f"{args.output} has no background block to put the {args.device} record beside")
+        measured = {**previous, "device": run.json_ready(bench_device_speed(args.device))}
+    else:
+        measured = bench_background()
+        if previous is not None and "device" in previous:
+            measured["device"] = previous["device"]  # a GPU record stays until a GPU measures again
+    rows = merge_results(args.output, measured, run.Row, earlier=previous)
     print()
     run.print_table(rows)
     return 0

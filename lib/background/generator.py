@@ -21,7 +21,8 @@ interface of Belle II's ``PXDBackgroundGenerator`` and a batched call beside its
 
 Every event's latents come from a ``torch.Generator`` of its own, seeded by (seed, event hash), and
 the models compute each event in its own pass with kernels whose bits do not depend on the other
-events or the thread count (:mod:`.models`); the model runs in float32. So an event's digits are
+events or the thread count (:mod:`.models`); the model runs in float32 (on CUDA as IEEE float32,
+not TF32, with deterministic algorithms: :func:`tracerflow.models.device.pin_reproducible`). So an event's digits are
 bitwise the same whatever else is generated with it, in which order, chunks or batch sizes, on
 how many threads or workers. Digits are flat numpy arrays made with one ``nonzero`` over the
 decoded charges, never a Python loop per digit.
@@ -124,6 +125,7 @@ class BackgroundGenerator:
 
         from tracerflow.background.conditions import PayloadError, load_into, shipped_store
         from tracerflow.background.models import build_model, model_from_config, options_of_state
+        from tracerflow.models.device import pin_reproducible
 
         _apply_threads(self.nintra, self.ninter)
         if self.checkpoint is not None:
@@ -157,6 +159,7 @@ class BackgroundGenerator:
             model = load_into(model_from_config(built), payload)
             self.payload = payload
         self.geometry = model.geometry
+        pin_reproducible(self.device)
         model.eval().to(device=self.device, dtype=torch.float32)
         for parameter in model.parameters():
             parameter.requires_grad_(False)

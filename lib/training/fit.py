@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-from tracerflow.models.device import resolve_device
+from tracerflow.models.device import pin_reproducible, resolve_device
 from tracerflow.seeding import derive_seed
 from tracerflow.training.callbacks import Callback
 from tracerflow.training.optim import keep_schedule_length, schedule_ended, schedule_length, steps_per_batch
@@ -148,6 +148,7 @@ class Fitter:
         ranks: "Ranks | None" = None,
     ) -> None:
         self.device = resolve_device(device)
+        pin_reproducible(self.device)
         self.model = model.to(self.device)
         self.objective = loss if isinstance(loss, str) else _objective_of(model)
         if self.objective not in OBJECTIVES:
