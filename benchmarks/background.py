@@ -58,9 +58,9 @@ of each figure at that sample size (``floor`` in the block).
 Everything is seeded: the figures are the same in every run, the times are not. The load average
 (1 minute) before and after each part is recorded: other processes on the 2 cores slow the times.
 Results go to the ``background`` block and the ``Background ...`` rows of benchmarks/results.json
-(merged as benchmarks/batch.py merges its rows). The recorded run took 22 minutes with other work on
-the 2 cores (load average 2-4), most of it the image models' training and evaluation and the
-conditioned anchor's timing (which contention slowed ~8x).
+(merged as benchmarks/batch.py merges its rows). The recorded run took 10 minutes on a quiet
+machine (22 with other work on the 2 cores: the image models' training and the conditioned
+anchor's timing slow down most under contention).
 """
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -233,12 +234,24 @@ def log_path(output_root: Path) -> Path:
     return output_root.parent / "logs" / f"{output_root.name}.log"
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """tracerflow's own warnings (a null metric, say) as one ``tracerflow: warning: ...`` line on
+    the terminal and a record in the log file, not Python's two lines of file, line number and
+    source; any other warning as Python shows it."""
+    if getattr(category, "__module__", "").startswith("tracerflow"):
+        logging.getLogger("tracerflow").warning("warning: %s", message)
+    else:
+        _state["show_warning"](message, category, filename, lineno, file, line)
+
+
 def setup(output_root: Path, verbose: bool) -> Path:
     """Send luigi's and tracerflow's logging to :func:`log_path` and the terminal, and report each
     failed task in one block; returns the log file's path.
 
     A luigi config that sets ``[core] logging_conf_file`` keeps its own logging; the log file
-    and the failure blocks come on top.
+    and the failure blocks come on top. tracerflow's own warnings become records of the
+    ``tracerflow`` logger (:func:`_show_warning`).
     """
     log = log_path(output_root)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -280,6 +293,9 @@ def setup(output_root: Path, verbose: bool) -> Path:
     failures.propagate = False
     failures.addHandler(to_file)
     _state.update(active=True, log=log, verbose=verbose)
+    if warnings.showwarning is not _show_warning:  # once, and within pytest's own catcher too
+        _state["show_warning"] = warnings.showwarning
+        warnings.showwarning = _show_warning
     for event in (luigi.Event.FAILURE, luigi.Event.BROKEN_TASK, luigi.Event.PROCESS_FAILURE, luigi.Event.TIMEOUT):
         luigi.Task.event_handler(event)(_report)
     return log
