@@ -1,6 +1,8 @@
 """resolve_device: auto falls back to cpu, cuda without CUDA fails clearly."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -39,12 +41,12 @@ def test_a_cuda_device_pins_ieee_float32_and_deterministic_algorithms(monkeypatc
     try:
         pin_reproducible("cpu")  # a CPU run is left as it is
         assert not torch.backends.cudnn.deterministic and torch.backends.cudnn.allow_tf32
-        assert "CUBLAS_WORKSPACE_CONFIG" not in __import__("os").environ
+        assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
         pin_reproducible(torch.device("cuda", 0))  # the settings only: no CUDA needed to make them
         assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
         assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
         assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
-        assert __import__("os").environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     finally:
         torch.use_deterministic_algorithms(was[0], warn_only=was[1])
         torch.backends.cuda.matmul.allow_tf32 = was[2]
