@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tracerflow.background.generator import release_threads
 from tracerflow.events.build import build_events
 from tracerflow.events.entries import EntryFilter
 from tracerflow.events.source import file_identity
@@ -81,7 +82,10 @@ class BuildEvents(FileTask):
                 access=cfg.remote_access, overlay=overlay,
             )
 
-        self.run_files(build, "BuildEvents", "events")
+        try:
+            self.run_files(build, "BuildEvents", "events")
+        finally:
+            release_threads()  # after an overlay's generator, what runs next in this process gets its usual threads
 
     def _overlay(self):
         """The background overlay of this run's config (None without one)."""

@@ -60,7 +60,7 @@ class TrainBackgroundGenerator(TracerflowTask):
 
     def run(self) -> None:
         from tracerflow.background.conditions import ConditionsStore
-        from tracerflow.background.generator import BackgroundGenerator, payload_name
+        from tracerflow.background.generator import BackgroundGenerator, payload_name, release_threads
         from tracerflow.background.quality import GOALS, compare, report_html, summarize
         from tracerflow.background.train import fit_payload, train_settings
         from tracerflow.seeding import derive_seed
@@ -81,11 +81,14 @@ class TrainBackgroundGenerator(TracerflowTask):
         revision = store.put(block["globaltag"], payload_name(name), model.state_dict(), metadata)
         generator = BackgroundGenerator(name, seed=seed, nintra=block["nintra"], ninter=block["ninter"],
                                         globaltag=block["globaltag"], store=store, revision=revision)
-        generator.initialize()
         n = block["train"]["evaluation_events"]
         self.report(0.85, f"TrainBackgroundGenerator {name}: generating and simulating {n:,} events for the report")
         hashes = np.array([derive_seed(seed, "background-evaluation", i) for i in range(2 * n)], dtype=np.uint64)
-        generated = summarize(settings.geometry, generator.events(hashes[:n]), n)
+        try:
+            generator.initialize()
+            generated = summarize(settings.geometry, generator.events(hashes[:n]), n)
+        finally:
+            release_threads()  # what runs next in this process gets its usual threads
         reference = summarize(settings.geometry, simulate_events(settings.geometry, physics, cfg.seed, hashes[n:])[1], n)
         comparison = compare(generated, reference)
         report_html({name: comparison}, {name: generated, "simulation": reference},

@@ -17,7 +17,9 @@ interface of Belle II's ``PXDBackgroundGenerator`` and a batched call beside its
   (:func:`seed_from_framework`).
 * ``nintra``, ``ninter``: torch's intra- and inter-op threads, set by the first ``initialize()``
   of the process (torch refuses to change the inter-op count once parallel work has run; a
-  later generator asking for other counts is told so in the log and runs with the first).
+  later generator asking for other counts is told so in the log and runs with the first). They
+  are the process's: :func:`release_threads` puts the intra-op count back for the work that
+  follows (TrainBackgroundGenerator and BuildEvents call it when done).
 
 Every event's latents come from a ``torch.Generator`` of its own, seeded by (seed, event hash), and
 the models compute each event in its own pass with kernels whose bits do not depend on the other
@@ -53,7 +55,9 @@ log = logging.getLogger("tracerflow")
 DEFAULT_GLOBALTAG = BACKGROUND.fields["globaltag"].default
 DEFAULT_MODEL = BACKGROUND.fields["model"].default
 
-_threads: tuple[int, int] | None = None  # (intra, inter) set by the process's first initialize()
+_threads: tuple[int, int] | None = None  # (intra, inter) the process's generators set, while in force
+_inter: int | None = None  # the inter-op count the process's first generator set (torch keeps it)
+_intra_before: int | None = None  # torch's intra-op count before the generators' was put in force
 
 
 def payload_name(model: str) -> str:
@@ -68,25 +72,44 @@ def seed_from_framework(framework_seed: int | str) -> int:
 
 
 def _apply_threads(nintra: int, ninter: int) -> None:
-    """torch's thread counts, once per process (see the module docstring)."""
-    global _threads
+    """torch's thread counts: the intra-op one while a generator's is not in force, the inter-op
+    one once per process (see the module docstring)."""
+    global _threads, _inter, _intra_before
     import torch
 
-    if _threads == (nintra, ninter):
+    previous = _threads
+    if previous == (nintra, ninter):
         return
-    if _threads is not None:
+    if previous is not None:
         log.info("background generator: torch's threads were set to %d intra / %d inter-op by an earlier "
-                 "generator of this process; %d / %d asked for now", *_threads, nintra, ninter)
-        torch.set_num_threads(nintra)  # the intra-op count may change; the inter-op one may not
-        _threads = (nintra, _threads[1])
+                 "generator of this process; %d / %d asked for now", *previous, nintra, ninter)
+    else:
+        _intra_before = torch.get_num_threads()
+    torch.set_num_threads(nintra)  # the intra-op count may change; the inter-op one may not
+    if _inter is None:
+        try:
+            torch.set_num_interop_threads(ninter)
+            _inter = ninter
+        except RuntimeError:  # parallel work already ran in this process: torch keeps its count
+            _inter = torch.get_num_interop_threads()
+            log.info("background generator: torch's inter-op threads were fixed before initialize(); "
+                     "keeping %d (asked for %d)", _inter, ninter)
+    _threads = (nintra, ninter if previous is None else previous[1])
+
+
+def release_threads() -> None:
+    """torch's intra-op thread count back to what it was before the generators' was put in force:
+    a task that generated calls it when done, so what runs next in its process (a TrainFold after
+    BuildEvents' overlay, on one worker) runs on its usual threads and its bits do not depend on
+    what ran before it. The next ``initialize()`` sets the generator's count again; the inter-op
+    count stays (torch fixes it for the process)."""
+    global _threads
+    if _threads is None:
         return
-    torch.set_num_threads(nintra)
-    try:
-        torch.set_num_interop_threads(ninter)
-    except RuntimeError:  # parallel work already ran in this process: torch keeps its count
-        log.info("background generator: torch's inter-op threads were fixed before initialize(); "
-                 "keeping %d (asked for %d)", torch.get_num_interop_threads(), ninter)
-    _threads = (nintra, ninter)
+    import torch
+
+    torch.set_num_threads(_intra_before)
+    _threads = None
 
 
 class BackgroundGenerator:
@@ -127,7 +150,6 @@ class BackgroundGenerator:
         from tracerflow.background.models import build_model, model_from_config, options_of_state
         from tracerflow.models.device import pin_reproducible
 
-        _apply_threads(self.nintra, self.ninter)
         if self.checkpoint is not None:
             if not self.checkpoint.is_file():
                 raise PayloadError(f"background checkpoint {self.checkpoint}: no such file")
@@ -159,6 +181,7 @@ class BackgroundGenerator:
             model = load_into(model_from_config(built), payload)
             self.payload = payload
         self.geometry = model.geometry
+        _apply_threads(self.nintra, self.ninter)  # once the payload is loaded: a refused one changes nothing
         pin_reproducible(self.device)
         model.eval().to(device=self.device, dtype=torch.float32)
         for parameter in model.parameters():

@@ -100,3 +100,26 @@ def test_a_payload_for_another_model_geometry_or_tag_is_refused_by_name(tmp_path
         BackgroundGenerator("conditioned", store=store, globaltag="tag").initialize()
     with pytest.raises(RuntimeError, match="initialize"):
         BackgroundGenerator().events(HASHES[:1])
+
+
+def test_a_generators_threads_are_released_for_what_runs_next_and_a_refused_payload_sets_none(tmp_path):
+    from tracerflow.background import generator as module
+
+    store, _ = _store(tmp_path)
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    try:
+        module.release_threads()  # whatever an earlier test left in force
+        torch.set_num_threads(other)  # the process's own count, as a task finds it
+        with pytest.raises(PayloadError):
+            BackgroundGenerator("resnet", globaltag="tag", store=store, nintra=3).initialize()  # no such payload
+        assert torch.get_num_threads() == other
+        BackgroundGenerator("conditioned", globaltag="tag", store=store, nintra=3).initialize()
+        assert torch.get_num_threads() == 3
+        module.release_threads()
+        assert torch.get_num_threads() == other
+        module.release_threads()  # nothing in force: nothing changes
+        assert torch.get_num_threads() == other
+    finally:
+        module.release_threads()
+        torch.set_num_threads(before)

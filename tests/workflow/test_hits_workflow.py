@@ -3,8 +3,9 @@ generator trained in the run (TrainBackgroundGenerator) and overlaid by BuildEve
 each hit's neighbours telling signal hits from background hits through TrainFold and Predict.
 
 The overlay adds exactly the generator's digits of each event (checked against the ROOT file's
-signal hits and the trained payload), the same whatever the chunk size and worker count, and the
-hit classifier learns (AUC, background rejection at fixed hit efficiency)."""
+signal hits and the trained payload), the same whatever the chunk size and worker count, the hit
+classifier learns (AUC, background rejection at fixed hit efficiency), and a fold retrained alone
+has the bytes it had in the whole run."""
 from __future__ import annotations
 
 import json
@@ -76,6 +77,14 @@ def test_the_hit_workflow_overlays_the_trained_generator_and_learns_signal_hits(
     metrics = json.loads((out / "predict" / "metrics.json").read_text())["out_of_fold"]["all"]["model"]
     assert metrics["auc_signal_hits_vs_background_hits"] > 0.9, metrics
     assert metrics["background_hits_rejection_90"] > 3, metrics
+
+    # a fold retrained alone gives the bytes it had in the whole run, where the generator's tasks ran
+    # before it in the same process (they leave torch's threads as they found them)
+    model = out / "train" / "fold_0" / "model.h5"
+    trained = model.read_bytes()
+    model.unlink()
+    proc = _run(work, "--until", "TrainFold")
+    assert "tasks: 1 ran," in proc.stdout and model.read_bytes() == trained, proc.stdout
 
     # the same events, hit for hit, in chunks of 17 events and on two workers
     other = tmp_path / "b"
