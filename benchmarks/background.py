@@ -305,8 +305,9 @@ def bench_quality(setup: _Setup, clusters: Mapping[str, tuple[Any, float]],
                                   ("belle2", "clusters_belle2", BELLE2_QUALITY_EVENTS)):
         load_before = _load()
         gen, fit_s = clusters[geometry]
-        out[key] = {"geometry": geometry, **_evaluate(setup, gen, events, floor=True), "fit_events": setup.train_block["fit_events"],
-                    "fit_s": round(fit_s, 2), "load": [load_before, _load()]}
+        out[key] = {"geometry": geometry, **_evaluate(setup, gen, events, floor=True),
+                    "fit_events": setup.train_block["fit_events"], "fit_s": round(fit_s, 2),
+                    "load": [load_before, _load()]}
         echo(f"background: clusters quality, {geometry}: {_summary_line(out[key])} (two simulated samples: "
              f"{_summary_line(out[key]['floor'])})")
     for name in IMAGE_MODELS:

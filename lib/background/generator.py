@@ -26,8 +26,8 @@ the models compute each event in its own pass with kernels whose bits do not dep
 events or the thread count (:mod:`.models`); the model runs in float32 (on CUDA IEEE float32, not
 TF32, with deterministic algorithms: :func:`tracerflow.models.device.pin_reproducible`). So an
 event's digits are bitwise the same whatever else is generated with it, in which order, chunks or
-batch sizes, on how many threads or workers. Digits are flat numpy arrays made with one ``nonzero`` over the
-decoded charges, never a Python loop per digit.
+batch sizes, on how many threads or workers. Digits are flat numpy arrays made with one
+``nonzero`` over the decoded charges, never a Python loop per digit.
 
 Contract with its neighbours: models and decoding from :mod:`.models`, payloads from
 :mod:`.conditions`, event hashes from :mod:`tracerflow.hashing` (``event()`` without a hash uses
