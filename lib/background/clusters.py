@@ -93,6 +93,11 @@ def shares(log_rate: np.ndarray) -> np.ndarray:
     return rate / max(float(rate.sum()), 1e-300)
 
 
+def mask_bits(masks: np.ndarray, n: int) -> np.ndarray:
+    """The pattern masks' first ``n`` bits, ``(patterns, n)`` bool (bit ``du * window + dv``)."""
+    return ((np.asarray(masks, dtype=np.int64)[:, None] >> np.arange(n)) & 1).astype(bool)
+
+
 class ClusterModel(nn.Module):
     """See the module docstring. ``patterns``: the number of patterns; ``bank``: the bytes of the
     flat charge bank."""
@@ -166,7 +171,8 @@ class ClusterModel(nn.Module):
             lo, hi = (float(x) for x in self.level_range.detach().cpu().numpy().astype(np.float64))
             weight = np.maximum(self.level_weight.detach().cpu().numpy().astype(np.float64), 0.0)
             weight = weight / max(float(weight.sum()), 1e-300)
-            masks = self.pattern_masks.detach().cpu().numpy().astype(np.int64)
+            bits = mask_bits(self.pattern_masks.detach().cpu().numpy(), w * w)
+            k = np.arange(w * w)
             self._tables = {
                 "log_rate": self.log_rate.detach().cpu().numpy().astype(np.float64),
                 "share": shares(self.log_rate.detach().cpu().numpy()),
@@ -179,19 +185,16 @@ class ClusterModel(nn.Module):
                 # each row's CDF shifted by its row index: one searchsorted for all rows
                 "cell_cdf": (cell_cdf + np.arange(layers)[:, None]).ravel(),
                 "pattern_cdf": (pattern_cdf + np.arange(len(pattern))[:, None]).ravel(),
-                "pattern_bits": ((masks[:, None] >> np.arange(w * w)) & 1).astype(bool),
+                "pattern_bits": bits,
                 # rows and columns of each pattern's bounding box (its anchor is the box's corner)
-                "pattern_rows": np.max(np.where((masks[:, None] >> np.arange(w * w)) & 1, np.arange(w * w) // w + 1, 0),
-                                       axis=1),
-                "pattern_cols": np.max(np.where((masks[:, None] >> np.arange(w * w)) & 1, np.arange(w * w) % w + 1, 0),
-                                       axis=1),
+                "pattern_rows": np.max(np.where(bits, k // w + 1, 0), axis=1),
+                "pattern_cols": np.max(np.where(bits, k % w + 1, 0), axis=1),
                 "n_cells": np.int64(cells.shape[1]),
                 "n_patterns": np.int64(pattern.shape[1]),
                 "bank": self.bank.detach().cpu().numpy(),
                 # each pattern's fired pixels (its vectors' length in the bank) and their bits in order
-                "pattern_size": ((masks[:, None] >> np.arange(w * w)) & 1).sum(axis=1),
-                "pattern_bit": np.argsort(~(((masks[:, None] >> np.arange(w * w)) & 1).astype(bool)), axis=1,
-                                          kind="stable"),
+                "pattern_size": bits.sum(axis=1),
+                "pattern_bit": np.argsort(~bits, axis=1, kind="stable"),
                 "bank_start": self.bank_start.detach().cpu().numpy(),
                 "bank_count": self.bank_count.detach().cpu().numpy(),
                 "layer": self.geometry.layer_of().astype(np.int64),
@@ -462,11 +465,11 @@ def fit_tables(geometry: PixelGeometry, digits: dict[str, np.ndarray], n_events:
     overall = np.bincount(edge * p + pattern, minlength=classes * p).reshape(classes, p)
     # an edge class never seen: the patterns seen anywhere that fit it
     bits = np.arange(classes)
-    fits_u = ((masks[:, None] >> bits) & 1).astype(bool)
+    fired = mask_bits(masks, classes)
     seen = overall.sum(axis=0)
     for e in np.flatnonzero(overall.sum(axis=1) == 0):
         eu, ev = divmod(int(e), window)
-        allowed = ~np.any(fits_u & ((bits // window > eu) | (bits % window > ev))[None, :], axis=1)
+        allowed = ~np.any(fired & ((bits // window > eu) | (bits % window > ev))[None, :], axis=1)
         overall[e] = seen * allowed
     pattern_counts = np.bincount((density_class * classes + edge) * p + pattern,
                                  minlength=DENSITY_CLASSES * classes * p).reshape(DENSITY_CLASSES, classes, p)
@@ -486,10 +489,9 @@ def fit_tables(geometry: PixelGeometry, digits: dict[str, np.ndarray], n_events:
     rank[order] = np.arange(len(pattern)) - start_all[pattern[order]]
     kept = order[rank[order] < bank_cap]  # by pattern, then rank
     bank_count = np.minimum(np.bincount(pattern, minlength=len(masks)), bank_cap)
-    size = ((masks[:, None] >> np.arange(classes)) & 1).sum(axis=1)
+    size = fired.sum(axis=1)
     bank_start = np.concatenate([[0], np.cumsum(bank_count * size)[:-1]])
-    fired = ((pieces["mask"][kept][:, None] >> np.arange(classes)) & 1).astype(bool)
-    bank = pieces["charges"][kept][fired]  # row-major: each vector's fired pixels in bit order
+    bank = pieces["charges"][kept][fired[pattern[kept]]]  # row-major: each vector's fired pixels in bit order
     model = ClusterModel(geometry, patterns=len(masks), bank=len(bank), window=window, cell=cell)
     state = {
         "log_rate": log_rate32,
